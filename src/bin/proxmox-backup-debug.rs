@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("Error: not built yet");
+    std::process::exit(255);
+}
