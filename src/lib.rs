@@ -1,2 +1,4 @@
-//! The backup server: API router, authentication, tasks and jobs (filled by later work), and the
-//! library code behind the binaries in `src/bin/`.
+//! The backup server: API router, authentication, tasks and jobs (arriving with later work), and
+//! the library code behind the binaries in `src/bin/`.
+
+pub mod debug;

@@ -1,0 +1,37 @@
+# Entry points for developers and CI. See README.md.
+
+CARGO ?= cargo
+
+.PHONY: all deps build test bench fmt clippy check fuzz-smoke
+
+all: build
+
+deps:
+	@./scripts/install-build-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+# The whole test suite: unit tests, integration tests and doc tests of every crate.
+test: deps
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+# Throughput benchmarks, each printed beside a reference figure measured in the same run.
+bench: deps
+	$(CARGO) bench -p pbs-datastore --bench datastore
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check: fmt clippy test
+
+# Bounded fuzzing run of every target (needs cargo-fuzz, see README.md).
+FUZZ_SECONDS ?= 60
+fuzz-smoke:
+	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 cargo fuzz list); do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
