@@ -9,4 +9,4 @@ pub mod key_config;
 pub mod paperkey;
 
 pub use data_blob::{DataBlob, DataChunkBuilder};
-// pub use key_config::KeyConfig;
+pub use key_config::KeyConfig;
