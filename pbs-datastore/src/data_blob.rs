@@ -112,7 +112,8 @@ impl BlobKind {
         }
     }
 
-    fn for_flags(encrypted: bool, compressed: bool) -> Self {
+    /// The kind with the given properties.
+    pub fn for_flags(encrypted: bool, compressed: bool) -> Self {
         match (encrypted, compressed) {
             (false, false) => Self::Uncompressed,
             (false, true) => Self::Compressed,
@@ -478,9 +479,7 @@ fn zstd_stream_into(buf: Vec<u8>, data: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
     };
     let writer = CappedVec { buf, limit };
     let mut encoder = zstd::stream::write::Encoder::with_encoder(writer, raw_encoder);
-    let result = encoder
-        .write_all(data)
-        .and_then(|()| encoder.do_finish());
+    let result = encoder.write_all(data).and_then(|()| encoder.do_finish());
     let buf = std::mem::take(&mut encoder.get_mut().buf);
     match result {
         Ok(()) => Ok(buf),
@@ -505,11 +504,7 @@ fn zstd_bulk_smaller(data: &[u8]) -> Result<Option<Vec<u8>>, BlobError> {
 
 /// Decompresses a sequence of zstd frames into `out`, never holding more than `limit` + 1
 /// decompressed bytes.
-fn zstd_decompress_bounded(
-    input: &[u8],
-    limit: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), BlobError> {
+fn zstd_decompress_bounded(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), BlobError> {
     use zstd::stream::raw::Operation;
     use zstd::zstd_safe::{InBuffer, OutBuffer};
 
@@ -868,7 +863,11 @@ mod tests {
             data[len / 2..].fill(7);
             let full_stream = zstd::stream::encode_all(data.as_slice(), ZSTD_LEVEL).unwrap();
             let blob = DataBlob::encode(&data, None, true).unwrap();
-            assert_eq!(blob.is_compressed(), full_stream.len() < data.len(), "{len}");
+            assert_eq!(
+                blob.is_compressed(),
+                full_stream.len() < data.len(),
+                "{len}"
+            );
             if blob.is_compressed() {
                 assert_eq!(&blob.raw_data()[12..], full_stream.as_slice());
             }
@@ -990,8 +989,8 @@ mod tests {
 
     #[test]
     fn zero_chunk() {
-        let (blob, digest) = DataChunkBuilder::build_zero_chunk(None, 4 * 1024 * 1024, true)
-            .unwrap();
+        let (blob, digest) =
+            DataChunkBuilder::build_zero_chunk(None, 4 * 1024 * 1024, true).unwrap();
         assert_eq!(
             hex::encode(digest),
             "bb9f8df61474d25e71fa00722318cd387396ca1736605e1248821cc0de3d3af8"

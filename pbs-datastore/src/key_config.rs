@@ -46,7 +46,9 @@ pub enum KeyConfigError {
     WrongPasswordWithHint(String),
     #[error("got strange key length ({0} != 32)")]
     WrongKeyLength(usize),
-    #[error("KeyConfig contains wrong fingerprint {stored}, contained key has fingerprint {actual}")]
+    #[error(
+        "KeyConfig contains wrong fingerprint {stored}, contained key has fingerprint {actual}"
+    )]
     WrongFingerprint {
         stored: Fingerprint,
         actual: Fingerprint,
@@ -253,7 +255,11 @@ impl KeyConfig {
     }
 
     /// A key file protecting `raw_key` with a passphrase (random salt and IV).
-    pub fn with_key(raw_key: &[u8; 32], passphrase: &[u8], kdf: Kdf) -> Result<Self, KeyConfigError> {
+    pub fn with_key(
+        raw_key: &[u8; 32],
+        passphrase: &[u8],
+        kdf: Kdf,
+    ) -> Result<Self, KeyConfigError> {
         let kdf_config = KeyDerivationConfig::new_random(kdf)?;
         let mut iv = [0u8; IV_LEN];
         openssl::rand::rand_bytes(&mut iv)?;
@@ -496,8 +502,8 @@ pub fn rsa_decrypt_key_config(
         .map_err(KeyConfigError::RsaDecrypt)?;
     let text = std::str::from_utf8(&buffer[..len])
         .map_err(|err| KeyConfigError::RsaPayload(err.to_string()))?;
-    let key = KeyConfig::from_json(text)
-        .map_err(|err| KeyConfigError::RsaPayload(err.to_string()))?;
+    let key =
+        KeyConfig::from_json(text).map_err(|err| KeyConfigError::RsaPayload(err.to_string()))?;
     key.decrypt(passphrase)
 }
 
@@ -520,7 +526,8 @@ pub fn create_master_key_with_bits(
     let rsa = Rsa::generate(bits)?;
     let public_pem = rsa.public_key_to_pem()?;
     let pkey = PKey::from_rsa(rsa)?;
-    let private_pem = pkey.private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), passphrase)?;
+    let private_pem =
+        pkey.private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), passphrase)?;
     Ok((public_pem, private_pem))
 }
 
@@ -660,7 +667,10 @@ mod tests {
     #[test]
     fn unprotected_key_file() {
         let config = KeyConfig::without_password(test_key()).unwrap();
-        assert_eq!(b64(&config.data), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+        assert_eq!(
+            b64(&config.data),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        );
         let json = config.to_json().unwrap();
         assert!(json.starts_with("{\"kdf\":null,\"created\":\""));
         assert!(json.contains("\"data\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\""));
@@ -758,7 +768,10 @@ mod tests {
             assert_eq!(fp.full(), FULL_FP);
             assert_eq!(KeyInfo::from(&parsed).kdf, kdf);
         }
-        assert_eq!(serde_json::to_string(&Kdf::default()).unwrap(), "\"scrypt\"");
+        assert_eq!(
+            serde_json::to_string(&Kdf::default()).unwrap(),
+            "\"scrypt\""
+        );
         assert_eq!(serde_json::to_string(&Kdf::Pbkdf2).unwrap(), "\"pbkdf2\"");
     }
 
@@ -771,7 +784,10 @@ mod tests {
         config.store(&path, false).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), config.to_json().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            config.to_json().unwrap()
+        );
         assert!(matches!(
             config.store(&path, false),
             Err(KeyConfigError::Io { .. })
@@ -790,7 +806,8 @@ mod tests {
 
     #[test]
     fn rsa_master_key_round_trip() {
-        let (public_pem, private_pem) = create_master_key_with_bits(b"master secret", 3072).unwrap();
+        let (public_pem, private_pem) =
+            create_master_key_with_bits(b"master secret", 3072).unwrap();
         assert!(public_pem.starts_with(b"-----BEGIN PUBLIC KEY-----\n"));
         assert!(private_pem.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
         let public = Rsa::public_key_from_pem(&public_pem).unwrap();
@@ -817,6 +834,9 @@ mod tests {
         let small = Rsa::generate(2048).unwrap();
         let small_public = Rsa::public_key_from_pem(&small.public_key_to_pem().unwrap()).unwrap();
         let err = rsa_encrypt_key_config(&small_public, &config).unwrap_err();
-        assert!(matches!(err, KeyConfigError::TooLargeForRsa { bits: 2048, .. }));
+        assert!(matches!(
+            err,
+            KeyConfigError::TooLargeForRsa { bits: 2048, .. }
+        ));
     }
 }

@@ -104,9 +104,7 @@ pub fn qrencode(kind: &str, input: &str) -> Result<Vec<u8>, Error> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|err| {
-            format_err!(
-                "unable to run 'qrencode' (install the Debian package 'qrencode') - {err}"
-            )
+            format_err!("unable to run 'qrencode' (install the Debian package 'qrencode') - {err}")
         })?;
     // qrencode reads all input before writing anything, so writing first cannot deadlock.
     let write_result = match child.stdin.take() {
@@ -406,10 +404,13 @@ mod tests {
     #[test]
     fn generate_with_real_qrencode() {
         if !qrencode_available() {
-            let err = generate_paper_key(Vec::new(), KEY_JSON, None, PaperkeyFormat::Text)
-                .unwrap_err();
+            let err =
+                generate_paper_key(Vec::new(), KEY_JSON, None, PaperkeyFormat::Text).unwrap_err();
             let msg = err.to_string();
-            assert!(msg.contains("'qrencode'") && msg.contains("Debian package"), "{msg}");
+            assert!(
+                msg.contains("'qrencode'") && msg.contains("Debian package"),
+                "{msg}"
+            );
             return;
         }
         let mut out = Vec::new();
@@ -419,7 +420,10 @@ mod tests {
         let lines = expected_json_lines();
         assert_eq!(
             &text[..layout_end],
-            format!("Subject: s\n\n{BEGIN_MARKER}\n{}\n{END_MARKER}\n", lines.join("\n"))
+            format!(
+                "Subject: s\n\n{BEGIN_MARKER}\n{}\n{END_MARKER}\n",
+                lines.join("\n")
+            )
         );
         assert!(text[layout_end..].contains('█') || text[layout_end..].contains('▀'));
         let mut out = Vec::new();
