@@ -412,6 +412,10 @@ impl DataBlob {
         if self.is_encrypted() {
             return Ok(());
         }
+        if self.kind == BlobKind::Uncompressed {
+            // Hot path of chunk uploads: check the payload in place, without a copy.
+            return check_length_and_digest(self.payload(), expected_chunk_size, expected_digest);
+        }
         let mut data = Vec::new();
         // One byte of slack tells "too long" apart from "exactly right" without decoding a
         // possibly huge stream completely.
@@ -426,17 +430,25 @@ impl DataBlob {
             }
             Err(err) => return Err(err),
         }
-        if data.len() != expected_chunk_size {
-            return Err(BlobError::WrongLength {
-                actual: data.len(),
-                expected: expected_chunk_size,
-            });
-        }
-        if &openssl::sha::sha256(&data) != expected_digest {
-            return Err(BlobError::WrongDigest);
-        }
-        Ok(())
+        check_length_and_digest(&data, expected_chunk_size, expected_digest)
     }
+}
+
+fn check_length_and_digest(
+    data: &[u8],
+    expected_size: usize,
+    expected_digest: &[u8; 32],
+) -> Result<(), BlobError> {
+    if data.len() != expected_size {
+        return Err(BlobError::WrongLength {
+            actual: data.len(),
+            expected: expected_size,
+        });
+    }
+    if &openssl::sha::sha256(data) != expected_digest {
+        return Err(BlobError::WrongDigest);
+    }
+    Ok(())
 }
 
 /// A `Vec` writer refusing to grow beyond `limit` bytes; lets compression stop as soon as its
@@ -641,7 +653,6 @@ fn fuzz_crypt_config() -> Option<&'static CryptConfig> {
 pub fn blob_decode(raw: &[u8]) -> Result<usize, BlobError> {
     let blob = DataBlob::from_raw(raw.to_vec())?;
     let crc = blob.verify_crc();
-    let _ = (blob.crc(), blob.crypt_mode(), blob.raw_size());
     let unkeyed = blob.decode(None, Some(&[0u8; 32]));
     let keyed = match fuzz_crypt_config() {
         Some(config) => blob.decode(Some(config), None),
@@ -983,6 +994,24 @@ mod tests {
         ));
         assert!(matches!(
             blob.verify_unencrypted(10_000, &[0u8; 32]),
+            Err(BlobError::WrongDigest)
+        ));
+
+        let (plain, digest) = DataChunkBuilder::new(&data)
+            .compress(false)
+            .build()
+            .unwrap();
+        assert!(!plain.is_compressed());
+        plain.verify_unencrypted(10_000, &digest).unwrap();
+        assert!(matches!(
+            plain.verify_unencrypted(10_001, &digest),
+            Err(BlobError::WrongLength {
+                actual: 10_000,
+                expected: 10_001
+            })
+        ));
+        assert!(matches!(
+            plain.verify_unencrypted(10_000, &[1u8; 32]),
             Err(BlobError::WrongDigest)
         ));
     }
