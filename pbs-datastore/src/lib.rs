@@ -4,3 +4,6 @@ pub mod crypt_config;
 pub mod file_formats;
 
 pub use crypt_config::CryptConfig;
+pub mod chunker;
+
+pub use chunker::Chunker;
