@@ -1,9 +1,11 @@
 //! The datastore: everything a backup server keeps on disk, byte-compatible with upstream.
 
+pub mod canonical_json;
+pub mod chunker;
 pub mod crypt_config;
 pub mod file_formats;
-
-pub use crypt_config::CryptConfig;
-pub mod chunker;
+pub mod manifest;
 
 pub use chunker::Chunker;
+pub use crypt_config::CryptConfig;
+pub use manifest::BackupManifest;
