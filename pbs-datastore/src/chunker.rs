@@ -291,7 +291,11 @@ const READ_BLOCK_SIZE: usize = 256 * 1024;
 
 /// Splits everything `reader` yields into content-defined chunks and hands each to `consumer`
 /// as a slice of one internal buffer (no per-chunk allocation).
-pub fn split_reader<R, F, E>(reader: &mut R, chunker: &mut Chunker, mut consumer: F) -> Result<(), E>
+pub fn split_reader<R, F, E>(
+    reader: &mut R,
+    chunker: &mut Chunker,
+    mut consumer: F,
+) -> Result<(), E>
 where
     R: Read + ?Sized,
     F: FnMut(&[u8]) -> Result<(), E>,
@@ -341,7 +345,10 @@ pub struct ChunkStream<R> {
 impl<R: Read> ChunkStream<R> {
     /// Chunks `reader` with the given average chunk size (a power of two).
     pub fn new(reader: R, chunk_size_avg: usize) -> Result<Self, ChunkerError> {
-        Ok(Self::with_chunker(reader, Chunker::try_new(chunk_size_avg)?))
+        Ok(Self::with_chunker(
+            reader,
+            Chunker::try_new(chunk_size_avg)?,
+        ))
     }
 
     /// Chunks `reader` with a prepared chunker.
@@ -386,7 +393,8 @@ impl<R: Read> Iterator for ChunkStream<R> {
                 if cut > 0 {
                     // Only the unscanned tail (less than one read block) is copied.
                     let end = self.scanned + cut;
-                    let mut rest = Vec::with_capacity(self.chunker.chunk_size_min() + READ_BLOCK_SIZE);
+                    let mut rest =
+                        Vec::with_capacity(self.chunker.chunk_size_min() + READ_BLOCK_SIZE);
                     rest.extend_from_slice(&self.buffer[end..]);
                     let mut chunk = std::mem::replace(&mut self.buffer, rest);
                     chunk.truncate(end);
@@ -677,7 +685,10 @@ mod tests {
             Chunker::try_new(3000).unwrap_err(),
             ChunkerError::NotPowerOfTwo(3000)
         );
-        assert_eq!(Chunker::try_new(0).unwrap_err(), ChunkerError::NotPowerOfTwo(0));
+        assert_eq!(
+            Chunker::try_new(0).unwrap_err(),
+            ChunkerError::NotPowerOfTwo(0)
+        );
         assert!(Chunker::try_new(1 << 31).is_ok());
         assert_eq!(
             Chunker::try_new(1 << 32).unwrap_err(),
@@ -898,7 +909,9 @@ mod tests {
             if self.rng.below(5) == 0 {
                 return Err(io::ErrorKind::Interrupted.into());
             }
-            let n = (1 + self.rng.below(10_000)).min(buf.len()).min(self.data.len());
+            let n = (1 + self.rng.below(10_000))
+                .min(buf.len())
+                .min(self.data.len());
             buf[..n].copy_from_slice(&self.data[..n]);
             self.data = &self.data[n..];
             Ok(n)

@@ -1,6 +1,7 @@
 //! The datastore: everything a backup server keeps on disk, byte-compatible with upstream.
 
 pub mod canonical_json;
+pub mod catalog;
 pub mod chunker;
 pub mod crypt_config;
 pub mod file_formats;

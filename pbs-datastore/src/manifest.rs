@@ -163,7 +163,11 @@ fn sort_keys(value: Value) -> Value {
 
 impl BackupManifest {
     /// An empty, unsigned manifest for one snapshot.
-    pub fn new(backup_type: impl Into<String>, backup_id: impl Into<String>, backup_time: i64) -> Self {
+    pub fn new(
+        backup_type: impl Into<String>,
+        backup_id: impl Into<String>,
+        backup_time: i64,
+    ) -> Self {
         Self {
             backup_type: backup_type.into(),
             backup_id: backup_id.into(),
@@ -271,7 +275,10 @@ impl BackupManifest {
     }
 
     /// Parses decoded manifest JSON and, given a key, checks its signature first.
-    pub fn from_data_verified(data: &[u8], crypt_config: Option<&CryptConfig>) -> Result<Self, Error> {
+    pub fn from_data_verified(
+        data: &[u8],
+        crypt_config: Option<&CryptConfig>,
+    ) -> Result<Self, Error> {
         let json: Value = serde_json::from_slice(data).context("unable to parse manifest")?;
         Self::check_signature(&json, crypt_config)?;
         Self::from_value(json)
@@ -356,7 +363,8 @@ impl BackupManifest {
         match self.unprotected.get(VERIFY_STATE) {
             None | Some(Value::Null) => Ok(None),
             Some(value) => Ok(Some(
-                SnapshotVerifyState::deserialize(value).context("invalid verify_state in manifest")?,
+                SnapshotVerifyState::deserialize(value)
+                    .context("invalid verify_state in manifest")?,
             )),
         }
     }
@@ -364,7 +372,8 @@ impl BackupManifest {
     /// Records the result of a verification in `unprotected.verify_state`.
     pub fn set_verify_state(&mut self, state: &SnapshotVerifyState) -> Result<(), Error> {
         let value = serde_json::to_value(state)?;
-        self.unprotected_mut().insert(VERIFY_STATE.to_string(), value);
+        self.unprotected_mut()
+            .insert(VERIFY_STATE.to_string(), value);
         Ok(())
     }
 
@@ -451,12 +460,18 @@ mod tests {
             String::from_utf8(to_canonical_json(&protected).unwrap()).unwrap(),
             SIGNED_PART
         );
-        assert_eq!(hex::encode(manifest.signature(&crypt_config).unwrap()), SIGNATURE);
+        assert_eq!(
+            hex::encode(manifest.signature(&crypt_config).unwrap()),
+            SIGNATURE
+        );
 
         let text = manifest.to_string(Some(&crypt_config)).unwrap();
         let json: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["signature"], SIGNATURE);
-        assert_eq!(json["unprotected"]["key-fingerprint"], SCRYPT_KEY_FINGERPRINT);
+        assert_eq!(
+            json["unprotected"]["key-fingerprint"],
+            SCRYPT_KEY_FINGERPRINT
+        );
         assert_eq!(
             json["unprotected"]["note"],
             "This is not protected by the signature."
@@ -481,7 +496,10 @@ mod tests {
         let mut tampered = json.clone();
         tampered["files"][1]["size"] = json!(201);
         assert_eq!(
-            error_of(BackupManifest::check_signature(&tampered, Some(&crypt_config))),
+            error_of(BackupManifest::check_signature(
+                &tampered,
+                Some(&crypt_config)
+            )),
             "wrong signature in manifest"
         );
         let upper = text.replace(SIGNATURE, &SIGNATURE.to_uppercase());
@@ -496,7 +514,10 @@ mod tests {
         // Wrong key.
         let other = counting_key();
         assert_eq!(
-            error_of(BackupManifest::from_data_verified(text.as_bytes(), Some(&other))),
+            error_of(BackupManifest::from_data_verified(
+                text.as_bytes(),
+                Some(&other)
+            )),
             "wrong key - unable to verify signature since manifest's key 12:b9:b7:74:bb:3d:89:95 \
              does not match provided key 0e:ab:d4:46:0b:6e:b9:ca"
         );
@@ -577,11 +598,12 @@ mod tests {
                 CryptMode::None,
             )
             .unwrap();
-        manifest.set_verify_state(&SnapshotVerifyState {
-            state: VerifyState::Ok,
-            upid: "<UPID string of the verify task>".to_string(),
-        })
-        .unwrap();
+        manifest
+            .set_verify_state(&SnapshotVerifyState {
+                state: VerifyState::Ok,
+                upid: "<UPID string of the verify task>".to_string(),
+            })
+            .unwrap();
         manifest.unprotected_mut().insert(
             "chunk_upload_stats".to_string(),
             json!({"count": 2, "size": 5243343, "compressed_size": 1234, "duplicates": 0}),
@@ -611,7 +633,10 @@ mod tests {
         manifest.set_notes("first line\nsecond line");
         let text = manifest.to_string(None).unwrap();
         assert!(!text.ends_with('\n'));
-        assert_eq!(BackupManifest::from_data(text.as_bytes()).unwrap(), manifest);
+        assert_eq!(
+            BackupManifest::from_data(text.as_bytes()).unwrap(),
+            manifest
+        );
 
         let crypt_config = counting_key();
         let signed = manifest.to_string(Some(&crypt_config)).unwrap();
@@ -740,7 +765,9 @@ mod tests {
         assert_eq!(manifest.verify_state().unwrap(), Some(state));
         assert_eq!(manifest.notes(), Some("hello"));
 
-        manifest.unprotected_mut().insert(VERIFY_STATE.into(), json!({"state": "maybe"}));
+        manifest
+            .unprotected_mut()
+            .insert(VERIFY_STATE.into(), json!({"state": "maybe"}));
         assert!(manifest.verify_state().is_err());
 
         manifest.unprotected = json!(7);
