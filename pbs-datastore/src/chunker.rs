@@ -205,18 +205,17 @@ impl Chunker {
         end: usize,
     ) -> u32 {
         let ring_end = end.min(WINDOW_SIZE.max(start));
-        let mut ring_pos = chunk_size;
-        for &enter in &data[start..ring_end] {
+        for (ring_pos, &enter) in (chunk_size..).zip(&data[start..ring_end]) {
             let slot = &mut self.window[ring_pos & WINDOW_MASK];
             h = roll(h, *slot, enter);
             *slot = enter;
-            ring_pos += 1;
         }
         if ring_end < end {
-            let leaving = &data[ring_end - WINDOW_SIZE..end - WINDOW_SIZE];
-            for (&leave, &enter) in leaving.iter().zip(&data[ring_end..end]) {
-                h = roll(h, leave, enter);
-            }
+            h = roll_slice(
+                h,
+                &data[ring_end - WINDOW_SIZE..end - WINDOW_SIZE],
+                &data[ring_end..end],
+            );
             self.store_window_tail(chunk_size + (end - start), data, end);
         }
         h
@@ -233,28 +232,28 @@ impl Chunker {
         start: usize,
         end: usize,
     ) -> Option<usize> {
-        let mask = self.break_test_mask;
-        let minimum = self.break_test_minimum;
+        let test = BreakTest {
+            mask: self.break_test_mask,
+            minimum: self.break_test_minimum,
+        };
         let ring_end = end.min(WINDOW_SIZE.max(start));
-        let mut ring_pos = chunk_size;
-        let mut pos = start;
-        for &enter in &data[start..ring_end] {
-            let slot = &mut self.window[ring_pos & WINDOW_MASK];
+        for (pos, &enter) in (start..).zip(&data[start..ring_end]) {
+            let slot = &mut self.window[(chunk_size + pos - start) & WINDOW_MASK];
             h = roll(h, *slot, enter);
             *slot = enter;
-            ring_pos += 1;
-            pos += 1;
-            if (h & mask) >= minimum {
-                return Some(pos);
+            if test.hit(h) {
+                return Some(pos + 1);
             }
         }
         if ring_end < end {
-            let leaving = &data[ring_end - WINDOW_SIZE..end - WINDOW_SIZE];
-            for (i, (&leave, &enter)) in leaving.iter().zip(&data[ring_end..end]).enumerate() {
-                h = roll(h, leave, enter);
-                if (h & mask) >= minimum {
-                    return Some(ring_end + i + 1);
-                }
+            match roll_slice_tested(
+                h,
+                &data[ring_end - WINDOW_SIZE..end - WINDOW_SIZE],
+                &data[ring_end..end],
+                test,
+            ) {
+                Ok(new_h) => h = new_h,
+                Err(consumed) => return Some(ring_end + consumed),
             }
             self.store_window_tail(chunk_size + (end - start), data, end);
         }
@@ -270,6 +269,88 @@ impl Chunker {
             self.window[(first + i) & WINDOW_MASK] = byte;
         }
     }
+}
+
+/// The hash break test: `(h & mask) >= mask - 2`.
+#[derive(Clone, Copy)]
+struct BreakTest {
+    mask: u32,
+    minimum: u32,
+}
+
+impl BreakTest {
+    #[inline(always)]
+    fn hit(self, h: u32) -> bool {
+        (h & self.mask) >= self.minimum
+    }
+}
+
+/// Table values of four outgoing/incoming byte pairs, pre-combined so that the hash after
+/// each of the four steps needs only one rotate and one XOR from the hash before them:
+/// `h_k = rotl(h, k) ^ acc[k-1]`.
+#[inline(always)]
+fn combine4(leave: &[u8], enter: &[u8]) -> [u32; 4] {
+    let x0 = BUZHASH_TABLE[leave[0] as usize] ^ BUZHASH_TABLE[enter[0] as usize];
+    let x1 = BUZHASH_TABLE[leave[1] as usize] ^ BUZHASH_TABLE[enter[1] as usize];
+    let x2 = BUZHASH_TABLE[leave[2] as usize] ^ BUZHASH_TABLE[enter[2] as usize];
+    let x3 = BUZHASH_TABLE[leave[3] as usize] ^ BUZHASH_TABLE[enter[3] as usize];
+    let a1 = x0.rotate_left(1) ^ x1;
+    let a2 = a1.rotate_left(1) ^ x2;
+    let a3 = a2.rotate_left(1) ^ x3;
+    [x0, a1, a2, a3]
+}
+
+/// Rolls `enter` into the hash while `leave` (same length) drops out, without tests.
+#[inline(always)]
+fn roll_slice(mut h: u32, leave: &[u8], enter: &[u8]) -> u32 {
+    let leave_blocks = leave.chunks_exact(4);
+    let enter_blocks = enter.chunks_exact(4);
+    let (leave_rest, enter_rest) = (leave_blocks.remainder(), enter_blocks.remainder());
+    for (l, e) in leave_blocks.zip(enter_blocks) {
+        let acc = combine4(l, e);
+        h = h.rotate_left(4) ^ acc[3];
+    }
+    for (&l, &e) in leave_rest.iter().zip(enter_rest) {
+        h = roll(h, l, e);
+    }
+    h
+}
+
+/// Like [`roll_slice`] with the break test after every byte: `Err(n)` if the `n`-th byte of
+/// `enter` cuts, else `Ok(hash)`.
+#[inline(always)]
+fn roll_slice_tested(
+    mut h: u32,
+    leave: &[u8],
+    enter: &[u8],
+    test: BreakTest,
+) -> Result<u32, usize> {
+    let leave_blocks = leave.chunks_exact(4);
+    let enter_blocks = enter.chunks_exact(4);
+    let (leave_rest, enter_rest) = (leave_blocks.remainder(), enter_blocks.remainder());
+    for (block, (l, e)) in leave_blocks.zip(enter_blocks).enumerate() {
+        let acc = combine4(l, e);
+        let h1 = h.rotate_left(1) ^ acc[0];
+        let h2 = h.rotate_left(2) ^ acc[1];
+        let h3 = h.rotate_left(3) ^ acc[2];
+        let h4 = h.rotate_left(4) ^ acc[3];
+        if test.hit(h1) | test.hit(h2) | test.hit(h3) | test.hit(h4) {
+            let first = [h1, h2, h3, h4]
+                .iter()
+                .position(|&v| test.hit(v))
+                .unwrap_or(3);
+            return Err(block * 4 + first + 1);
+        }
+        h = h4;
+    }
+    let done = enter.len() - enter_rest.len();
+    for (i, (&l, &e)) in leave_rest.iter().zip(enter_rest).enumerate() {
+        h = roll(h, l, e);
+        if test.hit(h) {
+            return Err(done + i + 1);
+        }
+    }
+    Ok(h)
 }
 
 /// Reads until `buf` is full or the reader reaches end of input; returns the bytes read.
