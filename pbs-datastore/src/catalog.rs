@@ -453,6 +453,58 @@ impl<W: Write> CatalogWriter<W> {
     }
 }
 
+/// The catalog calls an archive encoder makes while walking a directory tree.
+pub trait BackupCatalogWriter {
+    /// Opens a directory.
+    fn start_directory(&mut self, name: &[u8]) -> Result<(), Error>;
+    /// Closes the innermost directory.
+    fn end_directory(&mut self) -> Result<(), Error>;
+    /// Adds a regular file.
+    fn add_file(&mut self, name: &[u8], size: u64, mtime: i64) -> Result<(), Error>;
+    /// Adds a symlink.
+    fn add_symlink(&mut self, name: &[u8]) -> Result<(), Error>;
+    /// Adds a hardlink.
+    fn add_hardlink(&mut self, name: &[u8]) -> Result<(), Error>;
+    /// Adds a block device.
+    fn add_block_device(&mut self, name: &[u8]) -> Result<(), Error>;
+    /// Adds a character device.
+    fn add_char_device(&mut self, name: &[u8]) -> Result<(), Error>;
+    /// Adds a FIFO.
+    fn add_fifo(&mut self, name: &[u8]) -> Result<(), Error>;
+    /// Adds a socket.
+    fn add_socket(&mut self, name: &[u8]) -> Result<(), Error>;
+}
+
+impl<W: Write> BackupCatalogWriter for CatalogWriter<W> {
+    fn start_directory(&mut self, name: &[u8]) -> Result<(), Error> {
+        CatalogWriter::start_directory(self, name)
+    }
+    fn end_directory(&mut self) -> Result<(), Error> {
+        CatalogWriter::end_directory(self)
+    }
+    fn add_file(&mut self, name: &[u8], size: u64, mtime: i64) -> Result<(), Error> {
+        CatalogWriter::add_file(self, name, size, mtime)
+    }
+    fn add_symlink(&mut self, name: &[u8]) -> Result<(), Error> {
+        CatalogWriter::add_symlink(self, name)
+    }
+    fn add_hardlink(&mut self, name: &[u8]) -> Result<(), Error> {
+        CatalogWriter::add_hardlink(self, name)
+    }
+    fn add_block_device(&mut self, name: &[u8]) -> Result<(), Error> {
+        CatalogWriter::add_block_device(self, name)
+    }
+    fn add_char_device(&mut self, name: &[u8]) -> Result<(), Error> {
+        CatalogWriter::add_char_device(self, name)
+    }
+    fn add_fifo(&mut self, name: &[u8]) -> Result<(), Error> {
+        CatalogWriter::add_fifo(self, name)
+    }
+    fn add_socket(&mut self, name: &[u8]) -> Result<(), Error> {
+        CatalogWriter::add_socket(self, name)
+    }
+}
+
 /// An entry as stored in a table: directories carry their raw delta.
 struct RawEntry<'a> {
     entry_type: CatalogEntryType,
@@ -888,7 +940,8 @@ mod tests {
     }
 
     fn second_example() -> Vec<u8> {
-        let mut writer = CatalogWriter::new(Vec::new()).unwrap();
+        let mut catalog = CatalogWriter::new(Vec::new()).unwrap();
+        let writer: &mut dyn BackupCatalogWriter = &mut catalog;
         writer.start_directory(b"root.pxar.didx").unwrap();
         writer.start_directory(b"e").unwrap();
         writer.end_directory().unwrap();
@@ -899,7 +952,7 @@ mod tests {
         writer.start_directory(b"etc.pxar.didx").unwrap();
         writer.add_fifo(b"p").unwrap();
         writer.end_directory().unwrap();
-        writer.finish().unwrap()
+        catalog.finish().unwrap()
     }
 
     const FIRST_EXAMPLE: &str = concat!(
