@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    pbs_datastore::data_blob::fuzz_decode(data);
+    let _ = pbs_datastore::data_blob::blob_decode(data);
 });
