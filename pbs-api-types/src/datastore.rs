@@ -324,7 +324,10 @@ mod tests {
             snapshot_path(&ns, &dir).unwrap(),
             PathBuf::from("ns/a/ns/b/vm/100/2020-06-26T13:56:05Z")
         );
-        assert_eq!(group_path(&ns, &dir.group), PathBuf::from("ns/a/ns/b/vm/100"));
+        assert_eq!(
+            group_path(&ns, &dir.group),
+            PathBuf::from("ns/a/ns/b/vm/100")
+        );
         assert_eq!(
             snapshot_path(&BackupNamespace::root(), &dir).unwrap(),
             PathBuf::from("vm/100/2020-06-26T13:56:05Z")
@@ -379,8 +382,7 @@ mod tests {
     #[test]
     fn group_ordering() {
         let mut groups: Vec<BackupGroup> = [
-            "vm/abc", "vm/20", "vm/100", "vm/3", "host/zz", "ct/9", "vm/Abc", "vm/_x",
-            "vm/0100a",
+            "vm/abc", "vm/20", "vm/100", "vm/3", "host/zz", "ct/9", "vm/Abc", "vm/_x", "vm/0100a",
         ]
         .iter()
         .map(|s| group(s))

@@ -73,7 +73,10 @@ mod tests {
         let json = serde_json::to_string(&opts).unwrap();
         assert_eq!(json, r#"{"keep-last":3,"keep-monthly":1}"#);
         assert_eq!(serde_json::from_str::<KeepOptions>(&json).unwrap(), opts);
-        assert_eq!(serde_json::to_string(&KeepOptions::default()).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&KeepOptions::default()).unwrap(),
+            "{}"
+        );
         assert_eq!(
             serde_json::from_str::<KeepOptions>("{}").unwrap(),
             KeepOptions::default()

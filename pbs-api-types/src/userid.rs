@@ -233,7 +233,10 @@ mod tests {
         assert_eq!(auth("a b@pam").unwrap_err(), "invalid user name in user id");
         assert_eq!(auth("a:b@pam").unwrap_err(), "invalid user name in user id");
         assert_eq!(auth("a/b@pam").unwrap_err(), "invalid user name in user id");
-        assert_eq!(auth("a\u{7}@pam").unwrap_err(), "invalid user name in user id");
+        assert_eq!(
+            auth("a\u{7}@pam").unwrap_err(),
+            "invalid user name in user id"
+        );
         assert_eq!(auth("a@pa").unwrap_err(), "invalid realm in user id");
         assert_eq!(
             auth(&format!("a@{}", "r".repeat(33))).unwrap_err(),
@@ -242,7 +245,10 @@ mod tests {
         assert!(auth(&format!("a@{}", "r".repeat(32))).is_ok());
         assert_eq!(auth("a@-pam").unwrap_err(), "invalid realm in user id");
         assert_eq!(auth("a@pbs!").unwrap_err(), "empty token name in userid");
-        assert_eq!(auth("a@pbs!.t").unwrap_err(), "invalid token name in user id");
+        assert_eq!(
+            auth("a@pbs!.t").unwrap_err(),
+            "invalid token name in user id"
+        );
         assert_eq!(
             "a@pbs!t".parse::<Userid>().unwrap_err().to_string(),
             "invalid realm in user id"

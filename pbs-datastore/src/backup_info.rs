@@ -90,7 +90,12 @@ mod tests {
 
     #[test]
     fn file_name_rule() {
-        for good in ["root.pxar.didx", "drive-scsi0.img.fidx", "index.json.blob", ".blob"] {
+        for good in [
+            "root.pxar.didx",
+            "drive-scsi0.img.fidx",
+            "index.json.blob",
+            ".blob",
+        ] {
             assert!(is_backup_file_name(good), "{good}");
         }
         for bad in [

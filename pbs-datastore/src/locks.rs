@@ -165,7 +165,11 @@ pub fn lock_dir_noblock(
 }
 
 /// Exclusive non-blocking lock on a directory.
-pub fn lock_dir_exclusive(path: &Path, what: &str, busy_msg: &str) -> Result<DirLockGuard, LockError> {
+pub fn lock_dir_exclusive(
+    path: &Path,
+    what: &str,
+    busy_msg: &str,
+) -> Result<DirLockGuard, LockError> {
     lock_dir_noblock(path, what, busy_msg, LockMode::Exclusive)
 }
 
@@ -212,7 +216,10 @@ pub fn lock_manifest(path: &Path) -> Result<ManifestLockGuard, LockError> {
 }
 
 /// [`lock_manifest`] with an explicit timeout.
-pub fn lock_manifest_timeout(path: &Path, timeout: Duration) -> Result<ManifestLockGuard, LockError> {
+pub fn lock_manifest_timeout(
+    path: &Path,
+    timeout: Duration,
+) -> Result<ManifestLockGuard, LockError> {
     let open_err = |source| LockError::OpenManifestLock {
         path: path.to_path_buf(),
         source,
@@ -269,10 +276,18 @@ mod tests {
     #[test]
     fn exclusive_conflicts_within_one_process() {
         let tmp = tempfile::tempdir().unwrap();
-        let guard = lock_dir_exclusive(tmp.path(), "backup group", "another backup is already running")
-            .unwrap();
-        let err = lock_dir_exclusive(tmp.path(), "backup group", "another backup is already running")
-            .unwrap_err();
+        let guard = lock_dir_exclusive(
+            tmp.path(),
+            "backup group",
+            "another backup is already running",
+        )
+        .unwrap();
+        let err = lock_dir_exclusive(
+            tmp.path(),
+            "backup group",
+            "another backup is already running",
+        )
+        .unwrap_err();
         assert!(err.is_busy());
         assert_eq!(
             err.to_string(),
@@ -292,7 +307,9 @@ mod tests {
         let a = lock_dir_shared(tmp.path(), "snapshot", "busy").unwrap();
         let b = lock_dir_shared(tmp.path(), "snapshot", "busy").unwrap();
         let err = lock_dir_exclusive(tmp.path(), "snapshot", "in use").unwrap_err();
-        assert!(err.to_string().starts_with("unable to acquire lock on snapshot directory"));
+        assert!(err
+            .to_string()
+            .starts_with("unable to acquire lock on snapshot directory"));
         assert!(err.to_string().ends_with(" - in use"));
         drop(a);
         assert!(lock_dir_exclusive(tmp.path(), "snapshot", "in use").is_err());
@@ -316,7 +333,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let err = lock_dir_exclusive(&tmp.path().join("nope"), "snapshot", "busy").unwrap_err();
         assert!(!err.is_busy());
-        assert!(err.to_string().starts_with("unable to open snapshot directory"));
+        assert!(err
+            .to_string()
+            .starts_with("unable to open snapshot directory"));
     }
 
     #[test]

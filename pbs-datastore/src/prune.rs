@@ -250,7 +250,10 @@ mod tests {
                 PruneMark::Remove
             ]
         );
-        assert!(result.iter().filter(|(_, m)| m.keep()).all(|(s, _)| s.protected));
+        assert!(result
+            .iter()
+            .filter(|(_, m)| m.keep())
+            .all(|(s, _)| s.protected));
     }
 
     #[test]

@@ -21,7 +21,11 @@ fn prune_vectors_in_several_time_zones() {
         // SAFETY (edition 2021: safe fn): this test is the only one in this process.
         std::env::set_var("TZ", zone);
         reload_timezone();
-        assert_eq!(strftime_local("%z", 0).unwrap(), offset, "zone {zone} not active");
+        assert_eq!(
+            strftime_local("%z", 0).unwrap(),
+            offset,
+            "zone {zone} not active"
+        );
 
         let vectors = prune_vectors();
         assert_eq!(vectors.len(), 23);

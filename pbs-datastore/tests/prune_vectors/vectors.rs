@@ -64,7 +64,12 @@ impl PruneVector {
 
     fn check(&self, result: &[(TestSnap, PruneMark)]) -> Result<(), String> {
         if result.len() != self.snapshots.len() {
-            return Err(format!("{}: {} results for {} snapshots", self.name, result.len(), self.snapshots.len()));
+            return Err(format!(
+                "{}: {} results for {} snapshots",
+                self.name,
+                result.len(),
+                self.snapshots.len()
+            ));
         }
         let mut ascending: Vec<(String, PruneMark)> =
             result.iter().map(|(s, m)| (s.name(), *m)).collect();
@@ -77,8 +82,16 @@ impl PruneVector {
                 .collect()
         };
         let (what, got, want): (&str, Vec<String>, Vec<String>) = match self.expect {
-            Expect::Removed(list) => ("removed", select(false), list.iter().map(|s| s.to_string()).collect()),
-            Expect::Kept(list) => ("kept", select(true), list.iter().map(|s| s.to_string()).collect()),
+            Expect::Removed(list) => (
+                "removed",
+                select(false),
+                list.iter().map(|s| s.to_string()).collect(),
+            ),
+            Expect::Kept(list) => (
+                "kept",
+                select(true),
+                list.iter().map(|s| s.to_string()).collect(),
+            ),
             Expect::Marks(marks) => (
                 "marks",
                 ascending.iter().map(|(n, m)| format!("{n} {m}")).collect(),
@@ -159,13 +172,27 @@ fn prune_vectors() -> Vec<PruneVector> {
     let n = None;
     let s = Some;
     vec![
-        v("P1", &protected_group, keep(s(1), n, n, n, n, n), Expect::Removed(&["2019-11-15T10:39:15Z"])),
-        v("P2", &protected_group, keep(n, s(1), n, n, n, n), Expect::Removed(&["2019-11-15T10:39:15Z"])),
+        v(
+            "P1",
+            &protected_group,
+            keep(s(1), n, n, n, n, n),
+            Expect::Removed(&["2019-11-15T10:39:15Z"]),
+        ),
+        v(
+            "P2",
+            &protected_group,
+            keep(n, s(1), n, n, n, n),
+            Expect::Removed(&["2019-11-15T10:39:15Z"]),
+        ),
         v(
             "H1",
             &hourly_group,
             keep(n, s(3), n, n, n, n),
-            Expect::Removed(&["2019-11-15T10:49:15Z", "2019-11-15T11:39:15Z", "2019-11-15T11:49:15Z"]),
+            Expect::Removed(&[
+                "2019-11-15T10:49:15Z",
+                "2019-11-15T11:39:15Z",
+                "2019-11-15T11:49:15Z",
+            ]),
         ),
         v(
             "H2",
@@ -173,7 +200,12 @@ fn prune_vectors() -> Vec<PruneVector> {
             keep(n, s(2), n, n, n, n),
             Expect::Kept(&["2019-11-15T10:59:15Z", "2019-11-15T11:59:15Z"]),
         ),
-        v("S2-1", &simple2_group, keep(n, n, s(1), n, n, n), Expect::Kept(&["2019-12-04T11:59:15Z"])),
+        v(
+            "S2-1",
+            &simple2_group,
+            keep(n, n, s(1), n, n, n),
+            Expect::Kept(&["2019-12-04T11:59:15Z"]),
+        ),
         v(
             "S2-2",
             &simple2_group,
@@ -190,7 +222,11 @@ fn prune_vectors() -> Vec<PruneVector> {
             "S2-4",
             &simple2_group,
             keep(n, n, s(1), s(1), s(1), n),
-            Expect::Kept(&["2019-11-22T11:59:15Z", "2019-12-01T11:59:15Z", "2019-12-04T11:59:15Z"]),
+            Expect::Kept(&[
+                "2019-11-22T11:59:15Z",
+                "2019-12-01T11:59:15Z",
+                "2019-12-04T11:59:15Z",
+            ]),
         ),
         v(
             "S2-5",
@@ -198,15 +234,30 @@ fn prune_vectors() -> Vec<PruneVector> {
             keep(n, n, n, n, s(1), s(1)),
             Expect::Kept(&["2018-11-15T11:59:15Z", "2019-12-04T11:59:15Z"]),
         ),
-        v("S1", &simple_group, keep(s(4), n, n, n, n, n), Expect::Removed(&[])),
-        v("S2", &simple_group, keep(s(3), n, n, n, n, n), Expect::Removed(&["2019-12-02T11:59:15Z"])),
+        v(
+            "S1",
+            &simple_group,
+            keep(s(4), n, n, n, n, n),
+            Expect::Removed(&[]),
+        ),
+        v(
+            "S2",
+            &simple_group,
+            keep(s(3), n, n, n, n, n),
+            Expect::Removed(&["2019-12-02T11:59:15Z"]),
+        ),
         v(
             "S3",
             &simple_group,
             keep(s(2), n, n, n, n, n),
             Expect::Removed(&["2019-12-02T11:59:15Z", "2019-12-03T11:59:15Z"]),
         ),
-        v("S4", &simple_group, keep(s(1), n, n, n, n, n), Expect::Removed(ALL3)),
+        v(
+            "S4",
+            &simple_group,
+            keep(s(1), n, n, n, n, n),
+            Expect::Removed(ALL3),
+        ),
         v(
             "S5",
             &simple_group,
@@ -218,19 +269,54 @@ fn prune_vectors() -> Vec<PruneVector> {
                 "2019-12-04T12:59:15Z",
             ]),
         ),
-        v("S6", &simple_group, keep(s(2), n, s(2), n, n, n), Expect::Removed(&[])),
-        v("S7", &simple_group, keep(n, n, s(3), n, n, n), Expect::Removed(&["2019-12-04T11:59:15Z"])),
+        v(
+            "S6",
+            &simple_group,
+            keep(s(2), n, s(2), n, n, n),
+            Expect::Removed(&[]),
+        ),
+        v(
+            "S7",
+            &simple_group,
+            keep(n, n, s(3), n, n, n),
+            Expect::Removed(&["2019-12-04T11:59:15Z"]),
+        ),
         v(
             "S8",
             &simple_group,
             keep(n, n, s(2), n, n, n),
             Expect::Removed(&["2019-12-02T11:59:15Z", "2019-12-04T11:59:15Z"]),
         ),
-        v("S9", &simple_group, keep(n, n, n, s(5), n, n), Expect::Removed(ALL3)),
-        v("S10", &simple_group, keep(n, n, s(1), s(5), n, n), Expect::Removed(ALL3)),
-        v("S11", &simple_group, keep(n, n, n, n, s(6), n), Expect::Removed(ALL3)),
-        v("S12", &simple_group, keep(n, n, n, n, n, s(7)), Expect::Removed(ALL3)),
-        v("S13", &simple_group, keep(n, n, n, s(5), s(6), s(7)), Expect::Removed(ALL3)),
+        v(
+            "S9",
+            &simple_group,
+            keep(n, n, n, s(5), n, n),
+            Expect::Removed(ALL3),
+        ),
+        v(
+            "S10",
+            &simple_group,
+            keep(n, n, s(1), s(5), n, n),
+            Expect::Removed(ALL3),
+        ),
+        v(
+            "S11",
+            &simple_group,
+            keep(n, n, n, n, s(6), n),
+            Expect::Removed(ALL3),
+        ),
+        v(
+            "S12",
+            &simple_group,
+            keep(n, n, n, n, n, s(7)),
+            Expect::Removed(ALL3),
+        ),
+        v(
+            "S13",
+            &simple_group,
+            keep(n, n, n, s(5), s(6), s(7)),
+            Expect::Removed(ALL3),
+        ),
         v(
             "D1 unfinished",
             &vec![
