@@ -191,6 +191,10 @@ impl BackupDir {
             return Err(NameError::TimeDirName(name.to_string()).into());
         }
         let time = parse_rfc3339(name)?;
+        // a leap second (`:60`) parses, but would map to another directory name
+        if epoch_to_rfc3339_utc(time)? != name {
+            return Err(NameError::TimeDirName(name.to_string()).into());
+        }
         Ok(Self { group, time })
     }
 
@@ -366,6 +370,7 @@ mod tests {
         }
         assert!("vm/100/x".parse::<BackupGroup>().is_err());
         assert!("vm/100/2020-13-26T13:56:05Z".parse::<BackupDir>().is_err());
+        assert!("vm/100/2005-12-31T23:59:60Z".parse::<BackupDir>().is_err());
         assert!(parse_ns_and_snapshot("a/b/vm/100/2020-06-26T13:56:05Z").is_err());
         assert!(parse_ns_and_snapshot("ns/a/vm/1/2020-06-26T13:56:05Z").is_ok());
     }
