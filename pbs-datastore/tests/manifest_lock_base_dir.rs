@@ -1,0 +1,29 @@
+//! Manifest lock files live below `$PBS_BASE_DIR/run/proxmox-backup/locks`.
+//!
+//! The environment is process-global, so this file holds a single test.
+
+use pbs_api_types::{BackupDir, BackupNamespace};
+use pbs_datastore::DataStore;
+
+#[test]
+fn manifest_lock_follows_pbs_base_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("root");
+    let store_path = tmp.path().join("store");
+    std::fs::create_dir_all(&store_path).unwrap();
+    std::env::set_var("PBS_BASE_DIR", &base);
+
+    let store = DataStore::open("store1", &store_path).unwrap();
+    let ns = BackupNamespace::new("a/b").unwrap();
+    let dir: BackupDir = "vm/100/2020-06-26T13:56:05Z".parse().unwrap();
+    let expected = base.join(
+        "run/proxmox-backup/locks/store1/ns/a/ns/b/vm/100/2020-06-26T13:56:05Z/2020-06-26T13:56:05Z.index.json.lck",
+    );
+    assert_eq!(store.manifest_lock_path(&ns, &dir).unwrap(), expected);
+    assert_eq!(
+        pbs_datastore::locks::manifest_lock_path("store1", &ns, &dir).unwrap(),
+        expected
+    );
+    let _guard = store.lock_manifest(&ns, &dir).unwrap();
+    assert!(expected.is_file());
+}
