@@ -13,5 +13,5 @@ pub use chunk_store::{ChunkStore, DatastoreFSyncLevel};
 pub use crypt_config::CryptConfig;
 pub use dynamic_index::{DynamicIndexReader, DynamicIndexWriter};
 pub use fixed_index::{FixedIndexReader, FixedIndexWriter};
-
+pub use garbage_collection::{garbage_collection, load_gc_status, GarbageCollectionStatus};
 pub use index::{open_index, ChunkReadInfo, IndexFile};
