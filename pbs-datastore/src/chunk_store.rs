@@ -9,7 +9,7 @@ use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{bail, format_err, Context, Error};
+use anyhow::{bail, format_err, Error};
 use serde::{Deserialize, Serialize};
 
 use crate::file_formats::{
@@ -335,6 +335,11 @@ impl ChunkStore {
         &self.base
     }
 
+    /// The `.chunks` directory.
+    pub fn chunk_dir(&self) -> &Path {
+        &self.chunk_dir
+    }
+
     /// The configured sync level.
     pub fn sync_level(&self) -> DatastoreFSyncLevel {
         self.sync_level
@@ -342,7 +347,9 @@ impl ChunkStore {
 
     /// Locks the in-process store mutex (inserts and the GC sweep take it).
     pub fn mutex_guard(&self) -> MutexGuard<'_, ()> {
-        self.mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.mutex
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Path of the chunk file for `digest`.
@@ -428,13 +435,12 @@ impl ChunkStore {
             ),
         }
 
-        self.write_chunk_file(&chunk_path, encoded)
-            .map_err(|err| {
-                format_err!(
-                    "inserting chunk '{digest_str}' on store '{}' failed - {err}",
-                    self.name
-                )
-            })?;
+        self.write_chunk_file(&chunk_path, encoded).map_err(|err| {
+            format_err!(
+                "inserting chunk '{digest_str}' on store '{}' failed - {err}",
+                self.name
+            )
+        })?;
         Ok((false, new_size))
     }
 
@@ -475,12 +481,15 @@ impl ChunkStore {
         let sync_file = self.sync_level == DatastoreFSyncLevel::File;
         let result = (|| -> Result<(), Error> {
             file.set_permissions(std::fs::Permissions::from_mode(0o644))
-                .context("fchmod failed")?;
-            file.write_all(data).context("write failed")?;
+                .map_err(|err| format_err!("fchmod failed - {err}"))?;
+            file.write_all(data)
+                .map_err(|err| format_err!("write failed - {err}"))?;
             if sync_file {
-                file.sync_all().context("fsync failed")?;
+                file.sync_all()
+                    .map_err(|err| format_err!("fsync failed - {err}"))?;
             }
-            std::fs::rename(&tmp_path, chunk_path).context("rename failed")?;
+            std::fs::rename(&tmp_path, chunk_path)
+                .map_err(|err| format_err!("rename failed - {err}"))?;
             Ok(())
         })();
         if let Err(err) = result {
@@ -663,7 +672,10 @@ pub(crate) mod test_store {
     pub(crate) fn store_tempdir() -> tempfile::TempDir {
         let shm = Path::new("/dev/shm");
         if shm.is_dir() {
-            if let Ok(dir) = tempfile::Builder::new().prefix("pbs-store-test").tempdir_in(shm) {
+            if let Ok(dir) = tempfile::Builder::new()
+                .prefix("pbs-store-test")
+                .tempdir_in(shm)
+            {
                 return dir;
             }
         }
@@ -763,9 +775,9 @@ mod tests {
         );
         assert_eq!(store.insert_chunk(&blob, &digest).unwrap(), (false, 14));
         assert_eq!(store.insert_chunk(&blob, &digest).unwrap(), (true, 14));
-        let expected = store.base_path().join(
-            ".chunks/b413/b413f47d13ee2fe6c845b2ee141af81de858df4ec549a58b7970bb96645bc8d2",
-        );
+        let expected = store
+            .base_path()
+            .join(".chunks/b413/b413f47d13ee2fe6c845b2ee141af81de858df4ec549a58b7970bb96645bc8d2");
         assert_eq!(store.chunk_path(&digest), expected);
         assert_eq!(std::fs::read(&expected).unwrap(), blob);
         let mode = std::fs::metadata(&expected).unwrap().permissions().mode();
@@ -781,8 +793,11 @@ mod tests {
         assert!(chunks.join("a342").is_dir());
         assert!(chunks.join("ffff").is_dir());
         assert!(store.base_path().join(".lock").is_file());
-        let digest = hex::decode("a342e8151cbf439ce65f3df696b54c67a114982cc0aa751f2852c2f7acc19a8b")
-            .unwrap();
+        assert_eq!(store.chunk_dir(), chunks);
+        store.syncfs().unwrap();
+        let digest =
+            hex::decode("a342e8151cbf439ce65f3df696b54c67a114982cc0aa751f2852c2f7acc19a8b")
+                .unwrap();
         let digest: [u8; 32] = digest.try_into().unwrap();
         assert_eq!(
             store.chunk_path(&digest),
@@ -810,12 +825,20 @@ mod tests {
         let err = ChunkStore::create("progress", &base, DatastoreFSyncLevel::None)
             .err()
             .expect("second create must fail");
-        assert!(err.to_string().contains("unable to create chunk store 'progress' subdir"));
+        assert!(err
+            .to_string()
+            .contains("unable to create chunk store 'progress' subdir"));
         assert!(ChunkStore::create("rel", "relative/path", DatastoreFSyncLevel::None).is_err());
-        let err = ChunkStore::open("missing", dir.path().join("nope"), DatastoreFSyncLevel::None)
-            .err()
-            .expect("open of missing store must fail");
-        assert!(err.to_string().starts_with("unable to open chunk store 'missing'"));
+        let err = ChunkStore::open(
+            "missing",
+            dir.path().join("nope"),
+            DatastoreFSyncLevel::None,
+        )
+        .err()
+        .expect("open of missing store must fail");
+        assert!(err
+            .to_string()
+            .starts_with("unable to open chunk store 'missing'"));
     }
 
     fn existing_then_new(
@@ -856,7 +879,7 @@ mod tests {
             let new = blob_with_magic(ENCR_COMPR_BLOB_MAGIC_1_0, 10, 2);
             let tag = format!("unenc-by-enc-{}", hex::encode(magic));
             let (result, content) = existing_then_new(&tag, &old, &new);
-            let err = result.err().expect("must be refused").to_string();
+            let err = result.expect_err("must be refused").to_string();
             assert!(
                 err.starts_with("Overwriting unencrypted chunk '")
                     && err.ends_with(
@@ -873,7 +896,7 @@ mod tests {
         let old = blob_with_magic(ENCRYPTED_BLOB_MAGIC_1_0, 100, 1);
         let new = blob_with_magic(ENCRYPTED_BLOB_MAGIC_1_0, 50, 2);
         let (result, content) = existing_then_new("enc-by-enc", &old, &new);
-        let err = result.err().expect("must be refused").to_string();
+        let err = result.expect_err("must be refused").to_string();
         assert!(
             err.starts_with("Overwriting existing (encrypted) chunk '")
                 && err.ends_with("' on store 'shared' is not allowed!"),
@@ -886,9 +909,21 @@ mod tests {
     fn encrypted_over_other_encrypted_keeps_existing() {
         // compressed-encrypted over plain-encrypted, and anything encrypted over compressed-encrypted
         let cases = [
-            (ENCRYPTED_BLOB_MAGIC_1_0, ENCR_COMPR_BLOB_MAGIC_1_0, "keep-1"),
-            (ENCR_COMPR_BLOB_MAGIC_1_0, ENCRYPTED_BLOB_MAGIC_1_0, "keep-2"),
-            (ENCR_COMPR_BLOB_MAGIC_1_0, ENCR_COMPR_BLOB_MAGIC_1_0, "keep-3"),
+            (
+                ENCRYPTED_BLOB_MAGIC_1_0,
+                ENCR_COMPR_BLOB_MAGIC_1_0,
+                "keep-1",
+            ),
+            (
+                ENCR_COMPR_BLOB_MAGIC_1_0,
+                ENCRYPTED_BLOB_MAGIC_1_0,
+                "keep-2",
+            ),
+            (
+                ENCR_COMPR_BLOB_MAGIC_1_0,
+                ENCR_COMPR_BLOB_MAGIC_1_0,
+                "keep-3",
+            ),
         ];
         for (old_magic, new_magic, tag) in cases {
             let old = blob_with_magic(old_magic, 100, 1);
@@ -1002,23 +1037,38 @@ mod tests {
     fn chunk_name_filter() {
         let hex64 = "ab".repeat(32);
         assert_eq!(is_chunk_name(hex64.as_bytes()), Some(false));
-        assert_eq!(is_chunk_name(format!("{hex64}.0.bad").as_bytes()), Some(true));
-        assert_eq!(is_chunk_name(format!("{hex64}.tmp_abcdef").as_bytes()), None);
+        assert_eq!(
+            is_chunk_name(format!("{hex64}.0.bad").as_bytes()),
+            Some(true)
+        );
+        assert_eq!(
+            is_chunk_name(format!("{hex64}.tmp_abcdef").as_bytes()),
+            None
+        );
         // Only the length and the hex prefix count, as in the sweep of the reference.
-        assert_eq!(is_chunk_name(format!("{hex64}.tmp_x").as_bytes()), Some(false));
+        assert_eq!(
+            is_chunk_name(format!("{hex64}.tmp_x").as_bytes()),
+            Some(false)
+        );
         assert_eq!(is_chunk_name("zz".repeat(32).as_bytes()), None);
         assert_eq!(is_chunk_name(b"abcd"), None);
     }
 
     #[test]
     fn sync_level_names() {
-        assert_eq!(DatastoreFSyncLevel::default(), DatastoreFSyncLevel::Filesystem);
+        assert_eq!(
+            DatastoreFSyncLevel::default(),
+            DatastoreFSyncLevel::Filesystem
+        );
         for (level, name) in [
             (DatastoreFSyncLevel::None, "none"),
             (DatastoreFSyncLevel::File, "file"),
             (DatastoreFSyncLevel::Filesystem, "filesystem"),
         ] {
-            assert_eq!(serde_json::to_string(&level).unwrap(), format!("\"{name}\""));
+            assert_eq!(
+                serde_json::to_string(&level).unwrap(),
+                format!("\"{name}\"")
+            );
             assert_eq!(name.parse::<DatastoreFSyncLevel>().unwrap(), level);
             assert_eq!(level.to_string(), name);
         }

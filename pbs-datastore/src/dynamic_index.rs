@@ -10,7 +10,9 @@ use anyhow::{bail, format_err, Error};
 
 use crate::chunk_store::ChunkStore;
 use crate::file_formats::DYNAMIC_SIZED_CHUNK_INDEX_1_0;
-use crate::index::{build_header, le8, ChunkReadInfo, IndexFile, IndexHeader, Mmap, INDEX_HEADER_SIZE};
+use crate::index::{
+    build_header, le8, ChunkReadInfo, IndexFile, IndexHeader, Mmap, INDEX_HEADER_SIZE,
+};
 use crate::process_locker::ProcessLockSharedGuard;
 
 /// Size of one entry: u64 LE end offset + 32 byte digest.
@@ -39,7 +41,7 @@ impl DynamicIndexReader {
     pub fn new(file: File, path: &Path) -> Result<Self, Error> {
         let header = IndexHeader::read(&file, path, "dynamic", &DYNAMIC_SIZED_CHUNK_INDEX_1_0)?;
         let entry_bytes = header.file_size - INDEX_HEADER_SIZE as u64;
-        if entry_bytes % DYNAMIC_ENTRY_SIZE as u64 != 0 {
+        if !entry_bytes.is_multiple_of(DYNAMIC_ENTRY_SIZE as u64) {
             bail!(
                 "dynamic index {path:?}: got unexpected file size ({} bytes is not header plus whole entries)",
                 header.file_size
@@ -83,7 +85,9 @@ impl DynamicIndexReader {
     pub fn chunk_start(&self, pos: usize) -> Option<u64> {
         match pos {
             0 if self.count > 0 => Some(0),
-            _ => self.chunk_end(pos.checked_sub(1)?).filter(|_| pos < self.count),
+            _ => self
+                .chunk_end(pos.checked_sub(1)?)
+                .filter(|_| pos < self.count),
         }
     }
 
@@ -314,7 +318,10 @@ mod tests {
         openssl::sha::sha256(data)
     }
 
-    fn write_index(name: &str, entries: &[(u64, [u8; 32])]) -> (tempfile::TempDir, PathBuf, [u8; 32]) {
+    fn write_index(
+        name: &str,
+        entries: &[(u64, [u8; 32])],
+    ) -> (tempfile::TempDir, PathBuf, [u8; 32]) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         let mut writer = DynamicIndexWriter::create(shared_store(), &path).unwrap();
@@ -435,7 +442,10 @@ mod tests {
         let path = dir.path().join("bad.didx");
         let mut writer = DynamicIndexWriter::create(shared_store(), &path).unwrap();
         let err = writer.add_chunk(0, &[0; 32]).unwrap_err().to_string();
-        assert!(err.contains("chunk end offset 0 not greater than previous end 0"), "{err}");
+        assert!(
+            err.contains("chunk end offset 0 not greater than previous end 0"),
+            "{err}"
+        );
         writer.add_chunk(10, &[0; 32]).unwrap();
         assert!(writer.add_chunk(10, &[0; 32]).is_err());
         assert!(writer.add_chunk(5, &[0; 32]).is_err());
@@ -481,11 +491,17 @@ mod tests {
         good[4136..4144].copy_from_slice(&7u64.to_le_bytes());
         let path = dir.path().join("y.didx");
         std::fs::write(&path, &good).unwrap();
-        DynamicIndexReader::open(&path).unwrap().check_ends().unwrap();
+        DynamicIndexReader::open(&path)
+            .unwrap()
+            .check_ends()
+            .unwrap();
 
         let check = |data: &[u8], expected: &str| {
             std::fs::write(&path, data).unwrap();
-            let err = DynamicIndexReader::open(&path).err().expect("must fail").to_string();
+            let err = DynamicIndexReader::open(&path)
+                .err()
+                .expect("must fail")
+                .to_string();
             assert!(err.contains(expected), "{err}");
             assert!(err.contains("y.didx"), "{err}");
         };

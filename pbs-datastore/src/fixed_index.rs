@@ -17,7 +17,7 @@ fn digest_count(size: u64, chunk_size: u64) -> Option<u64> {
     if chunk_size == 0 {
         return None;
     }
-    Some(size / chunk_size + u64::from(size % chunk_size != 0))
+    Some(size / chunk_size + u64::from(!size.is_multiple_of(chunk_size)))
 }
 
 /// Reader for `.fidx` files (digest array mapped read-only).
@@ -258,13 +258,19 @@ impl FixedIndexWriter {
     /// Checks that a chunk of `chunk_len` bytes ending at `offset_end` is aligned; returns its index.
     pub fn check_chunk_alignment(&self, offset_end: u64, chunk_len: u64) -> Result<usize, Error> {
         if offset_end > self.size {
-            bail!("chunk end offset {offset_end} beyond image size {}", self.size);
+            bail!(
+                "chunk end offset {offset_end} beyond image size {}",
+                self.size
+            );
         }
         let Some(start) = offset_end.checked_sub(chunk_len) else {
             bail!("chunk length {chunk_len} larger than end offset {offset_end}");
         };
         if start % self.chunk_size != 0 {
-            bail!("chunk start offset {start} is not aligned to chunk size {}", self.chunk_size);
+            bail!(
+                "chunk start offset {start} is not aligned to chunk size {}",
+                self.chunk_size
+            );
         }
         let expected_len = self.chunk_size.min(self.size - start);
         if chunk_len != expected_len {
@@ -427,7 +433,10 @@ mod tests {
         );
         assert_eq!(reader.chunk_info(2), None);
         assert_eq!(reader.chunk_from_offset(0), Some((0, 0)));
-        assert_eq!(reader.chunk_from_offset(4 * MIB - 1), Some((0, 4 * MIB - 1)));
+        assert_eq!(
+            reader.chunk_from_offset(4 * MIB - 1),
+            Some((0, 4 * MIB - 1))
+        );
         assert_eq!(reader.chunk_from_offset(4 * MIB), Some((1, 0)));
         assert_eq!(reader.chunk_from_offset(5 * MIB - 1), Some((1, MIB - 1)));
         assert_eq!(reader.chunk_from_offset(5 * MIB), None);
@@ -507,7 +516,10 @@ mod tests {
 
         let check = |data: &[u8], expected: &str| {
             std::fs::write(&path, data).unwrap();
-            let err = FixedIndexReader::open(&path).err().expect("must fail").to_string();
+            let err = FixedIndexReader::open(&path)
+                .err()
+                .expect("must fail")
+                .to_string();
             assert!(err.contains(expected), "{err}");
             assert!(err.contains("x.fidx"), "{err}");
         };

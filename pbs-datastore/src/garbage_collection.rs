@@ -97,7 +97,14 @@ pub fn garbage_collection(
     log: &dyn Fn(&str),
     abort: &dyn Fn() -> Result<(), Error>,
 ) -> Result<GarbageCollectionStatus, Error> {
-    run_garbage_collection(store, base_path, upid, log, abort, &pbs_api_types::time::epoch_now)
+    run_garbage_collection(
+        store,
+        base_path,
+        upid,
+        log,
+        abort,
+        &pbs_api_types::time::epoch_now,
+    )
 }
 
 /// The GC procedure with an injectable clock (read once, as phase 1 start time).
@@ -285,7 +292,10 @@ fn mark_used_chunks(
         }
         let percentage = (i + 1) * 100 / total;
         if percentage > last_percentage {
-            log(&format!("marked {percentage}% ({} of {total} index files)", i + 1));
+            log(&format!(
+                "marked {percentage}% ({} of {total} index files)",
+                i + 1
+            ));
             last_percentage = percentage;
         }
     }
@@ -341,9 +351,8 @@ fn sweep_unused_chunks(
 ) -> Result<(), Error> {
     let min_atime = sweep_cutoff(phase1_start_time, oldest_writer);
     let mut last_percentage = 0;
-    let mut chunk_count = 0usize;
 
-    for entry in store.chunk_iterator() {
+    for (chunk_count, entry) in store.chunk_iterator().enumerate() {
         abort()?;
         let entry = entry?;
         let percentage = entry.prefix_index * 100 / CHUNK_PREFIX_DIRS;
@@ -351,7 +360,6 @@ fn sweep_unused_chunks(
             log(&format!("processed {percentage}% ({chunk_count} chunks)"));
             last_percentage = percentage;
         }
-        chunk_count += 1;
 
         let _guard = store.mutex_guard();
         let meta = match std::fs::symlink_metadata(&entry.path) {
@@ -418,7 +426,10 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 fn log_summary(status: &GarbageCollectionStatus, log: &dyn Fn(&str)) {
-    log(&format!("Removed garbage: {}", human_bytes(status.removed_bytes)));
+    log(&format!(
+        "Removed garbage: {}",
+        human_bytes(status.removed_bytes)
+    ));
     log(&format!("Removed chunks: {}", status.removed_chunks));
     if status.pending_bytes > 0 {
         log(&format!(
@@ -528,8 +539,14 @@ mod tests {
     #[test]
     fn cutoff_rules() {
         assert_eq!(sweep_cutoff(100_000, 100_000), 100_000 - DAY - 300);
-        assert_eq!(sweep_cutoff(100_000, 100_000 - DAY - 1), 100_000 - DAY - 1 - 300);
-        assert_eq!(sweep_cutoff(100_000, 100_000 - DAY + 1), 100_000 - DAY - 300);
+        assert_eq!(
+            sweep_cutoff(100_000, 100_000 - DAY - 1),
+            100_000 - DAY - 1 - 300
+        );
+        assert_eq!(
+            sweep_cutoff(100_000, 100_000 - DAY + 1),
+            100_000 - DAY - 300
+        );
     }
 
     #[test]
@@ -629,7 +646,8 @@ mod tests {
         wait_for_file(&lockfile.with_extension("ready"), &mut child);
         let err = garbage_collection(&store, &base, None, &|_| {}, &|| Ok(())).unwrap_err();
         assert!(
-            err.to_string().starts_with("unable to get exclusive lock - "),
+            err.to_string()
+                .starts_with("unable to get exclusive lock - "),
             "{err}"
         );
         std::fs::write(lockfile.with_extension("release"), b"").unwrap();
@@ -648,8 +666,8 @@ mod tests {
             &|line| lines.borrow_mut().push(line.to_string()),
             &|| {
                 if nested_error.borrow().is_none() {
-                    let err = garbage_collection(&store, &base, None, &|_| {}, &|| Ok(()))
-                        .unwrap_err();
+                    let err =
+                        garbage_collection(&store, &base, None, &|_| {}, &|| Ok(())).unwrap_err();
                     *nested_error.borrow_mut() = Some(err.to_string());
                 }
                 Ok(())
@@ -697,7 +715,9 @@ mod tests {
             "warning: unable to access non-existent chunk {}, required by {didx:?}",
             hex::encode(missing)
         )));
-        assert!(has("found (and marked) 1 index files outside of expected directory scheme"));
+        assert!(has(
+            "found (and marked) 1 index files outside of expected directory scheme"
+        ));
         assert!(has(&format!("Removed garbage: {} B", c_size + 17)));
         assert!(has("Removed chunks: 1"));
         assert!(has(&format!(
@@ -724,7 +744,10 @@ mod tests {
             std::fs::read_to_string(&status_path).unwrap(),
             serde_json::to_string(&expected).unwrap()
         );
-        let mode = std::fs::metadata(&status_path).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&status_path)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o644);
         assert_eq!(load_gc_status(&base).unwrap(), expected);
 
@@ -753,20 +776,28 @@ mod tests {
         let snapshot = base.join("host/w/2024-01-01T00:00:00Z");
         std::fs::create_dir_all(&snapshot).unwrap();
 
-        let writer = DynamicIndexWriter::create(store.clone(), snapshot.join("root.pxar.didx"))
-            .unwrap();
+        let writer =
+            DynamicIndexWriter::create(store.clone(), snapshot.join("root.pxar.didx")).unwrap();
         let writer_start = store.oldest_writer().unwrap();
 
         // Chunks the writer uploaded shortly before GC started.
         let mut early = Vec::new();
         for i in 0..20u32 {
             let (digest, _) = insert(&store, format!("early chunk {i}").as_bytes());
-            set_times(&store.chunk_path(&digest), writer_start - 1, writer_start - 1);
+            set_times(
+                &store.chunk_path(&digest),
+                writer_start - 1,
+                writer_start - 1,
+            );
             early.push(digest);
         }
         // Unreferenced chunks older than the writer's cutoff.
         let (old, _) = insert(&store, b"older than the writer");
-        set_times(&store.chunk_path(&old), writer_start - 400, writer_start - 400);
+        set_times(
+            &store.chunk_path(&old),
+            writer_start - 400,
+            writer_start - 400,
+        );
         let (ancient, _) = insert(&store, b"ancient garbage");
         set_times(&store.chunk_path(&ancient), 1000, 1000);
 
@@ -779,14 +810,7 @@ mod tests {
         let (status, fresh) = std::thread::scope(|scope| {
             let gc = scope.spawn(|| {
                 barrier.wait();
-                run_garbage_collection(
-                    &store,
-                    &base,
-                    None,
-                    &|_| {},
-                    &|| Ok(()),
-                    &|| phase1,
-                )
+                run_garbage_collection(&store, &base, None, &|_| {}, &|| Ok(()), &|| phase1)
             });
             let inserter = scope.spawn(|| {
                 let mut writer = writer.lock().unwrap();

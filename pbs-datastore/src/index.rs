@@ -217,6 +217,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn thread_safety() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<crate::ChunkStore>();
+        send_sync::<FixedIndexReader>();
+        send_sync::<DynamicIndexReader>();
+        send::<crate::FixedIndexWriter>();
+        send::<crate::DynamicIndexWriter>();
+        send::<crate::process_locker::ProcessLockSharedGuard>();
+    }
+
+    #[test]
     fn uuid_has_version_and_variant() {
         let a = new_uuid_v4().unwrap();
         let b = new_uuid_v4().unwrap();

@@ -48,7 +48,9 @@ fn registry() -> &'static LockerRegistry {
 
 fn lock_state(locker: &Mutex<ProcessLocker>) -> MutexGuard<'_, ProcessLocker> {
     // The state stays consistent even if a holder panicked: every field update is a single step.
-    locker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    locker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ProcessLocker {
@@ -62,7 +64,9 @@ impl ProcessLocker {
         registry.retain(|_, weak| weak.strong_count() > 0);
 
         if let Ok(meta) = std::fs::metadata(path) {
-            if let Some(existing) = registry.get(&(meta.dev(), meta.ino())).and_then(Weak::upgrade)
+            if let Some(existing) = registry
+                .get(&(meta.dev(), meta.ino()))
+                .and_then(Weak::upgrade)
             {
                 return Ok(existing);
             }
@@ -115,13 +119,14 @@ impl ProcessLocker {
     }
 
     /// Takes a shared lock (non-blocking).
-    pub fn try_shared_lock(
-        locker: Arc<Mutex<Self>>,
-    ) -> Result<ProcessLockSharedGuard, Error> {
+    pub fn try_shared_lock(locker: Arc<Mutex<Self>>) -> Result<ProcessLockSharedGuard, Error> {
         let mut state = lock_state(&locker);
         if state.shared_guards.is_empty() && !state.exclusive {
             state.set_lock(libc::F_RDLCK).map_err(|err| {
-                format_err!("unable to get shared lock - {err} (lock file {:?})", state.path)
+                format_err!(
+                    "unable to get shared lock - {err} (lock file {:?})",
+                    state.path
+                )
             })?;
         }
         let guard_id = state.next_guard_id;
@@ -142,7 +147,10 @@ impl ProcessLocker {
             bail!("already locked exclusively");
         }
         state.set_lock(libc::F_WRLCK).map_err(|err| {
-            format_err!("unable to get exclusive lock - {err} (lock file {:?})", state.path)
+            format_err!(
+                "unable to get exclusive lock - {err} (lock file {:?})",
+                state.path
+            )
         })?;
         state.exclusive = true;
         drop(state);
@@ -263,7 +271,8 @@ pub(crate) mod tests {
             .err()
             .expect("exclusive lock must fail while another process reads");
         assert!(
-            err.to_string().starts_with("unable to get exclusive lock - "),
+            err.to_string()
+                .starts_with("unable to get exclusive lock - "),
             "{err}"
         );
         // A shared lock next to the other process's shared lock is fine.
