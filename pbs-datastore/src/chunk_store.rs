@@ -75,6 +75,16 @@ pub struct ChunkStore {
     sync_level: DatastoreFSyncLevel,
 }
 
+impl std::fmt::Debug for ChunkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkStore")
+            .field("name", &self.name)
+            .field("base", &self.base)
+            .field("sync_level", &self.sync_level)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One chunk-like entry found below `.chunks` by [`ChunkStore::chunk_iterator`].
 #[derive(Debug, Clone)]
 pub struct ChunkEntry {

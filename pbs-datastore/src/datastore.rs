@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Error};
 use thiserror::Error;
@@ -15,9 +16,14 @@ use crate::backup_info::{
 };
 use crate::group_files::{self, NOTES_FILE_NAME, OWNER_FILE_NAME};
 use crate::hierarchy::{self, GroupIter, NamespaceIter, SnapshotFilter};
+use crate::chunk_store::{ChunkStore, DatastoreFSyncLevel};
+use crate::garbage_collection::{garbage_collection, GarbageCollectionStatus};
 use crate::locks::{
     self, lock_dir_noblock, BackupDirGuard, BackupGroupGuard, LockMode, ManifestLockGuard,
 };
+use crate::manifest::BackupManifest;
+use crate::verify::ChunkOrder;
+use crate::DataBlob;
 
 /// Failures callers need to tell apart (all others are plain [`anyhow::Error`]s).
 #[derive(Debug, Error)]
@@ -37,20 +43,35 @@ const GROUP_LOCK_WHAT: &str = "backup group";
 /// Lock name of snapshot directories in error messages.
 const SNAPSHOT_LOCK_WHAT: &str = "snapshot";
 
-/// A datastore: name and base directory.
+/// The `tuning` options of a datastore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataStoreTuning {
+    /// When chunk writes are made durable.
+    pub sync_level: DatastoreFSyncLevel,
+    /// In which order verify reads chunks.
+    pub chunk_order: ChunkOrder,
+}
+
+/// A datastore: its backup hierarchy and its chunk store, below one base directory.
 #[derive(Debug)]
 pub struct DataStore {
     name: String,
     base_path: PathBuf,
     /// Root of the manifest lock files (normally `pbs_buildcfg::datastore_lock_dir()`).
     lock_dir: PathBuf,
-    // MERGE: the `chunk_store: Arc<ChunkStore>` field joins here once the chunk store lands.
+    chunk_store: Arc<ChunkStore>,
+    tuning: DataStoreTuning,
 }
 
 impl DataStore {
-    /// A handle on the datastore `name` stored at `base_path` (which must be a directory).
+    /// Opens the datastore `name` stored at `base_path`, with default tuning.
     pub fn open(name: &str, base_path: impl Into<PathBuf>) -> Result<Self, Error> {
-        Self::open_with_lock_dir(name, base_path, pbs_buildcfg::datastore_lock_dir())
+        Self::open_with_options(
+            name,
+            base_path,
+            pbs_buildcfg::datastore_lock_dir(),
+            DataStoreTuning::default(),
+        )
     }
 
     /// Like [`DataStore::open`] with manifest locks below `lock_dir` instead of the system
@@ -60,16 +81,101 @@ impl DataStore {
         base_path: impl Into<PathBuf>,
         lock_dir: impl Into<PathBuf>,
     ) -> Result<Self, Error> {
+        Self::open_with_options(name, base_path, lock_dir, DataStoreTuning::default())
+    }
+
+    /// Opens a datastore whose chunk store already exists.
+    pub fn open_with_options(
+        name: &str,
+        base_path: impl Into<PathBuf>,
+        lock_dir: impl Into<PathBuf>,
+        tuning: DataStoreTuning,
+    ) -> Result<Self, Error> {
         check_datastore_name(name)?;
         let base_path = base_path.into();
         if !base_path.is_dir() {
             bail!("datastore '{name}': base path {base_path:?} is not a directory");
         }
+        let chunk_store = Arc::new(ChunkStore::open(name, &base_path, tuning.sync_level)?);
         Ok(Self {
             name: name.to_string(),
             base_path,
             lock_dir: lock_dir.into(),
+            chunk_store,
+            tuning,
         })
+    }
+
+    /// Creates the chunk store of a new datastore at `base_path` and opens it.
+    pub fn create(
+        name: &str,
+        base_path: impl Into<PathBuf>,
+        lock_dir: impl Into<PathBuf>,
+        tuning: DataStoreTuning,
+        progress: &dyn Fn(&str),
+    ) -> Result<Self, Error> {
+        check_datastore_name(name)?;
+        let base_path = base_path.into();
+        ChunkStore::create_with_progress(name, &base_path, tuning.sync_level, progress)?;
+        Self::open_with_options(name, base_path, lock_dir, tuning)
+    }
+
+    /// The chunk store shared by all snapshots of this datastore.
+    pub fn chunk_store(&self) -> &Arc<ChunkStore> {
+        &self.chunk_store
+    }
+
+    /// The tuning options this handle was opened with.
+    pub fn tuning(&self) -> DataStoreTuning {
+        self.tuning
+    }
+
+    /// Runs garbage collection over the whole datastore (spec §8).
+    pub fn garbage_collection(
+        &self,
+        upid: Option<String>,
+        log: &dyn Fn(&str),
+        abort: &dyn Fn() -> Result<(), Error>,
+    ) -> Result<GarbageCollectionStatus, Error> {
+        garbage_collection(&self.chunk_store, &self.base_path, upid, log, abort)
+    }
+
+    /// Loads and parses a snapshot's manifest (CRC checked); also returns its encoded size.
+    pub fn load_manifest(
+        &self,
+        ns: &BackupNamespace,
+        dir: &BackupDir,
+    ) -> Result<(BackupManifest, u64), Error> {
+        let path = self.snapshot_path(ns, dir)?.join(MANIFEST_BLOB_NAME);
+        let mut file = std::fs::File::open(&path)
+            .with_context(|| format!("unable to open manifest {path:?}"))?;
+        let blob = DataBlob::load_from_reader(&mut file)
+            .with_context(|| format!("unable to load manifest {path:?}"))?;
+        let raw_size = blob.raw_size();
+        let data = blob
+            .decode(None, None)
+            .with_context(|| format!("unable to decode manifest {path:?}"))?;
+        let manifest = BackupManifest::from_data(&data)
+            .with_context(|| format!("unable to parse manifest {path:?}"))?;
+        Ok((manifest, raw_size))
+    }
+
+    /// Rewrites a snapshot's manifest under the manifest lock: load, modify, encode, replace.
+    pub fn update_manifest(
+        &self,
+        ns: &BackupNamespace,
+        dir: &BackupDir,
+        update: impl FnOnce(&mut BackupManifest),
+    ) -> Result<(), Error> {
+        let _guard = self.lock_manifest(ns, dir)?;
+        let (mut manifest, _) = self.load_manifest(ns, dir)?;
+        update(&mut manifest);
+        let json = manifest.to_string(None)?;
+        let blob = DataBlob::encode(json.as_bytes(), None, true)?;
+        let path = self.snapshot_path(ns, dir)?.join(MANIFEST_BLOB_NAME);
+        group_files::replace_file(&path, blob.raw_data(), 0o644)
+            .with_context(|| format!("unable to replace manifest {path:?}"))?;
+        Ok(())
     }
 
     /// The datastore name.
@@ -541,11 +647,17 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = crate::chunk_store::test_store::store_tempdir();
         let base = tmp.path().join("store");
         let lock_dir = tmp.path().join("locks");
-        std::fs::create_dir(&base).unwrap();
-        let store = DataStore::open_with_lock_dir("store1", &base, &lock_dir).unwrap();
+        let store = DataStore::create(
+            "store1",
+            &base,
+            &lock_dir,
+            DataStoreTuning::default(),
+            &|_| {},
+        )
+        .unwrap();
         Fixture {
             _tmp: tmp,
             store,

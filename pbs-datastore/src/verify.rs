@@ -8,11 +8,13 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pbs_api_types::CryptMode;
+use pbs_api_types::{BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
 
 use crate::chunk_store::ChunkStore;
-use crate::index::IndexFile;
-use crate::DataBlob;
+use crate::index::{open_index, IndexFile};
+use crate::locks::LockMode;
+use crate::manifest::{ArchiveType, BackupManifest, FileInfo, SnapshotVerifyState, VerifyState};
+use crate::{DataBlob, DataStore};
 
 /// In which order the chunks of an index are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,7 +121,7 @@ impl VerifyContext {
     /// Verifies every chunk of an index; returns the number of chunks that failed.
     pub fn verify_index_chunks(
         &self,
-        index: &dyn IndexFile,
+        index: &(dyn IndexFile + Sync),
         crypt_mode: CryptMode,
         abort: &(dyn Fn() -> bool + Sync),
     ) -> usize {
@@ -176,4 +178,226 @@ impl VerifyContext {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned set is still a valid set: the panicking thread only inserted whole digests.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Which snapshots a verification job skips (spec §10.4).
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyFilter {
+    /// Skip snapshots that already carry a verify state.
+    pub ignore_verified: bool,
+    /// ... unless that state is older than this many days.
+    pub outdated_after: Option<i64>,
+}
+
+impl Default for VerifyFilter {
+    fn default() -> Self {
+        Self {
+            ignore_verified: true,
+            outdated_after: None,
+        }
+    }
+}
+
+/// Start time (epoch) recorded in a UPID string.
+fn upid_starttime(upid: &str) -> Option<i64> {
+    let field = upid.split(':').nth(5)?;
+    i64::from_str_radix(field, 16).ok()
+}
+
+impl VerifyFilter {
+    /// Whether `manifest` is due for verification at time `now`.
+    pub fn includes(&self, manifest: &BackupManifest, now: i64) -> bool {
+        if !self.ignore_verified {
+            return true;
+        }
+        let state = match manifest.verify_state() {
+            Ok(Some(state)) => state,
+            _ => return true,
+        };
+        match self.outdated_after {
+            None => false,
+            Some(days) => match upid_starttime(&state.upid) {
+                Some(start) => (now - start) / 86_400 > days,
+                None => true,
+            },
+        }
+    }
+}
+
+/// Outcome of verifying one snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotVerifyOutcome {
+    /// All files and chunks are intact (verify_state `ok` written).
+    Ok,
+    /// Something is wrong (verify_state `failed` written if the manifest was readable).
+    Failed,
+    /// Not verified: gone, locked, or filtered out. Counts as OK.
+    Skipped,
+}
+
+impl VerifyContext {
+    fn verify_blob(&self, path: &std::path::Path, info: &FileInfo) -> Result<(), String> {
+        let raw = std::fs::read(path).map_err(|err| format!("unable to read {path:?} - {err}"))?;
+        let blob = DataBlob::from_raw(raw).map_err(|err| err.to_string())?;
+        blob.verify_crc().map_err(|err| err.to_string())?;
+        if blob.raw_size() != info.size {
+            return Err(format!("wrong size ({} != {})", info.size, blob.raw_size()));
+        }
+        if openssl::sha::sha256(blob.raw_data()) != info.csum {
+            return Err("wrong index checksum".to_string());
+        }
+        if !blob.is_encrypted() {
+            blob.decode(None, None).map_err(|err| err.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn verify_index(
+        &self,
+        path: &std::path::Path,
+        info: &FileInfo,
+        abort: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(), String> {
+        let index = open_index(path).map_err(|err| format!("{err:#}"))?;
+        let (csum, size) = index.compute_csum();
+        if size != info.size {
+            return Err(format!("wrong size ({} != {size})", info.size));
+        }
+        if csum != info.csum {
+            return Err("wrong index checksum".to_string());
+        }
+        let failed = self.verify_index_chunks(index.as_ref(), info.crypt_mode, abort);
+        if abort() {
+            return Err("verification aborted".to_string());
+        }
+        if failed > 0 {
+            return Err(format!("{failed} of {} chunks could not be verified", index.index_count()));
+        }
+        Ok(())
+    }
+
+    /// Verifies one snapshot and records the result in its manifest (spec §10.1).
+    pub fn verify_backup_dir(
+        &self,
+        datastore: &DataStore,
+        ns: &BackupNamespace,
+        dir: &BackupDir,
+        upid: &str,
+        filter: Option<(&VerifyFilter, i64)>,
+        abort: &(dyn Fn() -> bool + Sync),
+    ) -> Result<SnapshotVerifyOutcome, anyhow::Error> {
+        let path = datastore.snapshot_path(ns, dir)?;
+        let name = snapshot_display(ns, dir);
+        if !path.is_dir() {
+            self.log(&format!("SKIPPED: verify {}:{name} - snapshot does not exist (anymore)", datastore.name()));
+            return Ok(SnapshotVerifyOutcome::Skipped);
+        }
+        let _lock = match datastore.lock_snapshot(ns, dir, LockMode::Shared, "verify in progress") {
+            Ok(lock) => lock,
+            Err(_) => {
+                self.log(&format!("SKIPPED: verify {}:{name} - could not acquire snapshot lock", datastore.name()));
+                return Ok(SnapshotVerifyOutcome::Skipped);
+            }
+        };
+        let manifest = match datastore.load_manifest(ns, dir) {
+            Ok((manifest, _)) => manifest,
+            Err(err) => {
+                self.log(&format!("verify {}:{name} - manifest load error: {err:#}", datastore.name()));
+                return Ok(SnapshotVerifyOutcome::Failed);
+            }
+        };
+        if let Some((filter, now)) = filter {
+            if !filter.includes(&manifest, now) {
+                self.log(&format!("SKIPPED: verify {}:{name} (recently verified)", datastore.name()));
+                return Ok(SnapshotVerifyOutcome::Skipped);
+            }
+        }
+        self.log(&format!("verify {}:{name}", datastore.name()));
+        let mut ok = true;
+        for info in manifest.files() {
+            self.log(&format!("  check {}", info.filename));
+            let file_path = path.join(&info.filename);
+            let result = match ArchiveType::from_path(&info.filename) {
+                Ok(ArchiveType::Blob) => self.verify_blob(&file_path, info),
+                Ok(ArchiveType::FixedIndex | ArchiveType::DynamicIndex) => {
+                    self.verify_index(&file_path, info, abort)
+                }
+                Err(err) => Err(err.to_string()),
+            };
+            if let Err(msg) = result {
+                self.log(&format!("verify {}:{name}/{} failed: {msg}", datastore.name(), info.filename));
+                ok = false;
+            }
+            if abort() {
+                anyhow::bail!("verification of {name} aborted");
+            }
+        }
+        let state = SnapshotVerifyState {
+            state: if ok { VerifyState::Ok } else { VerifyState::Failed },
+            upid: upid.to_string(),
+        };
+        datastore
+            .update_manifest(ns, dir, |manifest| {
+                // Serializing a two-field struct into JSON cannot fail.
+                let _ = manifest.set_verify_state(&state);
+            })
+            .map_err(|err| anyhow::format_err!("unable to update manifest of {name} - {err:#}"))?;
+        Ok(if ok { SnapshotVerifyOutcome::Ok } else { SnapshotVerifyOutcome::Failed })
+    }
+
+    /// Verifies all snapshots of a group, newest first; returns the snapshots that failed.
+    pub fn verify_backup_group(
+        &self,
+        datastore: &DataStore,
+        ns: &BackupNamespace,
+        group: &BackupGroup,
+        upid: &str,
+        filter: Option<(&VerifyFilter, i64)>,
+        abort: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<String>, anyhow::Error> {
+        let mut snapshots = datastore.list_snapshots(ns, group)?;
+        snapshots.sort_by(|a, b| b.backup_dir.time.cmp(&a.backup_dir.time));
+        let mut failed = Vec::new();
+        for info in snapshots {
+            let outcome = self.verify_backup_dir(datastore, ns, &info.backup_dir, upid, filter, abort)?;
+            if outcome == SnapshotVerifyOutcome::Failed {
+                failed.push(snapshot_display(ns, &info.backup_dir));
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Verifies every group below `ns` (up to `max_depth` levels); returns the failed snapshots.
+    pub fn verify_all_backups(
+        &self,
+        datastore: &DataStore,
+        ns: &BackupNamespace,
+        max_depth: Option<usize>,
+        upid: &str,
+        filter: Option<(&VerifyFilter, i64)>,
+        abort: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<String>, anyhow::Error> {
+        let mut failed = Vec::new();
+        for ns in datastore.iter_namespaces_recursive(ns, max_depth) {
+            let ns = ns?;
+            let mut groups = datastore.list_groups(&ns)?;
+            groups.sort();
+            for group in groups {
+                // The benchmark group holds throw-away data of `proxmox-backup-client benchmark`.
+                if group.ty == BackupType::Host && group.id == "benchmark" {
+                    continue;
+                }
+                failed.extend(self.verify_backup_group(datastore, &ns, &group, upid, filter, abort)?);
+            }
+        }
+        Ok(failed)
+    }
+}
+
+fn snapshot_display(ns: &BackupNamespace, dir: &BackupDir) -> String {
+    if ns.is_root() {
+        dir.to_string()
+    } else {
+        format!("ns/{ns}/{dir}")
+    }
 }

@@ -10,7 +10,12 @@ fn manifest_lock_follows_pbs_base_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("root");
     let store_path = tmp.path().join("store");
-    std::fs::create_dir_all(&store_path).unwrap();
+    pbs_datastore::ChunkStore::create(
+        "store1",
+        &store_path,
+        pbs_datastore::DatastoreFSyncLevel::None,
+    )
+    .unwrap();
     std::env::set_var("PBS_BASE_DIR", &base);
 
     let store = DataStore::open("store1", &store_path).unwrap();
