@@ -291,3 +291,121 @@ impl MatchEntry {
         out.push(b'\n');
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, ty: MatchType) -> MatchEntry {
+        MatchEntry::parse_pattern(text, PatternFlag::PATH_NAME, ty).unwrap()
+    }
+
+    fn line(entry: &MatchEntry) -> String {
+        let mut out = Vec::new();
+        entry.write_exclude_line(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn leading_bang_flips_once() {
+        let entry = parse("!foo", MatchType::Exclude);
+        assert_eq!(entry.match_type(), MatchType::Include);
+        assert_eq!(entry.pattern().text(), b"foo");
+        let entry = parse("!!foo", MatchType::Exclude);
+        assert_eq!(entry.match_type(), MatchType::Include);
+        assert_eq!(entry.pattern().text(), b"!foo");
+        assert!(entry.matches_path("/x/!foo"));
+        assert!(!entry.matches_path("/x/foo"));
+        let entry = parse(r"\!foo", MatchType::Exclude);
+        assert_eq!(entry.match_type(), MatchType::Exclude);
+        assert!(entry.matches_path("/!foo"));
+    }
+
+    #[test]
+    fn trailing_slashes_restrict_to_directories() {
+        let entry = parse("foo//", MatchType::Exclude);
+        assert_eq!(entry.pattern().text(), b"foo");
+        assert_eq!(entry.match_flags(), MatchFlag::MATCH_DIRECTORIES);
+        assert!(entry.needs_file_mode());
+        assert!(entry.matches("/foo", mode::S_IFDIR | 0o755));
+        assert!(!entry.matches("/foo", mode::S_IFREG | 0o644));
+        let entry = parse("foo", MatchType::Exclude);
+        assert_eq!(entry.match_flags(), MatchFlag::ANY_FILE_TYPE);
+        assert!(!entry.needs_file_mode());
+        assert!(entry.matches("/foo", 0));
+    }
+
+    #[test]
+    fn empty_and_slash_only_texts_match_only_the_root() {
+        for (text, flags) in [
+            ("", MatchFlag::ANY_FILE_TYPE),
+            ("!", MatchFlag::ANY_FILE_TYPE),
+            ("/", MatchFlag::MATCH_DIRECTORIES),
+            ("///", MatchFlag::MATCH_DIRECTORIES),
+        ] {
+            let entry = parse(text, MatchType::Exclude);
+            assert_eq!(entry.pattern().text(), b"/", "{text:?}");
+            assert_eq!(entry.match_flags(), flags, "{text:?}");
+            assert!(!entry.matches("/etc", mode::S_IFDIR));
+            assert!(entry.matches("/", mode::S_IFDIR));
+        }
+    }
+
+    #[test]
+    fn parse_errors_pass_through() {
+        assert_eq!(
+            MatchEntry::parse_pattern("a[", PatternFlag::PATH_NAME, MatchType::Exclude),
+            Err(ParseError::UnclosedClass(1))
+        );
+        assert_eq!(
+            MatchEntry::parse_pattern("!x\\", PatternFlag::PATH_NAME, MatchType::Exclude),
+            Err(ParseError::TrailingBackslash)
+        );
+    }
+
+    #[test]
+    fn file_type_of_modes() {
+        let cases = [
+            (mode::S_IFDIR, MatchFlag::MATCH_DIRECTORIES),
+            (mode::S_IFREG, MatchFlag::MATCH_REGULAR_FILES),
+            (mode::S_IFLNK, MatchFlag::MATCH_SYMLINKS),
+            (mode::S_IFSOCK, MatchFlag::MATCH_SOCKETS),
+            (mode::S_IFIFO, MatchFlag::MATCH_FIFOS),
+            (mode::S_IFCHR, MatchFlag::MATCH_CHARDEVS),
+            (mode::S_IFBLK, MatchFlag::MATCH_BLOCKDEVS),
+        ];
+        for (file_type, flag) in cases {
+            assert_eq!(MatchFlag::from_file_mode(file_type | 0o4755), flag);
+            let entry = MatchEntry::include(Pattern::path("x").unwrap()).with_file_types(flag);
+            assert!(entry.matches_mode(file_type));
+            for (other, _) in cases.iter().filter(|(other, _)| *other != file_type) {
+                assert!(!entry.matches_mode(*other));
+            }
+        }
+        assert!(MatchFlag::from_file_mode(0o777).is_empty());
+        assert!(MatchFlag::from_file_mode(0o170_000).is_empty());
+    }
+
+    #[test]
+    fn with_file_types_keeps_anchoring() {
+        let entry = parse("x", MatchType::Exclude)
+            .add_flags(MatchFlag::ANCHORED)
+            .with_file_types(MatchFlag::MATCH_FIFOS | MatchFlag::ANCHORED);
+        assert_eq!(
+            entry.match_flags(),
+            MatchFlag::ANCHORED | MatchFlag::MATCH_FIFOS
+        );
+        let entry = entry.flags(MatchFlag::ANY_FILE_TYPE);
+        assert_eq!(entry.match_flags(), MatchFlag::ANY_FILE_TYPE);
+    }
+
+    #[test]
+    fn exclude_lines() {
+        assert_eq!(line(&parse("*.tmp", MatchType::Exclude)), "*.tmp\n");
+        assert_eq!(line(&parse("!keep//", MatchType::Exclude)), "!keep/\n");
+        assert_eq!(line(&parse("cache/", MatchType::Exclude)), "cache/\n");
+        assert_eq!(line(&parse("/", MatchType::Exclude)), "/\n");
+        assert_eq!(line(&parse("!", MatchType::Exclude)), "!/\n");
+        assert_eq!(line(&parse("!!x", MatchType::Exclude)), "!!x\n");
+    }
+}

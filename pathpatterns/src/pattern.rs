@@ -290,7 +290,13 @@ fn bit(set: &[u64], state: usize) -> bool {
 fn compile(text: &[u8], flags: PatternFlag) -> Result<Vec<Token>, ParseError> {
     let path_name = flags.contains(PatternFlag::PATH_NAME);
     let fold = flags.contains(PatternFlag::IGNORE_CASE);
-    let literal = |byte: u8| Token::Byte(if fold { byte.to_ascii_lowercase() } else { byte });
+    let literal = |byte: u8| {
+        Token::Byte(if fold {
+            byte.to_ascii_lowercase()
+        } else {
+            byte
+        })
+    };
     let mut tokens = Vec::with_capacity(text.len());
     let mut pos = 0;
     while pos < text.len() {
@@ -489,7 +495,10 @@ mod tests {
             ],
         );
         check("**", &[(b"", true), (b"a", true), (b"/a/b", true)]);
-        check("*", &[(b"", true), (b"a", true), (b"/a", false), (b"a/b", false)]);
+        check(
+            "*",
+            &[(b"", true), (b"a", true), (b"/a", false), (b"a/b", false)],
+        );
         check("x**y", &[(b"xaby", true), (b"xa/by", false)]);
         check("a**", &[(b"a/b", false), (b"abc", true)]);
         check("**a", &[(b"x/a", false), (b"xa", true)]);
@@ -503,7 +512,17 @@ mod tests {
         check("[^a]", &[(b"!", true), (b"b", true), (b"a", false)]);
         for glob in ["[]", "[]a]", "x[]]"] {
             let pattern = Pattern::path(glob).unwrap();
-            for text in [&b""[..], b"a", b"]", b"a]", b"x]", b"x", b"[]", b"[]a]", b"x[]]"] {
+            for text in [
+                &b""[..],
+                b"a",
+                b"]",
+                b"a]",
+                b"x]",
+                b"x",
+                b"[]",
+                b"[]a]",
+                b"x[]]",
+            ] {
                 assert!(!pattern.matches(text), "{glob} on {text:?}");
             }
         }
@@ -519,8 +538,14 @@ mod tests {
         check(r"[a\]]", &[(b"]", true), (b"a", true)]);
         check(r"[\-a]", &[(b"-", true), (b"a", true)]);
         check("[-a]", &[(b"-", true), (b"a", true)]);
-        check("[[:print:]]", &[(b"\x7f", true), (b" ", true), (b"\x1f", false)]);
-        check("[[:graph:]]", &[(b"\x7f", false), (b" ", false), (b"!", true)]);
+        check(
+            "[[:print:]]",
+            &[(b"\x7f", true), (b" ", true), (b"\x1f", false)],
+        );
+        check(
+            "[[:graph:]]",
+            &[(b"\x7f", false), (b" ", false), (b"!", true)],
+        );
         check("[[:space:]]", &[(b"\x0c", true), (b"\x0b", false)]);
     }
 
@@ -551,7 +576,10 @@ mod tests {
                 "{glob:?}"
             );
         }
-        check("[:foo:]", &[(b":", true), (b"f", true), (b"o", true), (b"x", false)]);
+        check(
+            "[:foo:]",
+            &[(b":", true), (b"f", true), (b"o", true), (b"x", false)],
+        );
         assert_eq!(parse_error(b"a\0b"), "null-byte in pattern");
     }
 
@@ -614,12 +642,21 @@ mod tests {
                 assert!(pattern.matches([*byte]), "{name} should contain {byte:#x}");
             }
             for byte in *others {
-                assert!(!pattern.matches([*byte]), "{name} should not contain {byte:#x}");
+                assert!(
+                    !pattern.matches([*byte]),
+                    "{name} should not contain {byte:#x}"
+                );
             }
         }
         check("[^[:digit:]]", &[(b"a", true), (b"5", false)]);
-        check("[a-c-e]", &[(b"b", true), (b"-", true), (b"e", true), (b"d", false)]);
-        check("[[:alpha:][:digit:]]", &[(b"a", true), (b"1", true), (b"-", false)]);
+        check(
+            "[a-c-e]",
+            &[(b"b", true), (b"-", true), (b"e", true), (b"d", false)],
+        );
+        check(
+            "[[:alpha:][:digit:]]",
+            &[(b"a", true), (b"1", true), (b"-", false)],
+        );
     }
 
     #[test]
@@ -640,7 +677,10 @@ mod tests {
         assert!(!pattern.matches_path_suffix("/a/xb/c"));
         assert!(!pattern.matches_path_suffix("/a/b/cd"));
         let pattern = Pattern::path("[^a]*").unwrap();
-        assert!(pattern.matches_path_suffix("/abc"), "whole path via leading '/'");
+        assert!(
+            pattern.matches_path_suffix("/abc"),
+            "whole path via leading '/'"
+        );
         assert!(!pattern.matches_path_suffix("x/abc"));
         let pattern = Pattern::path("a?c").unwrap();
         assert!(pattern.matches_path_suffix("/x/abc"));
@@ -674,7 +714,10 @@ mod tests {
     #[test]
     fn class_admitting_slash_between_stars() {
         // `*` covers "a", the class the `/`, the second `*` is empty.
-        check("*[/a]*b", &[(b"aa/b", true), (b"a/b", true), (b"a/c/b", false)]);
+        check(
+            "*[/a]*b",
+            &[(b"aa/b", true), (b"a/b", true), (b"a/c/b", false)],
+        );
     }
 
     #[test]
@@ -722,5 +765,88 @@ mod tests {
         let pattern = Pattern::new("Foo", flags).unwrap();
         assert!(pattern.matches_path_suffix("/x/FOO"));
         assert!(!Pattern::path("Foo").unwrap().matches("foo"));
+    }
+
+    /// Direct recursive reading of the glob rules on the pattern text (exponential, tiny
+    /// inputs only), used as the reference for the automaton.
+    fn reference(pattern: &[u8], at: usize, text: &[u8]) -> bool {
+        let Some(&first) = pattern.get(at) else {
+            return text.is_empty();
+        };
+        match first {
+            b'*' => {
+                let mut end = at;
+                while pattern.get(end) == Some(&b'*') {
+                    end += 1;
+                }
+                let component = end - at >= 2
+                    && (at == 0 || pattern[at - 1] == b'/')
+                    && matches!(pattern.get(end), None | Some(b'/'));
+                if component && pattern.get(end) == Some(&b'/') && reference(pattern, end + 1, text)
+                {
+                    return true;
+                }
+                (0..=text.len())
+                    .take_while(|len| component || !text[..*len].contains(&b'/'))
+                    .any(|len| reference(pattern, end, &text[len..]))
+            }
+            b'?' => !text.is_empty() && text[0] != b'/' && reference(pattern, at + 1, &text[1..]),
+            b'[' => {
+                let close = at + pattern[at..].iter().position(|b| *b == b']').unwrap();
+                let body = &pattern[at + 1..close];
+                let Some(&byte) = text.first() else {
+                    return false;
+                };
+                let hit = match body.strip_prefix(b"^") {
+                    Some(members) => !members.contains(&byte),
+                    None => body.contains(&byte),
+                };
+                hit && reference(pattern, close + 1, &text[1..])
+            }
+            literal => text.first() == Some(&literal) && reference(pattern, at + 1, &text[1..]),
+        }
+    }
+
+    #[test]
+    fn automaton_agrees_with_reference() {
+        const PIECES: &[&str] = &["a", "b", "/", "*", "**", "?", "[ab]", "[^a]", "[/b]"];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        let mut outcomes = [0usize; 2];
+        for _ in 0..20_000 {
+            let glob: String = (0..1 + next(6))
+                .map(|_| PIECES[next(PIECES.len())])
+                .collect();
+            let Ok(pattern) = Pattern::path(&glob) else {
+                continue;
+            };
+            let stripped = pattern.pattern().to_vec();
+            let text: Vec<u8> = (0..next(8)).map(|_| b"ab/"[next(3)]).collect();
+            let expected = reference(&stripped, 0, &text);
+            outcomes[usize::from(expected)] += 1;
+            assert_eq!(
+                pattern.matches(&text),
+                expected,
+                "{glob:?} on {:?}",
+                String::from_utf8_lossy(&text)
+            );
+            let expected_suffix = expected
+                || text
+                    .iter()
+                    .enumerate()
+                    .any(|(pos, b)| *b == b'/' && reference(&stripped, 0, &text[pos + 1..]));
+            assert_eq!(
+                pattern.matches_path_suffix(&text),
+                expected_suffix,
+                "suffixes: {glob:?} on {:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        assert!(outcomes.iter().all(|count| *count > 1000), "{outcomes:?}");
     }
 }
