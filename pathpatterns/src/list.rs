@@ -105,6 +105,16 @@ impl<E: AsRef<MatchEntry>> MatchList for Vec<E> {
     }
 }
 
+impl<E: AsRef<MatchEntry>, const N: usize> MatchList for [E; N] {
+    fn matches<M: GetFileMode>(
+        &self,
+        path: &[u8],
+        file_mode: M,
+    ) -> Result<Option<MatchType>, M::Error> {
+        self.as_slice().matches(path, file_mode)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,27 +216,21 @@ impl Pattern {
                     let state = word_index * 64 + bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     match self.tokens.get(state) {
-                        None => {}
-                        Some(Token::Byte(expected)) => {
-                            if folded == *expected {
-                                self.enter(next, state + 1);
-                            }
+                        Some(Token::Byte(expected)) if folded == *expected => {
+                            self.enter(next, state + 1);
                         }
-                        Some(Token::Set(set)) => {
-                            if set.contains(byte) {
-                                self.enter(next, state + 1);
-                            }
+                        Some(Token::Set(set)) if set.contains(byte) => {
+                            self.enter(next, state + 1);
                         }
-                        Some(Token::Star) => {
-                            if byte != b'/' {
-                                set_bit(next, state);
-                                self.enter(next, state + 1);
-                            }
+                        Some(Token::Star) if byte != b'/' => {
+                            set_bit(next, state);
+                            self.enter(next, state + 1);
                         }
                         Some(Token::AnyRun { .. }) => {
                             set_bit(next, state);
                             self.enter(next, state + 1);
                         }
+                        _ => {}
                     }
                 }
             }
