@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, format_err, Context, Error};
 use base64::Engine;
+use pathpatterns::{mode, MatchList, MatchType};
 use serde::{Deserialize, Serialize};
 
 use crate::file_formats::PROXMOX_CATALOG_FILE_MAGIC_1_0;
@@ -63,6 +64,21 @@ impl CatalogEntryType {
     /// The type byte as a character (`d`, `f`, ...).
     pub fn as_char(self) -> char {
         self as u8 as char
+    }
+
+    /// The `st_mode` file type bits for pattern matching; `None` for hardlinks, whose
+    /// target type the catalog does not record.
+    pub fn file_mode(self) -> Option<u32> {
+        Some(match self {
+            Self::Directory => mode::S_IFDIR,
+            Self::File => mode::S_IFREG,
+            Self::Symlink => mode::S_IFLNK,
+            Self::Hardlink => return None,
+            Self::BlockDevice => mode::S_IFBLK,
+            Self::CharDevice => mode::S_IFCHR,
+            Self::Fifo => mode::S_IFIFO,
+            Self::Socket => mode::S_IFSOCK,
+        })
     }
 }
 
@@ -765,6 +781,58 @@ impl<R: Read + Seek> CatalogReader<R> {
             .collect())
     }
 
+    /// Walks the tree below `parent` depth-first in table order and calls `callback` with the
+    /// path (`file_path` + `/` + names) of every entry `match_list` includes.
+    ///
+    /// Modes come from the catalog types; a hardlink has none, so reaching a type-restricted
+    /// entry while scanning the list for it counts as no match. Excluded entries are neither
+    /// reported nor descended into; included and unmatched directories are descended into.
+    /// `file_path` is restored before returning (also on errors).
+    pub fn find(
+        &mut self,
+        parent: &DirEntry,
+        file_path: &mut Vec<u8>,
+        match_list: &(impl MatchList + ?Sized),
+        callback: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let base_len = file_path.len();
+        let result = self.find_below(parent, file_path, match_list, callback);
+        file_path.truncate(base_len);
+        result
+    }
+
+    fn find_below(
+        &mut self,
+        parent: &DirEntry,
+        file_path: &mut Vec<u8>,
+        match_list: &(impl MatchList + ?Sized),
+        callback: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        // Explicit stack: catalogs may be deeper than the thread stack allows recursion.
+        let mut stack = vec![(self.read_dir(parent)?.into_iter(), file_path.len())];
+        while let Some((entries, prefix_len)) = stack.last_mut() {
+            let prefix_len = *prefix_len;
+            let Some(entry) = entries.next() else {
+                stack.pop();
+                continue;
+            };
+            file_path.truncate(prefix_len);
+            file_path.push(b'/');
+            file_path.extend_from_slice(&entry.name);
+            let file_mode = entry.attr.entry_type().file_mode();
+            match match_list.matches(file_path, file_mode) {
+                Ok(Some(MatchType::Exclude)) => continue,
+                Ok(Some(MatchType::Include)) => callback(file_path)?,
+                Ok(None) | Err(_) => {}
+            }
+            if entry.is_directory() {
+                let children = self.read_dir(&entry)?.into_iter();
+                stack.push((children, file_path.len()));
+            }
+        }
+        Ok(())
+    }
+
     /// Emits one line per entry, depth-first in table order, paths starting with `./`.
     pub fn dump(&mut self, out: &mut dyn FnMut(String)) -> Result<(), Error> {
         let root = self.root()?;
@@ -1319,5 +1387,155 @@ mod tests {
                 .unwrap(),
             b"/r.pxar.didx/caf\xe9"
         );
+    }
+
+    fn entry(text: &str, ty: pathpatterns::MatchType) -> pathpatterns::MatchEntry {
+        pathpatterns::MatchEntry::parse_pattern(text, pathpatterns::PatternFlag::PATH_NAME, ty)
+            .unwrap()
+    }
+
+    /// Runs `find` below the archive `archive` and returns the reported paths.
+    fn find_paths(
+        bytes: Vec<u8>,
+        archive: &[u8],
+        list: &[pathpatterns::MatchEntry],
+    ) -> Vec<String> {
+        let mut catalog = reader(bytes);
+        let root = catalog.root().unwrap();
+        let archive_root = catalog.lookup(&root, archive).unwrap().unwrap();
+        let mut found = Vec::new();
+        let mut file_path = Vec::new();
+        catalog
+            .find(&archive_root, &mut file_path, list, &mut |path| {
+                found.push(String::from_utf8(path.to_vec()).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        assert!(file_path.is_empty(), "path prefix restored");
+        found
+    }
+
+    #[test]
+    fn find_hardlink_without_mode() {
+        use pathpatterns::MatchType::Include;
+        let star_then_dir = [entry("*", Include), entry("foo/", Include)];
+        assert_eq!(
+            find_paths(second_example(), b"root.pxar.didx", &star_then_dir),
+            ["/e", "/f", "/.pxarexclude-cli"]
+        );
+        let dir_then_star = [entry("foo/", Include), entry("*", Include)];
+        assert_eq!(
+            find_paths(second_example(), b"root.pxar.didx", &dir_then_star),
+            ["/e", "/f", "/h", "/.pxarexclude-cli"]
+        );
+        assert_eq!(
+            find_paths(second_example(), b"root.pxar.didx", &[entry("h", Include)]),
+            ["/h"]
+        );
+    }
+
+    #[test]
+    fn find_modes_from_catalog_types() {
+        use pathpatterns::MatchType::Include;
+        assert_eq!(
+            find_paths(second_example(), b"root.pxar.didx", &[entry("*/", Include)]),
+            ["/e"]
+        );
+        let fifos = entry("*", Include).with_file_types(pathpatterns::MatchFlag::MATCH_FIFOS);
+        assert_eq!(
+            find_paths(second_example(), b"etc.pxar.didx", &[fifos]),
+            ["/p"]
+        );
+        let symlinks = entry("*", Include).with_file_types(pathpatterns::MatchFlag::MATCH_SYMLINKS);
+        assert_eq!(
+            find_paths(first_example(), b"root.pxar.didx", &[symlinks]),
+            ["/d/l"]
+        );
+        let files =
+            entry("*", Include).with_file_types(pathpatterns::MatchFlag::MATCH_REGULAR_FILES);
+        assert_eq!(
+            find_paths(first_example(), b"root.pxar.didx", &[files]),
+            ["/a"]
+        );
+        assert_eq!(
+            CatalogEntryType::Hardlink.file_mode(),
+            None,
+            "hardlinks carry no type"
+        );
+    }
+
+    #[test]
+    fn find_exclude_skips_subtree_and_no_match_descends() {
+        use pathpatterns::MatchType::{Exclude, Include};
+        let all = [entry("**", Include)];
+        assert_eq!(
+            find_paths(first_example(), b"root.pxar.didx", &all),
+            ["/a", "/d", "/d/l"]
+        );
+        let without_d = [entry("**", Include), entry("d", Exclude)];
+        assert_eq!(
+            find_paths(first_example(), b"root.pxar.didx", &without_d),
+            ["/a"]
+        );
+        // `/d` itself matches nothing but is still walked.
+        assert_eq!(
+            find_paths(first_example(), b"root.pxar.didx", &[entry("l", Include)]),
+            ["/d/l"]
+        );
+        // An Exclude-only list reports nothing.
+        assert!(find_paths(first_example(), b"root.pxar.didx", &[entry("!x", Include)]).is_empty());
+        // Anchored at the archive root: `/l` is not `/d/l`.
+        assert!(find_paths(first_example(), b"root.pxar.didx", &[entry("/l", Include)]).is_empty());
+        assert_eq!(
+            find_paths(
+                first_example(),
+                b"root.pxar.didx",
+                &[entry("/d/*", Include)]
+            ),
+            ["/d/l"]
+        );
+    }
+
+    #[test]
+    fn find_prefix_callback_errors_and_catalog_root() {
+        use pathpatterns::MatchType::Include;
+        let mut catalog = reader(second_example());
+        let root = catalog.root().unwrap();
+        let list = [entry("*.didx", Include), entry("/etc.pxar.didx/p", Include)];
+        let mut found = Vec::new();
+        let mut file_path = b"/base".to_vec();
+        catalog
+            .find(&root, &mut file_path, &list, &mut |path| {
+                found.push(path.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(file_path, b"/base");
+        assert_eq!(
+            found,
+            [
+                b"/base/root.pxar.didx".to_vec(),
+                b"/base/etc.pxar.didx".to_vec()
+            ]
+        );
+
+        let mut file_path = Vec::new();
+        let err = catalog
+            .find(&root, &mut file_path, &[entry("p", Include)], &mut |path| {
+                bail!("stop at {:?}", String::from_utf8_lossy(path))
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "stop at \"/etc.pxar.didx/p\"");
+        assert!(file_path.is_empty(), "prefix restored after an error");
+
+        let file = DirEntry {
+            name: b"f".to_vec(),
+            attr: DirEntryAttribute::File { size: 0, mtime: 0 },
+        };
+        assert!(catalog
+            .find(&file, &mut Vec::new(), &[entry("*", Include)], &mut |_| Ok(
+                ()
+            ))
+            .is_err());
     }
 }
