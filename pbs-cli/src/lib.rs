@@ -36,27 +36,52 @@ pub struct Param {
 impl Param {
     /// A required string parameter.
     pub const fn required(name: &'static str, description: &'static str) -> Self {
-        Self { name, kind: ValueKind::String, optional: false, description }
+        Self {
+            name,
+            kind: ValueKind::String,
+            optional: false,
+            description,
+        }
     }
 
     /// An optional string parameter.
     pub const fn optional(name: &'static str, description: &'static str) -> Self {
-        Self { name, kind: ValueKind::String, optional: true, description }
+        Self {
+            name,
+            kind: ValueKind::String,
+            optional: true,
+            description,
+        }
     }
 
     /// An optional boolean flag with default `false`.
     pub const fn flag(name: &'static str, description: &'static str) -> Self {
-        Self { name, kind: ValueKind::Boolean { default: false }, optional: true, description }
+        Self {
+            name,
+            kind: ValueKind::Boolean { default: false },
+            optional: true,
+            description,
+        }
     }
 
     /// An optional integer parameter.
     pub const fn integer(name: &'static str, description: &'static str) -> Self {
-        Self { name, kind: ValueKind::Integer, optional: true, description }
+        Self {
+            name,
+            kind: ValueKind::Integer,
+            optional: true,
+            description,
+        }
     }
 
     /// An optional repeatable parameter.
     pub const fn array(name: &'static str, description: &'static str) -> Self {
-        Self { name, kind: ValueKind::Array, optional: true, description }
+        Self {
+            name,
+            kind: ValueKind::Array,
+            optional: true,
+            description,
+        }
     }
 }
 

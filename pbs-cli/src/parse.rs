@@ -15,12 +15,17 @@ pub struct ParsedArgs {
 impl ParsedArgs {
     /// The (last) value of a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).and_then(|v| v.last()).map(String::as_str)
+        self.values
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
     }
 
     /// A required parameter (the parser has already checked presence).
     pub fn required(&self, name: &str) -> Result<&str> {
-        self.get(name).ok_or_else(|| format_err!("parameter verification failed - '{name}': missing argument"))
+        self.get(name).ok_or_else(|| {
+            format_err!("parameter verification failed - '{name}': missing argument")
+        })
     }
 
     /// All values of a repeatable parameter.
@@ -32,7 +37,11 @@ impl ParsedArgs {
     pub fn flag(&self, name: &str, default: bool) -> Result<bool> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => parse_bool(v).ok_or_else(|| format_err!("parameter verification failed - '{name}': unable to parse boolean '{v}'")),
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                format_err!(
+                    "parameter verification failed - '{name}': unable to parse boolean '{v}'"
+                )
+            }),
         }
     }
 
@@ -40,10 +49,9 @@ impl ParsedArgs {
     pub fn integer(&self, name: &str) -> Result<Option<i64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| format_err!("parameter verification failed - '{name}': expected integer, got '{v}'")),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                format_err!("parameter verification failed - '{name}': expected integer, got '{v}'")
+            }),
         }
     }
 
@@ -77,12 +85,18 @@ fn resolve<'a>(
         CommandTree::Leaf(cmd) => Ok((cmd, 0)),
         CommandTree::Group(entries) => {
             let Some(word) = args.first() else {
-                bail!("no command specified - possible commands: {}", names(entries));
+                bail!(
+                    "no command specified - possible commands: {}",
+                    names(entries)
+                );
             };
             let matches: Vec<_> = if let Some(exact) = entries.iter().find(|(n, _)| n == word) {
                 vec![exact]
             } else {
-                entries.iter().filter(|(n, _)| n.starts_with(word.as_str())).collect()
+                entries
+                    .iter()
+                    .filter(|(n, _)| n.starts_with(word.as_str()))
+                    .collect()
             };
             match matches.as_slice() {
                 [(name, sub)] => {
@@ -90,15 +104,25 @@ fn resolve<'a>(
                     let (cmd, used) = resolve(sub, &args[1..], path)?;
                     Ok((cmd, used + 1))
                 }
-                [] => bail!("no such command '{word}' - possible commands: {}", names(entries)),
-                _ => bail!("ambiguous command '{word}' - possible commands: {}", names(entries)),
+                [] => bail!(
+                    "no such command '{word}' - possible commands: {}",
+                    names(entries)
+                ),
+                _ => bail!(
+                    "ambiguous command '{word}' - possible commands: {}",
+                    names(entries)
+                ),
             }
         }
     }
 }
 
 fn names(entries: &[(&'static str, CommandTree)]) -> String {
-    entries.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    entries
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses `args` (without the program name) against `tree`.
@@ -106,7 +130,11 @@ pub fn parse_command_line<'a>(tree: &'a CommandTree, args: &[String]) -> Result<
     let mut path = Vec::new();
     let (command, used) = resolve(tree, args, &mut path)?;
     let args = parse_params(command, &args[used..])?;
-    Ok(Invocation { path, command, args })
+    Ok(Invocation {
+        path,
+        command,
+        args,
+    })
 }
 
 fn parse_params(command: &Command, words: &[String]) -> Result<ParsedArgs> {
@@ -137,13 +165,18 @@ fn parse_params(command: &Command, words: &[String]) -> Result<ParsedArgs> {
         let value = match (inline_value, param.kind) {
             (Some(v), _) => v,
             (None, ValueKind::Boolean { default }) => {
-                match words.get(i).and_then(|next| parse_bool(next).map(|_| next.clone())) {
+                match words
+                    .get(i)
+                    .and_then(|next| parse_bool(next).map(|_| next.clone()))
+                {
                     Some(v) => {
                         i += 1;
                         v
                     }
                     None if !default => "true".to_string(),
-                    None => bail!("parameter verification failed - '{name}': missing boolean value."),
+                    None => {
+                        bail!("parameter verification failed - '{name}': missing boolean value.")
+                    }
                 }
             }
             (None, _) => match words.get(i) {
@@ -184,7 +217,10 @@ fn parse_params(command: &Command, words: &[String]) -> Result<ParsedArgs> {
     }
     for param in &command.params {
         if !param.optional && parsed.get(param.name).is_none() {
-            bail!("parameter verification failed - '{}': missing argument", param.name);
+            bail!(
+                "parameter verification failed - '{}': missing argument",
+                param.name
+            );
         }
         if param.kind == ValueKind::Integer {
             parsed.integer(param.name)?;
@@ -214,7 +250,10 @@ mod tests {
         };
         let backup = Command {
             description: "backup",
-            params: vec![Param::array("backupspec", "specs"), Param::flag("dry-run", "")],
+            params: vec![
+                Param::array("backupspec", "specs"),
+                Param::flag("dry-run", ""),
+            ],
             positionals: vec!["backupspec"],
         };
         CommandTree::Group(vec![
@@ -226,7 +265,14 @@ mod tests {
                 ]),
             ),
             ("backup", CommandTree::Leaf(backup)),
-            ("benchmark", CommandTree::Leaf(Command { description: "", params: vec![], positionals: vec![] })),
+            (
+                "benchmark",
+                CommandTree::Leaf(Command {
+                    description: "",
+                    params: vec![],
+                    positionals: vec![],
+                }),
+            ),
         ])
     }
 
@@ -237,7 +283,8 @@ mod tests {
     #[test]
     fn prefixes_and_option_forms() {
         let t = tree();
-        let inv = parse_command_line(&t, &argv("insp ch abc --keyfile=k -use-filename-only")).unwrap();
+        let inv =
+            parse_command_line(&t, &argv("insp ch abc --keyfile=k -use-filename-only")).unwrap();
         assert_eq!(inv.path, ["inspect", "chunk"]);
         assert_eq!(inv.args.get("chunk"), Some("abc"));
         assert_eq!(inv.args.get("keyfile"), Some("k"));
@@ -250,19 +297,38 @@ mod tests {
     #[test]
     fn errors() {
         let t = tree();
-        assert!(parse_command_line(&t, &argv("b")).unwrap_err().to_string().contains("ambiguous"));
-        assert!(parse_command_line(&t, &argv("inspect chunk")).unwrap_err().to_string().contains("'chunk': missing argument"));
+        assert!(parse_command_line(&t, &argv("b"))
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
+        assert!(parse_command_line(&t, &argv("inspect chunk"))
+            .unwrap_err()
+            .to_string()
+            .contains("'chunk': missing argument"));
         assert!(parse_command_line(&t, &argv("inspect chunk --chunk x")).is_err());
-        assert!(parse_command_line(&t, &argv("inspect chunk a b")).unwrap_err().to_string().contains("additional arguments"));
-        assert!(parse_command_line(&t, &argv("inspect chunk a --keyfile")).unwrap_err().to_string().contains("missing parameter value"));
+        assert!(parse_command_line(&t, &argv("inspect chunk a b"))
+            .unwrap_err()
+            .to_string()
+            .contains("additional arguments"));
+        assert!(parse_command_line(&t, &argv("inspect chunk a --keyfile"))
+            .unwrap_err()
+            .to_string()
+            .contains("missing parameter value"));
         assert!(parse_command_line(&t, &argv("inspect chunk a --bogus 1")).is_err());
     }
 
     #[test]
     fn arrays_and_double_dash() {
         let t = tree();
-        let inv = parse_command_line(&t, &argv("backup a.pxar:/ b.img:/dev/x --dry-run -- -c.conf:/x")).unwrap();
-        assert_eq!(inv.args.get_all("backupspec"), ["a.pxar:/", "b.img:/dev/x", "-c.conf:/x"]);
+        let inv = parse_command_line(
+            &t,
+            &argv("backup a.pxar:/ b.img:/dev/x --dry-run -- -c.conf:/x"),
+        )
+        .unwrap();
+        assert_eq!(
+            inv.args.get_all("backupspec"),
+            ["a.pxar:/", "b.img:/dev/x", "-c.conf:/x"]
+        );
         let inv = parse_command_line(&t, &argv("inspect chunk a --exclude x --exclude y")).unwrap();
         assert_eq!(inv.args.get_all("exclude"), ["x", "y"]);
         let inv = parse_command_line(&t, &argv("inspect chunk --keyfile=-k a")).unwrap();

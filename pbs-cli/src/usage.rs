@@ -12,7 +12,11 @@ pub fn usage_text(program: &str, path: &[&str], command: &Command) -> String {
     for name in &command.positionals {
         line.push_str(&format!(" <{name}>"));
     }
-    for param in command.params.iter().filter(|p| !command.positionals.contains(&p.name)) {
+    for param in command
+        .params
+        .iter()
+        .filter(|p| !command.positionals.contains(&p.name))
+    {
         let value = match param.kind {
             ValueKind::Boolean { .. } => "<boolean>",
             ValueKind::Integer => "<integer>",

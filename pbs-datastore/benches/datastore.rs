@@ -30,9 +30,32 @@ fn xorshift_data(len: usize) -> Vec<u8> {
 /// Log-like text: compresses about as well as real configuration and log files.
 fn text_data(len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "backup", "chunk", "store", "error", "info", "warning", "datastore", "snapshot", "vm",
-        "ct", "host", "index", "verify", "prune", "garbage", "collection", "started", "finished",
-        "task", "OK", "upload", "size", "bytes", "root@pam", "2024-05-01T12:00:00Z", "pid",
+        "backup",
+        "chunk",
+        "store",
+        "error",
+        "info",
+        "warning",
+        "datastore",
+        "snapshot",
+        "vm",
+        "ct",
+        "host",
+        "index",
+        "verify",
+        "prune",
+        "garbage",
+        "collection",
+        "started",
+        "finished",
+        "task",
+        "OK",
+        "upload",
+        "size",
+        "bytes",
+        "root@pam",
+        "2024-05-01T12:00:00Z",
+        "pid",
     ];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut out = Vec::with_capacity(len + 64);
@@ -76,11 +99,16 @@ fn openssl_speed(alg: &str) -> Option<f64> {
         return None;
     }
     let out = Command::new("openssl")
-        .args(["speed", "-elapsed", "-seconds", "2", "-bytes", "4194304", "-evp", alg])
+        .args([
+            "speed", "-elapsed", "-seconds", "2", "-bytes", "4194304", "-evp", alg,
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with(alg))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with(alg))?;
     let last = line.split_whitespace().last()?;
     let kbytes: f64 = last.trim_end_matches('k').parse().ok()?;
     Some(kbytes * 1000.0 / 1e6)
@@ -152,27 +180,47 @@ fn main() {
         }
         std::hint::black_box(chunks);
     });
-    row("chunker (buzhash, avg 4 MiB)", chunker_mbs, "target >= 1200 MB/s");
+    row(
+        "chunker (buzhash, avg 4 MiB)",
+        chunker_mbs,
+        "target >= 1200 MB/s",
+    );
 
     let sha_mbs = measure(random.len(), || {
         for chunk in random.chunks(CHUNK) {
             std::hint::black_box(openssl::sha::sha256(chunk));
         }
     });
-    row("SHA-256 chunk digest", sha_mbs, &ratio(sha_mbs, openssl_speed("sha256"), "openssl speed -evp sha256"));
+    row(
+        "SHA-256 chunk digest",
+        sha_mbs,
+        &ratio(
+            sha_mbs,
+            openssl_speed("sha256"),
+            "openssl speed -evp sha256",
+        ),
+    );
 
     let config = CryptConfig::new([7u8; 32]).expect("crypt config");
     let mut out = Vec::with_capacity(CHUNK + 64);
     let gcm_mbs = measure(random.len(), || {
         for chunk in random.chunks(CHUNK) {
             out.clear();
-            std::hint::black_box(config.encrypt_into(&[3u8; 16], chunk, &mut out).expect("encrypt"));
+            std::hint::black_box(
+                config
+                    .encrypt_into(&[3u8; 16], chunk, &mut out)
+                    .expect("encrypt"),
+            );
         }
     });
     row(
         "AES-256-GCM encrypt (16-byte IV)",
         gcm_mbs,
-        &ratio(gcm_mbs, openssl_speed("aes-256-gcm"), "openssl speed -evp aes-256-gcm"),
+        &ratio(
+            gcm_mbs,
+            openssl_speed("aes-256-gcm"),
+            "openssl speed -evp aes-256-gcm",
+        ),
     );
 
     let zstd_ref = zstd_bench(scratch.path(), &text);
@@ -184,7 +232,11 @@ fn main() {
     row(
         "blob encode, zstd level 1 (log-like text)",
         encode_mbs,
-        &ratio(encode_mbs, zstd_ref.map(|r| r.0), "zstd -b1 -B4MiB compress"),
+        &ratio(
+            encode_mbs,
+            zstd_ref.map(|r| r.0),
+            "zstd -b1 -B4MiB compress",
+        ),
     );
 
     let encoded: Vec<DataBlob> = text
@@ -199,7 +251,11 @@ fn main() {
     row(
         "blob decode, zstd level 1 (log-like text)",
         decode_mbs,
-        &ratio(decode_mbs, zstd_ref.map(|r| r.1), "zstd -b1 -B4MiB decompress"),
+        &ratio(
+            decode_mbs,
+            zstd_ref.map(|r| r.1),
+            "zstd -b1 -B4MiB decompress",
+        ),
     );
 
     let enc_mbs = measure(text.len(), || {
@@ -207,7 +263,11 @@ fn main() {
             std::hint::black_box(DataBlob::encode(chunk, Some(&config), true).expect("encode"));
         }
     });
-    row("blob encode, zstd 1 + AES-256-GCM (text)", enc_mbs, "compress + encrypt, no direct reference");
+    row(
+        "blob encode, zstd 1 + AES-256-GCM (text)",
+        enc_mbs,
+        "compress + encrypt, no direct reference",
+    );
 
     let encrypted: Vec<DataBlob> = text
         .chunks(CHUNK)
@@ -218,11 +278,20 @@ fn main() {
             std::hint::black_box(blob.decode(Some(&config), None).expect("decode"));
         }
     });
-    row("blob decode, AES-256-GCM + zstd 1 (text)", dec_mbs, "decrypt + decompress, no direct reference");
+    row(
+        "blob decode, AES-256-GCM + zstd 1 (text)",
+        dec_mbs,
+        "decrypt + decompress, no direct reference",
+    );
 
     let raw_encoded: Vec<(DataBlob, [u8; 32])> = random
         .chunks(CHUNK)
-        .map(|c| (DataBlob::encode(c, None, true).expect("encode"), openssl::sha::sha256(c)))
+        .map(|c| {
+            (
+                DataBlob::encode(c, None, true).expect("encode"),
+                openssl::sha::sha256(c),
+            )
+        })
         .collect();
     for level in [DatastoreFSyncLevel::None, DatastoreFSyncLevel::File] {
         let dir = scratch.path().join(format!("store-{level:?}"));
@@ -237,7 +306,9 @@ fn main() {
             }
             round += 1;
             for (blob, digest) in &raw_encoded {
-                store.insert_chunk(blob.raw_data(), digest).expect("insert chunk");
+                store
+                    .insert_chunk(blob.raw_data(), digest)
+                    .expect("insert chunk");
             }
         });
         row(
@@ -247,9 +318,15 @@ fn main() {
         );
         let dedup_mbs = measure(random.len(), || {
             for (blob, digest) in &raw_encoded {
-                store.insert_chunk(blob.raw_data(), digest).expect("insert chunk");
+                store
+                    .insert_chunk(blob.raw_data(), digest)
+                    .expect("insert chunk");
             }
         });
-        row(&format!("chunk store insert, duplicates, sync-level {level:?}"), dedup_mbs, "stat + atime touch only");
+        row(
+            &format!("chunk store insert, duplicates, sync-level {level:?}"),
+            dedup_mbs,
+            "stat + atime touch only",
+        );
     }
 }

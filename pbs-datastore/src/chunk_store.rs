@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -211,19 +211,8 @@ pub fn cond_touch_path(path: &Path, assert_exists: bool) -> Result<bool, Error> 
 
 /// Creates a unique temp file `<path minus extension>.tmp_XXXXXX` next to `path`.
 fn make_temp_file(path: &Path) -> Result<(File, PathBuf), Error> {
-    let template = path.with_extension("tmp_XXXXXX");
-    let mut template = path_cstring(&template)?.into_bytes_with_nul();
-    // SAFETY: template is a writable NUL-terminated buffer ending in XXXXXX.
-    let fd = unsafe { libc::mkstemp(template.as_mut_ptr() as *mut libc::c_char) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        bail!("unable to create temporary file for {path:?} - {err}");
-    }
-    // SAFETY: fd was just returned by mkstemp and is owned by nobody else.
-    let file = unsafe { File::from_raw_fd(fd) };
-    template.pop();
-    let tmp_path = PathBuf::from(std::ffi::OsStr::from_bytes(&template));
-    Ok((file, tmp_path))
+    pbs_tools::fs::make_tmp_file(path)
+        .map_err(|err| format_err!("unable to create temporary file for {path:?} - {err}"))
 }
 
 impl ChunkStore {

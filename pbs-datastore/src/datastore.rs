@@ -14,10 +14,10 @@ use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType}
 use crate::backup_info::{
     BackupInfo, CLIENT_LOG_BLOB_NAME, MANIFEST_BLOB_NAME, PROTECTED_MARKER_NAME,
 };
-use crate::group_files::{self, NOTES_FILE_NAME, OWNER_FILE_NAME};
-use crate::hierarchy::{self, GroupIter, NamespaceIter, SnapshotFilter};
 use crate::chunk_store::{ChunkStore, DatastoreFSyncLevel};
 use crate::garbage_collection::{garbage_collection, GarbageCollectionStatus};
+use crate::group_files::{self, NOTES_FILE_NAME, OWNER_FILE_NAME};
+use crate::hierarchy::{self, GroupIter, NamespaceIter, SnapshotFilter};
 use crate::locks::{
     self, lock_dir_noblock, BackupDirGuard, BackupGroupGuard, LockMode, ManifestLockGuard,
 };
@@ -173,8 +173,12 @@ impl DataStore {
         let json = manifest.to_string(None)?;
         let blob = DataBlob::encode(json.as_bytes(), None, true)?;
         let path = self.snapshot_path(ns, dir)?.join(MANIFEST_BLOB_NAME);
-        group_files::replace_file(&path, blob.raw_data(), 0o644)
-            .with_context(|| format!("unable to replace manifest {path:?}"))?;
+        pbs_tools::fs::replace_file(
+            &path,
+            blob.raw_data(),
+            pbs_tools::fs::ReplaceOptions::mode(0o644),
+        )
+        .with_context(|| format!("unable to replace manifest {path:?}"))?;
         Ok(())
     }
 

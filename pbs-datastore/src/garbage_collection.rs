@@ -3,9 +3,8 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -163,22 +162,17 @@ pub fn load_gc_status(base_path: &Path) -> Result<GarbageCollectionStatus, Error
 fn write_gc_status(base_path: &Path, status: &GarbageCollectionStatus) -> Result<(), Error> {
     let path = base_path.join(GC_STATUS_FILE);
     let data = serde_json::to_vec(status)?;
-    let tmp_path = base_path.join(format!("{GC_STATUS_FILE}.tmp_{}", std::process::id()));
-    let result = (|| -> Result<(), Error> {
-        let mut file = File::create(&tmp_path)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        // Keep the ownership of the datastore directory (the backup user) when running as root.
-        let base_meta = std::fs::metadata(base_path)?;
-        if file.metadata()?.uid() != base_meta.uid() {
-            std::os::unix::fs::fchown(&file, Some(base_meta.uid()), Some(base_meta.gid()))?;
-        }
-        file.write_all(&data)?;
-        std::fs::rename(&tmp_path, &path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_path);
-    }
+    // Keep the ownership of the datastore directory (the backup user) when running as root.
+    let base_meta =
+        std::fs::metadata(base_path).map_err(|err| format_err!("{base_path:?}: {err}"))?;
+    // SAFETY: geteuid has no preconditions.
+    let owner = (unsafe { libc::geteuid() } == 0).then(|| (base_meta.uid(), base_meta.gid()));
+    let options = pbs_tools::fs::ReplaceOptions {
+        mode: 0o644,
+        owner,
+        fsync: false,
+    };
+    let result = pbs_tools::fs::replace_file(&path, &data, options);
     result.map_err(|err| format_err!("{path:?}: {err}"))
 }
 
@@ -477,6 +471,7 @@ mod tests {
     use crate::{DatastoreFSyncLevel, DynamicIndexWriter, FixedIndexWriter};
     use pbs_api_types::time::epoch_now;
     use std::cell::RefCell;
+    use std::os::unix::fs::PermissionsExt;
     use std::sync::Arc;
 
     const DAY: i64 = 86400;

@@ -1,11 +1,8 @@
 //! Files at backup group level: `owner` and `notes`.
 
-use std::ffi::CString;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::fd::FromRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Error};
@@ -68,36 +65,12 @@ pub fn read_notes(path: &Path) -> Result<String, Error> {
 
 /// Replaces group notes atomically.
 pub fn write_notes(path: &Path, notes: &str) -> Result<(), Error> {
-    replace_file(path, notes.as_bytes(), 0o644)
-        .with_context(|| format!("unable to replace notes file {path:?}"))
-}
-
-/// Writes `data` to a temporary file `<path>.tmp_XXXXXX` next to `path` and renames it over
-/// `path`, so readers see either the old or the new content.
-pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let mut template = path.as_os_str().as_bytes().to_vec();
-    template.extend_from_slice(b".tmp_XXXXXX");
-    let template = CString::new(template)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let mut raw = template.into_bytes_with_nul();
-    // SAFETY: raw is a writable NUL-terminated buffer; mkstemp rewrites the X characters.
-    let fd = unsafe { libc::mkstemp(raw.as_mut_ptr() as *mut libc::c_char) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: mkstemp returned a fresh descriptor that nothing else owns.
-    let mut file = unsafe { File::from_raw_fd(fd) };
-    raw.pop();
-    let tmp_path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&raw));
-
-    let result = file
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .and_then(|()| file.write_all(data))
-        .and_then(|()| std::fs::rename(&tmp_path, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_path);
-    }
-    result
+    pbs_tools::fs::replace_file(
+        path,
+        notes.as_bytes(),
+        pbs_tools::fs::ReplaceOptions::mode(0o644),
+    )
+    .with_context(|| format!("unable to replace notes file {path:?}"))
 }
 
 /// Creates `path` if missing without touching existing content (marker files).

@@ -393,42 +393,12 @@ impl KeyConfig {
 
 /// Atomically replaces `path` by a new mode-0600 file holding `data` (temp file, fsync, rename).
 fn replace_file_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let file_name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
-    })?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
+    let options = pbs_tools::fs::ReplaceOptions {
+        mode: 0o600,
+        owner: None,
+        fsync: true,
     };
-    let mut attempt = 0u32;
-    let (tmp_path, mut file) = loop {
-        let mut nonce = [0u8; 6];
-        openssl::rand::rand_bytes(&mut nonce).map_err(std::io::Error::other)?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(".tmp_{}", hex::encode(nonce)));
-        let tmp_path = dir.join(tmp_name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp_path)
-        {
-            Ok(file) => break (tmp_path, file),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
-                attempt += 1;
-            }
-            Err(err) => return Err(err),
-        }
-    };
-    let result = file
-        .write_all(data)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&tmp_path, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_path);
-    }
-    result
+    pbs_tools::fs::replace_file(path, data, options)
 }
 
 /// Key file summary shown by the API and CLI.

@@ -37,7 +37,11 @@ pub struct VerifyContext {
 
 impl VerifyContext {
     /// A fresh context; `log` receives the task log lines.
-    pub fn new(store: Arc<ChunkStore>, chunk_order: ChunkOrder, log: Box<dyn Fn(&str) + Send + Sync>) -> Self {
+    pub fn new(
+        store: Arc<ChunkStore>,
+        chunk_order: ChunkOrder,
+        log: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Self {
         Self {
             store,
             chunk_order,
@@ -75,7 +79,12 @@ impl VerifyContext {
     }
 
     /// Checks one chunk; returns an error text for the task log if it is bad.
-    fn verify_chunk(&self, digest: &[u8; 32], size: u64, crypt_mode: CryptMode) -> Result<(), String> {
+    fn verify_chunk(
+        &self,
+        digest: &[u8; 32],
+        size: u64,
+        crypt_mode: CryptMode,
+    ) -> Result<(), String> {
         let hex = hex::encode(digest);
         if lock(&self.verified).contains(digest) {
             return Ok(());
@@ -103,10 +112,16 @@ impl VerifyContext {
             return Err(format!("can't verify chunk, load failed - store '{}', unable to load chunk '{hex}' - {err}", self.store.name()));
         }
         let chunk_mode = blob.crypt_mode();
-        let expected = if crypt_mode == CryptMode::Encrypt { CryptMode::Encrypt } else { CryptMode::None };
+        let expected = if crypt_mode == CryptMode::Encrypt {
+            CryptMode::Encrypt
+        } else {
+            CryptMode::None
+        };
         if chunk_mode != expected {
             // Logged, but the chunk itself may still be intact: keep going.
-            self.log(&format!("chunk CryptMode {chunk_mode:?} does not match index CryptMode {expected:?}"));
+            self.log(&format!(
+                "chunk CryptMode {chunk_mode:?} does not match index CryptMode {expected:?}"
+            ));
         }
         if !blob.is_encrypted() {
             if let Err(err) = blob.verify_unencrypted(size as usize, digest) {
@@ -132,7 +147,9 @@ impl VerifyContext {
                 .map(|&pos| {
                     let ino = index
                         .chunk_info(pos)
-                        .and_then(|info| std::fs::metadata(self.store.chunk_path(&info.digest)).ok())
+                        .and_then(|info| {
+                            std::fs::metadata(self.store.chunk_path(&info.digest)).ok()
+                        })
                         .map(|m| m.ino())
                         .unwrap_or(u64::MAX); // missing chunks go last
                     (ino, pos)
@@ -145,7 +162,10 @@ impl VerifyContext {
         let next = AtomicUsize::new(0);
         let errors = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| loop {
@@ -271,7 +291,10 @@ impl VerifyContext {
             return Err("verification aborted".to_string());
         }
         if failed > 0 {
-            return Err(format!("{failed} of {} chunks could not be verified", index.index_count()));
+            return Err(format!(
+                "{failed} of {} chunks could not be verified",
+                index.index_count()
+            ));
         }
         Ok(())
     }
@@ -289,26 +312,38 @@ impl VerifyContext {
         let path = datastore.snapshot_path(ns, dir)?;
         let name = snapshot_display(ns, dir);
         if !path.is_dir() {
-            self.log(&format!("SKIPPED: verify {}:{name} - snapshot does not exist (anymore)", datastore.name()));
+            self.log(&format!(
+                "SKIPPED: verify {}:{name} - snapshot does not exist (anymore)",
+                datastore.name()
+            ));
             return Ok(SnapshotVerifyOutcome::Skipped);
         }
         let _lock = match datastore.lock_snapshot(ns, dir, LockMode::Shared, "verify in progress") {
             Ok(lock) => lock,
             Err(_) => {
-                self.log(&format!("SKIPPED: verify {}:{name} - could not acquire snapshot lock", datastore.name()));
+                self.log(&format!(
+                    "SKIPPED: verify {}:{name} - could not acquire snapshot lock",
+                    datastore.name()
+                ));
                 return Ok(SnapshotVerifyOutcome::Skipped);
             }
         };
         let manifest = match datastore.load_manifest(ns, dir) {
             Ok((manifest, _)) => manifest,
             Err(err) => {
-                self.log(&format!("verify {}:{name} - manifest load error: {err:#}", datastore.name()));
+                self.log(&format!(
+                    "verify {}:{name} - manifest load error: {err:#}",
+                    datastore.name()
+                ));
                 return Ok(SnapshotVerifyOutcome::Failed);
             }
         };
         if let Some((filter, now)) = filter {
             if !filter.includes(&manifest, now) {
-                self.log(&format!("SKIPPED: verify {}:{name} (recently verified)", datastore.name()));
+                self.log(&format!(
+                    "SKIPPED: verify {}:{name} (recently verified)",
+                    datastore.name()
+                ));
                 return Ok(SnapshotVerifyOutcome::Skipped);
             }
         }
@@ -325,7 +360,11 @@ impl VerifyContext {
                 Err(err) => Err(err.to_string()),
             };
             if let Err(msg) = result {
-                self.log(&format!("verify {}:{name}/{} failed: {msg}", datastore.name(), info.filename));
+                self.log(&format!(
+                    "verify {}:{name}/{} failed: {msg}",
+                    datastore.name(),
+                    info.filename
+                ));
                 ok = false;
             }
             if abort() {
@@ -333,7 +372,11 @@ impl VerifyContext {
             }
         }
         let state = SnapshotVerifyState {
-            state: if ok { VerifyState::Ok } else { VerifyState::Failed },
+            state: if ok {
+                VerifyState::Ok
+            } else {
+                VerifyState::Failed
+            },
             upid: upid.to_string(),
         };
         datastore
@@ -342,7 +385,11 @@ impl VerifyContext {
                 let _ = manifest.set_verify_state(&state);
             })
             .map_err(|err| anyhow::format_err!("unable to update manifest of {name} - {err:#}"))?;
-        Ok(if ok { SnapshotVerifyOutcome::Ok } else { SnapshotVerifyOutcome::Failed })
+        Ok(if ok {
+            SnapshotVerifyOutcome::Ok
+        } else {
+            SnapshotVerifyOutcome::Failed
+        })
     }
 
     /// Verifies all snapshots of a group, newest first; returns the snapshots that failed.
@@ -359,7 +406,8 @@ impl VerifyContext {
         snapshots.sort_by(|a, b| b.backup_dir.time.cmp(&a.backup_dir.time));
         let mut failed = Vec::new();
         for info in snapshots {
-            let outcome = self.verify_backup_dir(datastore, ns, &info.backup_dir, upid, filter, abort)?;
+            let outcome =
+                self.verify_backup_dir(datastore, ns, &info.backup_dir, upid, filter, abort)?;
             if outcome == SnapshotVerifyOutcome::Failed {
                 failed.push(snapshot_display(ns, &info.backup_dir));
             }
@@ -387,7 +435,8 @@ impl VerifyContext {
                 if group.ty == BackupType::Host && group.id == "benchmark" {
                     continue;
                 }
-                failed.extend(self.verify_backup_group(datastore, &ns, &group, upid, filter, abort)?);
+                failed
+                    .extend(self.verify_backup_group(datastore, &ns, &group, upid, filter, abort)?);
             }
         }
         Ok(failed)

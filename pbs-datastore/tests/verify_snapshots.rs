@@ -15,7 +15,10 @@ const UPID: &str = "UPID:pbs:00000F2A:0000A1B3:00000003:66603A80:verify:store1:r
 fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        if let Ok(dir) = tempfile::Builder::new().prefix("pbs-verify-test").tempdir_in(shm) {
+        if let Ok(dir) = tempfile::Builder::new()
+            .prefix("pbs-verify-test")
+            .tempdir_in(shm)
+        {
             return dir;
         }
     }
@@ -30,7 +33,11 @@ fn chunk_data(i: usize) -> Vec<u8> {
             x ^= x >> 7;
             x ^= x << 17;
             // Half of each chunk compresses, so both blob kinds are exercised.
-            if n % 2 == 0 { b'a' } else { (x >> 32) as u8 }
+            if n % 2 == 0 {
+                b'a'
+            } else {
+                (x >> 32) as u8
+            }
         })
         .collect()
 }
@@ -39,39 +46,66 @@ fn chunk_data(i: usize) -> Vec<u8> {
 fn write_snapshot(store: &DataStore, dir: &BackupDir) -> Vec<[u8; 32]> {
     let ns = BackupNamespace::root();
     let owner: Authid = "backup@pbs".parse().unwrap();
-    let (_, _group_guard) = store.create_locked_backup_group(&ns, &dir.group, &owner).unwrap();
+    let (_, _group_guard) = store
+        .create_locked_backup_group(&ns, &dir.group, &owner)
+        .unwrap();
     let (relative, _dir_guard) = store.create_new_locked_backup_dir(&ns, dir).unwrap();
     let path = store.base_path().join(relative);
     let mut manifest = BackupManifest::new(dir.group.ty.as_str(), &dir.group.id, dir.time);
     let mut digests = Vec::new();
 
-    let mut writer = DynamicIndexWriter::create(store.chunk_store().clone(), path.join("root.pxar.didx")).unwrap();
+    let mut writer =
+        DynamicIndexWriter::create(store.chunk_store().clone(), path.join("root.pxar.didx"))
+            .unwrap();
     let mut end = 0u64;
     for i in 0..10 {
         let data = chunk_data(i);
         let (blob, digest) = DataChunkBuilder::new(&data).compress(true).build().unwrap();
-        store.chunk_store().insert_chunk(blob.raw_data(), &digest).unwrap();
+        store
+            .chunk_store()
+            .insert_chunk(blob.raw_data(), &digest)
+            .unwrap();
         end += data.len() as u64;
         writer.add_chunk(end, &digest).unwrap();
         digests.push(digest);
     }
     let csum = writer.close().unwrap();
-    manifest.add_file("root.pxar.didx", end, csum, CryptMode::None).unwrap();
+    manifest
+        .add_file("root.pxar.didx", end, csum, CryptMode::None)
+        .unwrap();
 
-    let image: Vec<u8> = (0..3).flat_map(|i| chunk_data(100 + i)[..4096].to_vec()).collect();
-    let mut writer = FixedIndexWriter::create(store.chunk_store().clone(), path.join("disk.img.fidx"), image.len() as u64, 4096).unwrap();
+    let image: Vec<u8> = (0..3)
+        .flat_map(|i| chunk_data(100 + i)[..4096].to_vec())
+        .collect();
+    let mut writer = FixedIndexWriter::create(
+        store.chunk_store().clone(),
+        path.join("disk.img.fidx"),
+        image.len() as u64,
+        4096,
+    )
+    .unwrap();
     for (i, data) in image.chunks(4096).enumerate() {
         let (blob, digest) = DataChunkBuilder::new(data).build().unwrap();
-        store.chunk_store().insert_chunk(blob.raw_data(), &digest).unwrap();
+        store
+            .chunk_store()
+            .insert_chunk(blob.raw_data(), &digest)
+            .unwrap();
         writer.add_digest(i, &digest).unwrap();
     }
     let csum = writer.close().unwrap();
-    manifest.add_file("disk.img.fidx", image.len() as u64, csum, CryptMode::None).unwrap();
+    manifest
+        .add_file("disk.img.fidx", image.len() as u64, csum, CryptMode::None)
+        .unwrap();
 
     let conf = DataBlob::encode(b"memory: 1024\n", None, true).unwrap();
     std::fs::write(path.join("qemu-server.conf.blob"), conf.raw_data()).unwrap();
     manifest
-        .add_file("qemu-server.conf.blob", conf.raw_size(), openssl::sha::sha256(conf.raw_data()), CryptMode::None)
+        .add_file(
+            "qemu-server.conf.blob",
+            conf.raw_size(),
+            openssl::sha::sha256(conf.raw_data()),
+            CryptMode::None,
+        )
         .unwrap();
 
     let json = manifest.to_string(None).unwrap();
@@ -106,12 +140,21 @@ fn never() -> bool {
 #[test]
 fn intact_snapshot_verifies_ok_and_records_it() {
     let tmp = scratch();
-    let store = DataStore::create("store1", tmp.path().join("ds"), tmp.path().join("locks"), DataStoreTuning::default(), &|_| {}).unwrap();
+    let store = DataStore::create(
+        "store1",
+        tmp.path().join("ds"),
+        tmp.path().join("locks"),
+        DataStoreTuning::default(),
+        &|_| {},
+    )
+    .unwrap();
     let dir: BackupDir = "vm/100/2024-05-01T10:00:00Z".parse().unwrap();
     write_snapshot(&store, &dir);
     let (ctx, _) = context(&store);
     let ns = BackupNamespace::root();
-    let outcome = ctx.verify_backup_dir(&store, &ns, &dir, UPID, None, &never).unwrap();
+    let outcome = ctx
+        .verify_backup_dir(&store, &ns, &dir, UPID, None, &never)
+        .unwrap();
     assert_eq!(outcome, SnapshotVerifyOutcome::Ok);
     assert_eq!(verify_state(&store, &dir), Some(VerifyState::Ok));
 
@@ -119,18 +162,47 @@ fn intact_snapshot_verifies_ok_and_records_it() {
     let filter = VerifyFilter::default();
     let now = 0x66603A80 + 86_400 * 3;
     let (ctx, lines) = context(&store);
-    assert_eq!(ctx.verify_backup_dir(&store, &ns, &dir, UPID, Some((&filter, now)), &never).unwrap(), SnapshotVerifyOutcome::Skipped);
-    assert!(lines.lock().unwrap().iter().any(|l| l.contains("recently verified")));
-    let outdated = VerifyFilter { ignore_verified: true, outdated_after: Some(2) };
-    assert_eq!(ctx.verify_backup_dir(&store, &ns, &dir, UPID, Some((&outdated, now)), &never).unwrap(), SnapshotVerifyOutcome::Ok);
-    let fresh = VerifyFilter { ignore_verified: true, outdated_after: Some(3) };
-    assert_eq!(ctx.verify_backup_dir(&store, &ns, &dir, UPID, Some((&fresh, now)), &never).unwrap(), SnapshotVerifyOutcome::Skipped);
+    assert_eq!(
+        ctx.verify_backup_dir(&store, &ns, &dir, UPID, Some((&filter, now)), &never)
+            .unwrap(),
+        SnapshotVerifyOutcome::Skipped
+    );
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("recently verified")));
+    let outdated = VerifyFilter {
+        ignore_verified: true,
+        outdated_after: Some(2),
+    };
+    assert_eq!(
+        ctx.verify_backup_dir(&store, &ns, &dir, UPID, Some((&outdated, now)), &never)
+            .unwrap(),
+        SnapshotVerifyOutcome::Ok
+    );
+    let fresh = VerifyFilter {
+        ignore_verified: true,
+        outdated_after: Some(3),
+    };
+    assert_eq!(
+        ctx.verify_backup_dir(&store, &ns, &dir, UPID, Some((&fresh, now)), &never)
+            .unwrap(),
+        SnapshotVerifyOutcome::Skipped
+    );
 }
 
 #[test]
 fn every_damaged_chunk_is_found_and_renamed() {
     let tmp = scratch();
-    let store = DataStore::create("store1", tmp.path().join("ds"), tmp.path().join("locks"), DataStoreTuning::default(), &|_| {}).unwrap();
+    let store = DataStore::create(
+        "store1",
+        tmp.path().join("ds"),
+        tmp.path().join("locks"),
+        DataStoreTuning::default(),
+        &|_| {},
+    )
+    .unwrap();
     let dir: BackupDir = "ct/200/2024-05-01T10:00:00Z".parse().unwrap();
     let digests = write_snapshot(&store, &dir);
     let cs = store.chunk_store();
@@ -155,7 +227,9 @@ fn every_damaged_chunk_is_found_and_renamed() {
     std::fs::remove_file(cs.chunk_path(&missing)).unwrap();
 
     let (ctx, lines) = context(&store);
-    let outcome = ctx.verify_backup_dir(&store, &BackupNamespace::root(), &dir, UPID, None, &never).unwrap();
+    let outcome = ctx
+        .verify_backup_dir(&store, &BackupNamespace::root(), &dir, UPID, None, &never)
+        .unwrap();
     assert_eq!(outcome, SnapshotVerifyOutcome::Failed);
     assert_eq!(verify_state(&store, &dir), Some(VerifyState::Failed));
 
@@ -167,7 +241,11 @@ fn every_damaged_chunk_is_found_and_renamed() {
 
     for digest in [flipped, truncated, swapped] {
         let path = cs.chunk_path(&digest);
-        assert!(!path.exists(), "corrupt chunk {} still in place", hex::encode(digest));
+        assert!(
+            !path.exists(),
+            "corrupt chunk {} still in place",
+            hex::encode(digest)
+        );
         let bad = path.with_file_name(format!("{}.0.bad", hex::encode(digest)));
         assert!(bad.is_file(), "no {bad:?}");
     }
@@ -181,13 +259,24 @@ fn every_damaged_chunk_is_found_and_renamed() {
         .verify_all_backups(&store, &BackupNamespace::root(), None, UPID, None, &never)
         .unwrap();
     assert_eq!(failed, vec!["ct/200/2024-05-01T10:00:00Z".to_string()]);
-    assert!(lines.lock().unwrap().iter().any(|l| l.contains("was marked as corrupt")));
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("was marked as corrupt")));
 }
 
 #[test]
 fn damaged_blob_and_index_fail_the_snapshot() {
     let tmp = scratch();
-    let store = DataStore::create("store1", tmp.path().join("ds"), tmp.path().join("locks"), DataStoreTuning::default(), &|_| {}).unwrap();
+    let store = DataStore::create(
+        "store1",
+        tmp.path().join("ds"),
+        tmp.path().join("locks"),
+        DataStoreTuning::default(),
+        &|_| {},
+    )
+    .unwrap();
     let ns = BackupNamespace::root();
     let dir: BackupDir = "host/a/2024-05-01T10:00:00Z".parse().unwrap();
     write_snapshot(&store, &dir);
@@ -198,21 +287,44 @@ fn damaged_blob_and_index_fail_the_snapshot() {
     raw[13] ^= 0x40;
     std::fs::write(&blob_path, &raw).unwrap();
     let (ctx, lines) = context(&store);
-    assert_eq!(ctx.verify_backup_dir(&store, &ns, &dir, UPID, None, &never).unwrap(), SnapshotVerifyOutcome::Failed);
-    assert!(lines.lock().unwrap().iter().any(|l| l.contains("qemu-server.conf.blob failed")));
+    assert_eq!(
+        ctx.verify_backup_dir(&store, &ns, &dir, UPID, None, &never)
+            .unwrap(),
+        SnapshotVerifyOutcome::Failed
+    );
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("qemu-server.conf.blob failed")));
 
     // Index whose digest list no longer matches the manifest checksum.
     let dir2: BackupDir = "host/a/2024-05-02T10:00:00Z".parse().unwrap();
     write_snapshot(&store, &dir2);
-    let fidx = store.snapshot_path(&ns, &dir2).unwrap().join("disk.img.fidx");
+    let fidx = store
+        .snapshot_path(&ns, &dir2)
+        .unwrap()
+        .join("disk.img.fidx");
     let mut raw = std::fs::read(&fidx).unwrap();
     raw[4096] ^= 0xff;
     std::fs::write(&fidx, &raw).unwrap();
     let (ctx, lines) = context(&store);
-    assert_eq!(ctx.verify_backup_dir(&store, &ns, &dir2, UPID, None, &never).unwrap(), SnapshotVerifyOutcome::Failed);
-    assert!(lines.lock().unwrap().iter().any(|l| l.contains("disk.img.fidx failed: wrong index checksum")));
+    assert_eq!(
+        ctx.verify_backup_dir(&store, &ns, &dir2, UPID, None, &never)
+            .unwrap(),
+        SnapshotVerifyOutcome::Failed
+    );
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("disk.img.fidx failed: wrong index checksum")));
 
     // A vanished snapshot is skipped, not failed.
     let gone: BackupDir = "host/a/2024-05-03T10:00:00Z".parse().unwrap();
-    assert_eq!(ctx.verify_backup_dir(&store, &ns, &gone, UPID, None, &never).unwrap(), SnapshotVerifyOutcome::Skipped);
+    assert_eq!(
+        ctx.verify_backup_dir(&store, &ns, &gone, UPID, None, &never)
+            .unwrap(),
+        SnapshotVerifyOutcome::Skipped
+    );
 }

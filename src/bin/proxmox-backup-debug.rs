@@ -34,7 +34,11 @@ fn run(args: &[String]) -> Result<()> {
         ["inspect", "file"] => {
             let format = pbs_cli::OutputFormat::from_args(a)?;
             let crypt = debug::load_crypt_config(a.get("keyfile"))?;
-            let value = inspect::inspect_file(Path::new(a.required("file")?), a.get("decode"), crypt.as_ref())?;
+            let value = inspect::inspect_file(
+                Path::new(a.required("file")?),
+                a.get("decode"),
+                crypt.as_ref(),
+            )?;
             if a.get("decode") != Some("-") {
                 format.print(&value)?;
             }
@@ -51,7 +55,13 @@ fn run(args: &[String]) -> Result<()> {
                 ignore_missing_chunks: a.flag("ignore-missing-chunks", false)?,
                 ignore_corrupt_chunks: a.flag("ignore-corrupt-chunks", false)?,
             };
-            let bytes = recover::recover_index(file, Path::new(a.required("chunks")?), &output, crypt.as_ref(), options)?;
+            let bytes = recover::recover_index(
+                file,
+                Path::new(a.required("chunks")?),
+                &output,
+                crypt.as_ref(),
+                options,
+            )?;
             eprintln!("recovered {bytes} bytes to '{}'", output.display());
         }
         other => anyhow::bail!("unhandled command {other:?}"),

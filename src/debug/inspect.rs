@@ -11,7 +11,8 @@ use pbs_datastore::{CryptConfig, DataBlob};
 
 /// Reads a blob file without verifying its CRC (the caller reports the CRC state).
 fn read_blob(path: &Path) -> Result<DataBlob> {
-    let raw = std::fs::read(path).with_context(|| format!("unable to read '{}'", path.display()))?;
+    let raw =
+        std::fs::read(path).with_context(|| format!("unable to read '{}'", path.display()))?;
     DataBlob::from_raw(raw).with_context(|| format!("'{}' is not a valid blob", path.display()))
 }
 
@@ -33,8 +34,9 @@ pub fn inspect_chunk(
             .ok_or_else(|| format_err!("unable to take the digest from the chunk file name"))?,
     };
     let mut digest = [0u8; 32];
-    hex::decode_to_slice(&digest_text, &mut digest)
-        .map_err(|_| format_err!("chunk {digest_text}: not a valid chunk digest (64 hex digits)"))?;
+    hex::decode_to_slice(&digest_text, &mut digest).map_err(|_| {
+        format_err!("chunk {digest_text}: not a valid chunk digest (64 hex digits)")
+    })?;
 
     let blob = read_blob(chunk)?;
     let crc_ok = blob.verify_crc().is_ok();
@@ -64,7 +66,10 @@ pub fn inspect_chunk(
         };
         result["digest_status"] = json!(status);
     } else if decode.is_some() {
-        bail!("chunk {}: encrypted chunk, a --keyfile is needed to decode it", hex::encode(digest));
+        bail!(
+            "chunk {}: encrypted chunk, a --keyfile is needed to decode it",
+            hex::encode(digest)
+        );
     }
 
     if let Some(dir) = reference_filter {
@@ -76,8 +81,14 @@ pub fn inspect_chunk(
 }
 
 /// Collects the index files below `dir` that contain `digest`.
-fn search_references(dir: &Path, digest: &[u8; 32], name_only: bool, found: &mut Vec<String>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("unable to read directory '{}'", dir.display()))?;
+fn search_references(
+    dir: &Path,
+    digest: &[u8; 32],
+    name_only: bool,
+    found: &mut Vec<String>,
+) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("unable to read directory '{}'", dir.display()))?;
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
@@ -88,12 +99,17 @@ fn search_references(dir: &Path, digest: &[u8; 32], name_only: bool, found: &mut
             }
             continue;
         }
-        let is_index = matches!(path.extension().and_then(|e| e.to_str()), Some("fidx" | "didx"));
+        let is_index = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("fidx" | "didx")
+        );
         if !file_type.is_file() || !is_index {
             continue;
         }
         // An unreadable or foreign index is not a reference; keep searching.
-        let Ok(index) = open_index(&path) else { continue };
+        let Ok(index) = open_index(&path) else {
+            continue;
+        };
         if (0..index.index_count()).any(|pos| index.index_digest(pos) == Some(digest)) {
             let shown = if name_only {
                 entry.file_name().to_string_lossy().into_owned()
@@ -108,7 +124,11 @@ fn search_references(dir: &Path, digest: &[u8; 32], name_only: bool, found: &mut
 }
 
 /// Reports on a blob or index file; `decode` writes a blob's content.
-pub fn inspect_file(file: &Path, decode: Option<&str>, crypt_config: Option<&CryptConfig>) -> Result<Value> {
+pub fn inspect_file(
+    file: &Path,
+    decode: Option<&str>,
+    crypt_config: Option<&CryptConfig>,
+) -> Result<Value> {
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "blob" => {
@@ -122,7 +142,10 @@ pub fn inspect_file(file: &Path, decode: Option<&str>, crypt_config: Option<&Cry
             });
             if let Some(target) = decode {
                 if !crc_ok {
-                    bail!("blob '{}': wrong CRC checksum, refusing to decode", file.display());
+                    bail!(
+                        "blob '{}': wrong CRC checksum, refusing to decode",
+                        file.display()
+                    );
                 }
                 let data = blob
                     .decode(crypt_config, None)
@@ -134,12 +157,18 @@ pub fn inspect_file(file: &Path, decode: Option<&str>, crypt_config: Option<&Cry
         }
         "fidx" | "didx" => {
             if decode.is_some() {
-                bail!("index '{}': decoding needs the chunks, use 'recover index'", file.display());
+                bail!(
+                    "index '{}': decoding needs the chunks, use 'recover index'",
+                    file.display()
+                );
             }
             let index = open_index(file).with_context(|| format!("index '{}'", file.display()))?;
             index_summary(file, index.as_ref(), ext)
         }
-        _ => bail!("'{}': unknown file type, expected .blob, .fidx or .didx", file.display()),
+        _ => bail!(
+            "'{}': unknown file type, expected .blob, .fidx or .didx",
+            file.display()
+        ),
     }
 }
 
@@ -156,7 +185,8 @@ fn index_summary(file: &Path, index: &dyn IndexFile, ext: &str) -> Result<Value>
             json!(hex::encode(info.digest))
         });
     }
-    let ctime = epoch_to_rfc3339_utc(index.index_ctime()).unwrap_or_else(|_| index.index_ctime().to_string());
+    let ctime = epoch_to_rfc3339_utc(index.index_ctime())
+        .unwrap_or_else(|_| index.index_ctime().to_string());
     Ok(json!({
         "type": if ext == "fidx" { "fixed index" } else { "dynamic index" },
         "size": size,

@@ -15,9 +15,13 @@ pub const ENCRYPTION_PASSWORD_ENV: &str = "PBS_ENCRYPTION_PASSWORD";
 
 /// The command tree of the tool.
 pub fn command_tree() -> CommandTree {
-    let output_format = Param::optional("output-format", "Output format: text, json or json-pretty.");
+    let output_format =
+        Param::optional("output-format", "Output format: text, json or json-pretty.");
     let keyfile = Param::optional("keyfile", "Path to the encryption key file.");
-    let decode = Param::optional("decode", "Write the decoded content to this path ('-' for stdout).");
+    let decode = Param::optional(
+        "decode",
+        "Write the decoded content to this path ('-' for stdout).",
+    );
     CommandTree::Group(vec![
         (
             "inspect",
@@ -78,7 +82,8 @@ pub fn command_tree() -> CommandTree {
 /// Loads a key file and derives its crypt config, asking for the passphrase when needed.
 pub fn load_crypt_config(keyfile: Option<&str>) -> Result<Option<CryptConfig>> {
     let Some(path) = keyfile else { return Ok(None) };
-    let key_config = KeyConfig::load(Path::new(path)).with_context(|| format!("unable to load key file '{path}'"))?;
+    let key_config = KeyConfig::load(Path::new(path))
+        .with_context(|| format!("unable to load key file '{path}'"))?;
     let password = || pbs_cli::read_password("Encryption Key Password: ", ENCRYPTION_PASSWORD_ENV);
     let (key, _created, _fingerprint) = key_config
         .decrypt(&password)

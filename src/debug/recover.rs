@@ -33,8 +33,10 @@ pub fn recover_index(
     crypt_config: Option<&CryptConfig>,
     options: RecoverOptions,
 ) -> Result<u64> {
-    let index = open_index(index_path).with_context(|| format!("index '{}'", index_path.display()))?;
-    let file = File::create(output).with_context(|| format!("unable to create '{}'", output.display()))?;
+    let index =
+        open_index(index_path).with_context(|| format!("index '{}'", index_path.display()))?;
+    let file =
+        File::create(output).with_context(|| format!("unable to create '{}'", output.display()))?;
     let mut writer = BufWriter::with_capacity(4 * 1024 * 1024, file);
     let mut written = 0u64;
     for pos in 0..index.index_count() {
@@ -47,14 +49,22 @@ pub fn recover_index(
         let data = match std::fs::read(&path) {
             Ok(raw) => decode_chunk(raw, &info.digest, crypt_config, options)
                 .with_context(|| format!("chunk {digest_hex}"))?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && options.ignore_missing_chunks => {
+            Err(err)
+                if err.kind() == std::io::ErrorKind::NotFound && options.ignore_missing_chunks =>
+            {
                 eprintln!("chunk {digest_hex} missing, writing {len} zero bytes instead");
                 vec![0u8; len]
             }
-            Err(err) => bail!("chunk {digest_hex}: unable to read '{}' - {err}", path.display()),
+            Err(err) => bail!(
+                "chunk {digest_hex}: unable to read '{}' - {err}",
+                path.display()
+            ),
         };
         if data.len() != len {
-            let msg = format!("chunk {digest_hex}: size {} differs from index entry size {len}", data.len());
+            let msg = format!(
+                "chunk {digest_hex}: size {} differs from index entry size {len}",
+                data.len()
+            );
             if !options.ignore_corrupt_chunks {
                 bail!(msg);
             }

@@ -1,0 +1,3 @@
+//! Small file system helpers shared by the crates of the project.
+
+pub mod fs;
