@@ -822,8 +822,7 @@ mod tests {
         assert_eq!(lines[99], "Chunkstore create: 99%");
         assert_eq!(store.name(), "progress");
         let err = ChunkStore::create("progress", &base, DatastoreFSyncLevel::None)
-            .err()
-            .expect("second create must fail");
+            .expect_err("second create must fail");
         assert!(err
             .to_string()
             .contains("unable to create chunk store 'progress' subdir"));
@@ -833,8 +832,7 @@ mod tests {
             dir.path().join("nope"),
             DatastoreFSyncLevel::None,
         )
-        .err()
-        .expect("open of missing store must fail");
+        .expect_err("open of missing store must fail");
         assert!(err
             .to_string()
             .starts_with("unable to open chunk store 'missing'"));

@@ -403,7 +403,7 @@ impl VerifyContext {
         abort: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<String>, anyhow::Error> {
         let mut snapshots = datastore.list_snapshots(ns, group)?;
-        snapshots.sort_by(|a, b| b.backup_dir.time.cmp(&a.backup_dir.time));
+        snapshots.sort_by_key(|info| std::cmp::Reverse(info.backup_dir.time));
         let mut failed = Vec::new();
         for info in snapshots {
             let outcome =
