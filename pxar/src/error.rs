@@ -49,6 +49,23 @@ impl Error {
         }
     }
 
+    /// Recover the archive error wrapped in an `io::Error` returned by a contents reader;
+    /// other I/O errors become `Io` at `offset`.
+    pub fn from_io(err: io::Error, offset: u64) -> Self {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(inner) = err.into_inner() {
+                if let Ok(inner) = inner.downcast::<Error>() {
+                    return *inner;
+                }
+            }
+            return Error::Poisoned;
+        }
+        Error::Io {
+            offset,
+            source: err,
+        }
+    }
+
     pub(crate) fn corrupt(offset: u64, msg: impl Into<String>) -> Self {
         Error::Corrupt {
             offset,

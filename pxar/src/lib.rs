@@ -5,9 +5,22 @@
 //! * [`decoder::Decoder`]: reads an archive sequentially.
 //! * [`accessor::Accessor`]: random access through goodbye tables.
 
+pub mod accessor;
+pub mod decoder;
+pub mod encoder;
+pub mod entry;
 pub mod error;
 pub mod format;
+mod items;
 pub mod metadata;
 
+pub use accessor::{Accessor, FileEntry, ReadAt};
+pub use decoder::Decoder;
+pub use encoder::{Encoder, LinkOffset, SeqWrite};
+pub use entry::{Entry, EntryKind};
 pub use error::{Error, Result};
 pub use metadata::{Acl, Metadata};
+pub mod fuzz;
+
+#[cfg(test)]
+mod tests;
