@@ -24,3 +24,6 @@ pub mod fuzz;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod roundtrip_tests;
