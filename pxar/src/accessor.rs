@@ -9,8 +9,7 @@ use crate::decoder::check_tail;
 use crate::entry::{Entry, EntryKind};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, goodbye::search_tree, hash_filename, GoodbyeItem, Header, GOODBYE_ITEM_SIZE,
-    HEADER_SIZE,
+    self, goodbye::search_tree, hash_filename, GoodbyeItem, Header, GOODBYE_ITEM_SIZE, HEADER_SIZE,
 };
 use crate::items::{self, read_header, ItemRead};
 use crate::metadata::Metadata;
@@ -225,7 +224,13 @@ impl<R: ReadAt, P: ReadAt> Accessor<R, P> {
                 ));
             }
             let mut bytes = [0u8; 16];
-            read_exact_at(source, *payload_size, &mut bytes, 0, "payload stream start marker")?;
+            read_exact_at(
+                source,
+                *payload_size,
+                &mut bytes,
+                0,
+                "payload stream start marker",
+            )?;
             let start = Header::from_bytes(&bytes);
             if start.htype != format::PXAR_PAYLOAD_START_MARKER || start.full_size != 16 {
                 return Err(Error::corrupt(
@@ -234,7 +239,13 @@ impl<R: ReadAt, P: ReadAt> Accessor<R, P> {
                 ));
             }
             let tail_offset = payload_size.saturating_sub(16);
-            read_exact_at(source, *payload_size, &mut bytes, tail_offset, "payload tail")?;
+            read_exact_at(
+                source,
+                *payload_size,
+                &mut bytes,
+                tail_offset,
+                "payload tail",
+            )?;
             let tail = Header::from_bytes(&bytes);
             if tail.htype != format::PXAR_PAYLOAD_TAIL_MARKER
                 || tail.full_size != 16
@@ -277,11 +288,17 @@ impl<R: ReadAt, P: ReadAt> Accessor<R, P> {
     /// Locate the goodbye table of the directory ending at `end` whose tail refers to
     /// `tail_target`; `entry_offset` is its ENTRY header.
     fn dir_info(&self, end: u64, tail_target: u64, entry_offset: u64) -> Result<DirInfo> {
-        let tail_offset = end.checked_sub(GOODBYE_ITEM_SIZE).ok_or_else(|| {
-            Error::corrupt(end, "directory too short for a goodbye table")
-        })?;
+        let tail_offset = end
+            .checked_sub(GOODBYE_ITEM_SIZE)
+            .ok_or_else(|| Error::corrupt(end, "directory too short for a goodbye table"))?;
         let mut bytes = [0u8; 24];
-        read_exact_at(&self.input, self.size, &mut bytes, tail_offset, "goodbye tail")?;
+        read_exact_at(
+            &self.input,
+            self.size,
+            &mut bytes,
+            tail_offset,
+            "goodbye tail",
+        )?;
         let tail = GoodbyeItem::from_bytes(&bytes);
         if !tail.is_tail() {
             return Err(Error::corrupt(
@@ -293,14 +310,17 @@ impl<R: ReadAt, P: ReadAt> Accessor<R, P> {
             .checked_sub(tail.size)
             .filter(|start| *start > entry_offset)
             .ok_or_else(|| {
-                Error::corrupt(tail_offset, format!("goodbye tail size {} out of range", tail.size))
+                Error::corrupt(
+                    tail_offset,
+                    format!("goodbye tail size {} out of range", tail.size),
+                )
             })?;
         let (header, _) = read_header(&mut self.cursor(goodbye_start))?;
         if header.htype != format::PXAR_GOODBYE {
             return Err(items::unexpected(&header, goodbye_start, "GOODBYE"));
         }
         let content = header.content_size();
-        if content % GOODBYE_ITEM_SIZE != 0 || content < GOODBYE_ITEM_SIZE {
+        if !content.is_multiple_of(GOODBYE_ITEM_SIZE) || content < GOODBYE_ITEM_SIZE {
             return Err(Error::corrupt(
                 goodbye_start,
                 format!("GOODBYE content size {content} is not a positive multiple of 24"),
@@ -555,7 +575,9 @@ impl<R: ReadAt, P: ReadAt> Accessor<R, P> {
                 if header.htype != format::PXAR_PAYLOAD
                     || header.content_size() != size
                     || header.full_size < HEADER_SIZE
-                    || start.checked_add(size).is_none_or(|end| end > *payload_size)
+                    || start
+                        .checked_add(size)
+                        .is_none_or(|end| end > *payload_size)
                 {
                     return Err(Error::corrupt(
                         header_offset,
@@ -597,11 +619,23 @@ impl<R: ReadAt, P: ReadAt> FileContents<'_, R, P> {
         let at = self.start + offset;
         if self.in_payload {
             if let Some((source, payload_size)) = &self.accessor.payload {
-                read_exact_at(source, *payload_size, &mut buf[..len], at, "PAYLOAD content")?;
+                read_exact_at(
+                    source,
+                    *payload_size,
+                    &mut buf[..len],
+                    at,
+                    "PAYLOAD content",
+                )?;
             }
         } else {
             let accessor = self.accessor;
-            read_exact_at(&accessor.input, accessor.size, &mut buf[..len], at, "PAYLOAD content")?;
+            read_exact_at(
+                &accessor.input,
+                accessor.size,
+                &mut buf[..len],
+                at,
+                "PAYLOAD content",
+            )?;
         }
         Ok(len)
     }
@@ -624,8 +658,11 @@ impl<R: ReadAt, P: ReadAt> FileContents<'_, R, P> {
 
 /// Walk everything reachable through the accessor with a work budget (fuzzing helper).
 pub(crate) fn fuzz_walk(meta: &[u8], payload: Option<&[u8]>) {
-    let Ok(accessor) = Accessor::new(meta, meta.len() as u64, payload.map(|p| (p, p.len() as u64)))
-    else {
+    let Ok(accessor) = Accessor::new(
+        meta,
+        meta.len() as u64,
+        payload.map(|p| (p, p.len() as u64)),
+    ) else {
         return;
     };
     let Ok(root) = accessor.root() else {

@@ -105,7 +105,9 @@ struct OpenDir {
 enum FileData {
     None,
     /// v1: `remaining` bytes left at the current input position.
-    Inline { remaining: u64 },
+    Inline {
+        remaining: u64,
+    },
     /// v2: the reference, and once the payload header was checked, the bytes left to read.
     Payload {
         reference: PayloadRef,
@@ -302,8 +304,9 @@ impl<R: Read, P: Read> Decoder<R, P> {
             }
             (_, Some(reference)) => {
                 if reference.offset < self.payload_ref_floor {
+                    // The PAYLOAD_REF item (32 bytes) was the last one read.
                     return Err(Error::corrupt(
-                        offset,
+                        self.input.pos - 32,
                         format!(
                             "PAYLOAD_REF offset {} goes backwards (below {})",
                             reference.offset, self.payload_ref_floor
@@ -335,7 +338,7 @@ impl<R: Read, P: Read> Decoder<R, P> {
     fn read_goodbye(&mut self, header: Header, goodbye_start: u64) -> Result<Entry> {
         let dir = self.dirs.pop().ok_or(Error::Poisoned)?;
         let content = header.content_size();
-        if content % GOODBYE_ITEM_SIZE != 0 || content < GOODBYE_ITEM_SIZE {
+        if !content.is_multiple_of(GOODBYE_ITEM_SIZE) || content < GOODBYE_ITEM_SIZE {
             return Err(Error::corrupt(
                 goodbye_start,
                 format!("GOODBYE content size {content} is not a positive multiple of 24"),
@@ -546,7 +549,10 @@ fn check_goodbye_items(
     let mut listed = Vec::with_capacity(table.len());
     for item in table {
         let start = goodbye_start.checked_sub(item.offset).ok_or_else(|| {
-            Error::corrupt(goodbye_start, "GOODBYE item offset points before the archive")
+            Error::corrupt(
+                goodbye_start,
+                "GOODBYE item offset points before the archive",
+            )
         })?;
         listed.push((item.hash, start, item.size));
     }

@@ -126,7 +126,9 @@ impl<W: SeqWrite, P: SeqWrite> Encoder<W, P> {
                     out.write_item(format::PXAR_PRELUDE, prelude)?;
                 }
                 let mut payload = Output { inner, pos: 0 };
-                payload.write(&Header::with_content_size(format::PXAR_PAYLOAD_START_MARKER, 0).to_bytes())?;
+                payload.write(
+                    &Header::with_content_size(format::PXAR_PAYLOAD_START_MARKER, 0).to_bytes(),
+                )?;
                 Some(payload)
             }
             None if prelude.is_some() => {
@@ -360,7 +362,9 @@ impl<W: SeqWrite, P: SeqWrite> Encoder<W, P> {
     pub fn finish_directory(&mut self) -> Result<()> {
         self.check_usable()?;
         if self.dirs.len() < 2 {
-            return Err(Error::invalid("finish_directory without an open subdirectory"));
+            return Err(Error::invalid(
+                "finish_directory without an open subdirectory",
+            ));
         }
         self.guarded(|e| {
             let Some(dir) = e.dirs.pop() else {
@@ -613,7 +617,9 @@ impl<W: SeqWrite, P: SeqWrite> Encoder<W, P> {
         self.write_goodbye(root)?;
         self.out.flush()?;
         if let Some(payload) = self.payload.as_mut() {
-            payload.write(&Header::with_content_size(format::PXAR_PAYLOAD_TAIL_MARKER, 0).to_bytes())?;
+            payload.write(
+                &Header::with_content_size(format::PXAR_PAYLOAD_TAIL_MARKER, 0).to_bytes(),
+            )?;
             payload.flush()?;
         }
         Ok((self.out.inner, self.payload.map(|p| p.inner)))

@@ -53,7 +53,10 @@ fn read_c_string(src: &mut dyn ItemRead, header: &Header, offset: u64) -> Result
         return Err(Error::corrupt(offset, format!("{what} not NUL terminated")));
     }
     if content.contains(&0) {
-        return Err(Error::corrupt(offset, format!("{what} contains a NUL byte")));
+        return Err(Error::corrupt(
+            offset,
+            format!("{what} contains a NUL byte"),
+        ));
     }
     Ok(content)
 }
@@ -170,16 +173,14 @@ pub(crate) fn read_entry(
                     .xattrs
                     .push(XAttr::from_content(&content, item_offset)?);
             }
-            format::PXAR_ACL_USER => acl.users.push(AclUser::from_bytes(&read_fixed(
-                src,
-                &item,
-                item_offset,
-            )?)),
-            format::PXAR_ACL_GROUP => acl.groups.push(AclGroup::from_bytes(&read_fixed(
-                src,
-                &item,
-                item_offset,
-            )?)),
+            format::PXAR_ACL_USER => {
+                acl.users
+                    .push(AclUser::from_bytes(&read_fixed(src, &item, item_offset)?))
+            }
+            format::PXAR_ACL_GROUP => {
+                acl.groups
+                    .push(AclGroup::from_bytes(&read_fixed(src, &item, item_offset)?))
+            }
             format::PXAR_ACL_GROUP_OBJ => {
                 let bytes = read_fixed::<8>(src, &item, item_offset)?;
                 if acl.group_obj.is_some() {
@@ -196,12 +197,12 @@ pub(crate) fn read_entry(
                 }
                 acl.default = Some(AclDefault::from_bytes(&bytes));
             }
-            format::PXAR_ACL_DEFAULT_USER => acl.default_users.push(AclUser::from_bytes(
-                &read_fixed(src, &item, item_offset)?,
-            )),
-            format::PXAR_ACL_DEFAULT_GROUP => acl.default_groups.push(AclGroup::from_bytes(
-                &read_fixed(src, &item, item_offset)?,
-            )),
+            format::PXAR_ACL_DEFAULT_USER => acl
+                .default_users
+                .push(AclUser::from_bytes(&read_fixed(src, &item, item_offset)?)),
+            format::PXAR_ACL_DEFAULT_GROUP => acl
+                .default_groups
+                .push(AclGroup::from_bytes(&read_fixed(src, &item, item_offset)?)),
             format::PXAR_FCAPS => {
                 let data = src.read_vec(item.content_size(), "FCAPS")?;
                 if metadata.fcaps.is_some() {
@@ -220,7 +221,11 @@ pub(crate) fn read_entry(
             }
             format::PXAR_PAYLOAD => {
                 if split {
-                    return Err(unexpected(&item, item_offset, "PAYLOAD_REF in a split archive"));
+                    return Err(unexpected(
+                        &item,
+                        item_offset,
+                        "PAYLOAD_REF in a split archive",
+                    ));
                 }
                 if !stat.is_regular_file() {
                     return Err(mismatch("PAYLOAD"));
@@ -238,7 +243,11 @@ pub(crate) fn read_entry(
             }
             format::PXAR_PAYLOAD_REF => {
                 if !split {
-                    return Err(unexpected(&item, item_offset, "PAYLOAD in a unified archive"));
+                    return Err(unexpected(
+                        &item,
+                        item_offset,
+                        "PAYLOAD in a unified archive",
+                    ));
                 }
                 if !stat.is_regular_file() {
                     return Err(mismatch("PAYLOAD_REF"));
@@ -297,10 +306,7 @@ pub(crate) fn read_entry(
                 } else {
                     return Err(Error::corrupt(
                         item_offset,
-                        format!(
-                            "entry of mode {:o} ends without its data item",
-                            stat.mode
-                        ),
+                        format!("entry of mode {:o} ends without its data item", stat.mode),
                     ));
                 };
                 return Ok(ParsedEntry {
@@ -310,7 +316,13 @@ pub(crate) fn read_entry(
                     next: Some((item, item_offset)),
                 });
             }
-            _ => return Err(unexpected(&item, item_offset, "an attribute or entry data item")),
+            _ => {
+                return Err(unexpected(
+                    &item,
+                    item_offset,
+                    "an attribute or entry data item",
+                ))
+            }
         }
     }
 }

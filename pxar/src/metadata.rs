@@ -70,7 +70,11 @@ impl Metadata {
         if let Some(fcaps) = &self.fcaps {
             size += 16 + fcaps.data.len() as u64;
         }
-        size += if self.quota_project_id.is_some() { 24 } else { 0 };
+        size += if self.quota_project_id.is_some() {
+            24
+        } else {
+            0
+        };
         size
     }
 }

@@ -52,7 +52,10 @@ fn random_metadata(rng: &mut Rng, file_type: u64) -> Metadata {
         flags: if rng.chance(20) { 0x20 | 0x80 } else { 0 },
         uid: rng.below(70000) as u32,
         gid: rng.below(70000) as u32,
-        mtime: StatxTimestamp::new(rng.next() as i64 % 4_000_000_000, rng.below(1_000_000_000) as u32),
+        mtime: StatxTimestamp::new(
+            rng.next() as i64 % 4_000_000_000,
+            rng.below(1_000_000_000) as u32,
+        ),
     });
     if rng.chance(40) {
         for i in 0..rng.below(3) + 1 {
@@ -115,8 +118,22 @@ fn random_metadata(rng: &mut Rng, file_type: u64) -> Metadata {
 }
 
 const NAME_POOL: &[&[u8]] = &[
-    b"a", b"b", b"-dash", b".hidden", b"0digit", b"UPPER.txt", b"_under", b"a.b", b"aa",
-    b"~tilde", b"with space", b"\x80\xffraw", b"z", b"file.txt", b"dir", b"x.tmp",
+    b"a",
+    b"b",
+    b"-dash",
+    b".hidden",
+    b"0digit",
+    b"UPPER.txt",
+    b"_under",
+    b"a.b",
+    b"aa",
+    b"~tilde",
+    b"with space",
+    b"\x80\xffraw",
+    b"z",
+    b"file.txt",
+    b"dir",
+    b"x.tmp",
 ];
 
 /// Random tree; regular files are recorded in `files` (archive order) for hardlinks.
@@ -141,7 +158,11 @@ fn random_dir(rng: &mut Rng, depth: u32, path: &[u8], files: &mut Vec<Vec<u8>>) 
             [path, b"/", &name].concat()
         };
         // At the root, guarantee one of each kind.
-        let kind = if depth == 0 { i as u64 % 7 } else { rng.below(7) };
+        let kind = if depth == 0 {
+            i as u64 % 7
+        } else {
+            rng.below(7)
+        };
         let node = match kind {
             0 if depth < 3 => random_dir(rng, depth + 1, &child_path, files),
             0 | 1 => {
@@ -164,7 +185,11 @@ fn random_dir(rng: &mut Rng, depth: u32, path: &[u8], files: &mut Vec<Vec<u8>>) 
                 Node::Symlink(random_metadata(rng, mode::IFLNK), target)
             }
             3 => {
-                let file_type = if rng.chance(50) { mode::IFCHR } else { mode::IFBLK };
+                let file_type = if rng.chance(50) {
+                    mode::IFCHR
+                } else {
+                    mode::IFBLK
+                };
                 Node::Device(
                     random_metadata(rng, file_type),
                     Device {
@@ -252,14 +277,23 @@ fn to_path(bytes: &[u8]) -> PathBuf {
 }
 
 /// Expected `(path, kind without offsets, metadata, contents)` in archive order.
-fn expected_entries(name: &Path, node: &Node, out: &mut Vec<(PathBuf, String, Metadata, Option<Vec<u8>>)>) {
+fn expected_entries(
+    name: &Path,
+    node: &Node,
+    out: &mut Vec<(PathBuf, String, Metadata, Option<Vec<u8>>)>,
+) {
     match node {
         Node::Dir(metadata, children) => {
             out.push((name.to_path_buf(), "dir".into(), metadata.clone(), None));
             for (child, node) in children {
                 expected_entries(&name.join(OsStr::from_bytes(child)), node, out);
             }
-            out.push((name.to_path_buf(), "goodbye".into(), Metadata::default(), None));
+            out.push((
+                name.to_path_buf(),
+                "goodbye".into(),
+                Metadata::default(),
+                None,
+            ));
         }
         Node::File(metadata, data) => out.push((
             name.to_path_buf(),
@@ -279,7 +313,9 @@ fn expected_entries(name: &Path, node: &Node, out: &mut Vec<(PathBuf, String, Me
             metadata.clone(),
             None,
         )),
-        Node::Fifo(metadata) => out.push((name.to_path_buf(), "fifo".into(), metadata.clone(), None)),
+        Node::Fifo(metadata) => {
+            out.push((name.to_path_buf(), "fifo".into(), metadata.clone(), None))
+        }
         Node::Socket(metadata) => {
             out.push((name.to_path_buf(), "socket".into(), metadata.clone(), None))
         }
@@ -365,7 +401,12 @@ fn hardlinks_resolve_to_their_targets() {
 }
 
 fn check_accessor(meta: &[u8], payload: Option<&[u8]>, tree: &Node) {
-    let accessor = Accessor::new(meta, meta.len() as u64, payload.map(|p| (p, p.len() as u64))).unwrap();
+    let accessor = Accessor::new(
+        meta,
+        meta.len() as u64,
+        payload.map(|p| (p, p.len() as u64)),
+    )
+    .unwrap();
     let mut expected = Vec::new();
     expected_entries(Path::new("/"), tree, &mut expected);
     let mut checked = 0;
@@ -393,7 +434,10 @@ fn check_accessor(meta: &[u8], payload: Option<&[u8]>, tree: &Node) {
         }
         if let EntryKind::Hardlink { target, .. } = entry.kind() {
             let resolved = accessor.follow_hardlink(&entry).unwrap();
-            let direct = accessor.lookup(&Path::new("/").join(target)).unwrap().unwrap();
+            let direct = accessor
+                .lookup(&Path::new("/").join(target))
+                .unwrap()
+                .unwrap();
             assert_eq!(resolved.entry, direct.entry);
         }
         if entry.entry.is_dir() {
@@ -405,7 +449,9 @@ fn check_accessor(meta: &[u8], payload: Option<&[u8]>, tree: &Node) {
                 .collect();
             let mut names: Vec<PathBuf> = expected
                 .iter()
-                .filter(|(p, k, ..)| k != "goodbye" && p.parent() == Some(path.as_path()) && p != path)
+                .filter(|(p, k, ..)| {
+                    k != "goodbye" && p.parent() == Some(path.as_path()) && p != path
+                })
                 .map(|(p, ..)| p.clone())
                 .collect();
             names.dedup();
@@ -414,8 +460,14 @@ fn check_accessor(meta: &[u8], payload: Option<&[u8]>, tree: &Node) {
         checked += 1;
     }
     assert!(checked > 12);
-    assert!(accessor.lookup(Path::new("/does/not/exist")).unwrap().is_none());
-    assert!(accessor.lookup(Path::new("/nonexistent")).unwrap().is_none());
+    assert!(accessor
+        .lookup(Path::new("/does/not/exist"))
+        .unwrap()
+        .is_none());
+    assert!(accessor
+        .lookup(Path::new("/nonexistent"))
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -448,11 +500,16 @@ fn accessor_reads_from_files() {
     .unwrap();
     let root = accessor.root().unwrap();
     assert_eq!(root.child_count(), Some(12));
-    let Node::Dir(_, children) = &tree else { unreachable!() };
+    let Node::Dir(_, children) = &tree else {
+        unreachable!()
+    };
     for (name, node) in children {
         let entry = accessor.lookup_child(&root, name).unwrap().unwrap();
         if let Node::File(_, data) = node {
-            assert_eq!(&accessor.open_contents(&entry).unwrap().read_all().unwrap(), data);
+            assert_eq!(
+                &accessor.open_contents(&entry).unwrap().read_all().unwrap(),
+                data
+            );
         }
     }
 }

@@ -119,7 +119,10 @@ fn example_v2_layout() {
     assert_eq!(&meta_archive[24..24 + 130], &v1[..130]);
     assert_eq!(u64_at(&meta_archive, 154), crate::format::PXAR_PAYLOAD_REF);
     assert_eq!(u64_at(&meta_archive, 162), 32);
-    assert_eq!((u64_at(&meta_archive, 170), u64_at(&meta_archive, 178)), (16, 3));
+    assert_eq!(
+        (u64_at(&meta_archive, 170), u64_at(&meta_archive, 178)),
+        (16, 3)
+    );
     assert_eq!(&meta_archive[186..278], &v1[149..241]);
     let table = &meta_archive[278 + 16..];
     assert_eq!(u64_at(&meta_archive, 278), crate::format::PXAR_GOODBYE);
@@ -137,12 +140,18 @@ fn example_v2_layout() {
         (0xef5eed5b753e1555, 278, 88)
     );
     // .ppxar: start marker, PAYLOAD "hi\n", tail marker.
-    assert_eq!(u64_at(&payload, 0), crate::format::PXAR_PAYLOAD_START_MARKER);
+    assert_eq!(
+        u64_at(&payload, 0),
+        crate::format::PXAR_PAYLOAD_START_MARKER
+    );
     assert_eq!(u64_at(&payload, 8), 16);
     assert_eq!(u64_at(&payload, 16), crate::format::PXAR_PAYLOAD);
     assert_eq!(u64_at(&payload, 24), 19);
     assert_eq!(&payload[32..35], b"hi\n");
-    assert_eq!(u64_at(&payload, 35), crate::format::PXAR_PAYLOAD_TAIL_MARKER);
+    assert_eq!(
+        u64_at(&payload, 35),
+        crate::format::PXAR_PAYLOAD_TAIL_MARKER
+    );
     assert_eq!(u64_at(&payload, 43), 16);
 }
 
@@ -304,7 +313,10 @@ fn byte_flips_of_examples_never_panic() {
     }
     // Only content bytes of "hi\n", mtime/uid/gid/flags/permission bits and the symlink
     // target may change undetected.
-    assert!(detected > v1.len() * 8 / 2, "only {detected} flips detected");
+    assert!(
+        detected > v1.len() * 8 / 2,
+        "only {detected} flips detected"
+    );
     for _ in 0..2000 {
         let mut m = meta_archive.clone();
         let mut p = payload.clone();
@@ -319,4 +331,544 @@ fn byte_flips_of_examples_never_panic() {
         }
         let _ = decode_all(&m, Some(&p));
     }
+}
+
+/// `(type, offset, content)` of every item, walking headers linearly.
+fn items_of(data: &[u8]) -> Vec<(u64, usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let htype = u64_at(data, at);
+        let size = u64_at(data, at + 8) as usize;
+        out.push((htype, at, data[at + 16..at + size].to_vec()));
+        at += size;
+    }
+    out
+}
+
+fn item(htype: u64, content: &[u8]) -> Vec<u8> {
+    let mut out = crate::format::Header::with_content_size(htype, content.len() as u64)
+        .to_bytes()
+        .to_vec();
+    out.extend_from_slice(content);
+    out
+}
+
+fn empty_goodbye(goodbye_start: u64, dir_entry_start: u64) -> Vec<u8> {
+    let tail = crate::format::GoodbyeItem {
+        hash: crate::format::PXAR_GOODBYE_TAIL_MARKER,
+        offset: goodbye_start - dir_entry_start,
+        size: 40,
+    };
+    item(crate::format::PXAR_GOODBYE, &tail.to_bytes())
+}
+
+#[test]
+fn seven_file_example_offsets() {
+    let names: [&[u8]; 7] = [
+        b"alpha", b"beta", b"delta", b"epsilon", b"eta", b"gamma", b"zeta",
+    ];
+    let root = meta(mode::IFDIR | 0o755, 0, 0);
+    let mut encoder = Encoder::new_unified(Vec::new(), &root).unwrap();
+    let mut offsets = Vec::new();
+    for name in names {
+        let offset = encoder
+            .add_file(
+                &meta(mode::IFREG | 0o644, 0, 0),
+                name,
+                name.len() as u64,
+                &mut &name[..],
+            )
+            .unwrap();
+        offsets.push(offset.0);
+    }
+    assert_eq!(offsets, vec![56, 155, 252, 351, 454, 549, 648]);
+    assert_eq!(encoder.position(), 745);
+    let (archive, _) = encoder.finish().unwrap();
+    assert_eq!(archive.len(), 953);
+    assert_eq!(u64_at(&archive, 745), crate::format::PXAR_GOODBYE);
+    assert_eq!(u64_at(&archive, 753), 208);
+    let expected: [(u64, u64, u64); 8] = [
+        (0x6b177759641ff3a2, 394, 103),
+        (0x383f061fd51eaed8, 590, 97),
+        (0xa226eba48081583c, 97, 97),
+        (0x1def65733784215a, 196, 99),
+        (0x3e36a5cf02e52d50, 493, 99),
+        (0x9b9051e6062ccca4, 291, 95),
+        (0xc7e855bd7e1aa5b1, 689, 99),
+        (0xef5eed5b753e1555, 745, 208),
+    ];
+    for (slot, (hash, offset, size)) in expected.iter().enumerate() {
+        let at = 745 + 16 + slot * 24;
+        assert_eq!(
+            (
+                u64_at(&archive, at),
+                u64_at(&archive, at + 8),
+                u64_at(&archive, at + 16)
+            ),
+            (*hash, *offset, *size),
+            "slot {slot}"
+        );
+    }
+    let accessor = crate::Accessor::new_unified(&archive[..], archive.len() as u64).unwrap();
+    let root = accessor.root().unwrap();
+    for name in names {
+        let entry = accessor.lookup_child(&root, name).unwrap().unwrap();
+        let data = accessor.open_contents(&entry).unwrap().read_all().unwrap();
+        assert_eq!(data, name);
+    }
+}
+
+#[test]
+fn attribute_items_follow_the_spec_order() {
+    use crate::format::*;
+    use crate::metadata::Acl;
+    let mut file = meta(mode::IFREG | 0o640, 0, 0);
+    file.xattrs = vec![
+        XAttr::new(b"user.z".to_vec(), b"1".to_vec()),
+        XAttr::new(b"user.a".to_vec(), b"".to_vec()),
+    ];
+    file.acl = Acl {
+        users: vec![
+            AclUser {
+                uid: 99,
+                permissions: 4,
+            },
+            AclUser {
+                uid: 1234,
+                permissions: 6,
+            },
+        ],
+        groups: vec![AclGroup {
+            gid: 2345,
+            permissions: 4,
+        }],
+        group_obj: Some(AclGroupObject { permissions: 4 }),
+        ..Default::default()
+    };
+    file.fcaps = Some(FCaps { data: vec![1; 20] });
+    file.quota_project_id = Some(QuotaProjectId { projid: 7 });
+    let mut dir = meta(mode::IFDIR | 0o755, 0, 0);
+    dir.acl = Acl {
+        users: vec![AclUser {
+            uid: 1234,
+            permissions: 7,
+        }],
+        group_obj: Some(AclGroupObject { permissions: 5 }),
+        default: Some(AclDefault {
+            user_obj_permissions: 7,
+            group_obj_permissions: 5,
+            other_permissions: 5,
+            mask_permissions: 7,
+        }),
+        default_users: vec![AclUser {
+            uid: 1234,
+            permissions: 5,
+        }],
+        default_groups: vec![AclGroup {
+            gid: 2345,
+            permissions: 7,
+        }],
+        ..Default::default()
+    };
+    let mut encoder = Encoder::new_unified(Vec::new(), &dir).unwrap();
+    encoder.add_file(&file, b"f", 0, &mut &b""[..]).unwrap();
+    let (archive, _) = encoder.finish().unwrap();
+    let items = items_of(&archive);
+    let words = |c: &[u8]| -> Vec<u64> {
+        c.chunks(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+            .collect()
+    };
+    let summary: Vec<(u64, Vec<u64>)> = items
+        .iter()
+        .filter(|(t, ..)| {
+            matches!(
+                *t,
+                PXAR_ACL_USER
+                    | PXAR_ACL_GROUP
+                    | PXAR_ACL_GROUP_OBJ
+                    | PXAR_ACL_DEFAULT
+                    | PXAR_ACL_DEFAULT_USER
+                    | PXAR_ACL_DEFAULT_GROUP
+            )
+        })
+        .map(|(t, _, c)| (*t, words(c)))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (PXAR_ACL_USER, vec![1234, 7]),
+            (PXAR_ACL_GROUP_OBJ, vec![5]),
+            (PXAR_ACL_DEFAULT, vec![7, 5, 5, 7]),
+            (PXAR_ACL_DEFAULT_USER, vec![1234, 5]),
+            (PXAR_ACL_DEFAULT_GROUP, vec![2345, 7]),
+            (PXAR_ACL_USER, vec![99, 4]),
+            (PXAR_ACL_USER, vec![1234, 6]),
+            (PXAR_ACL_GROUP, vec![2345, 4]),
+            (PXAR_ACL_GROUP_OBJ, vec![4]),
+        ]
+    );
+    let file_types: Vec<u64> = items
+        .iter()
+        .skip_while(|(t, ..)| *t != PXAR_FILENAME)
+        .map(|(t, ..)| *t)
+        .collect();
+    assert_eq!(
+        file_types,
+        vec![
+            PXAR_FILENAME,
+            PXAR_ENTRY,
+            PXAR_XATTR,
+            PXAR_XATTR,
+            PXAR_ACL_USER,
+            PXAR_ACL_USER,
+            PXAR_ACL_GROUP,
+            PXAR_ACL_GROUP_OBJ,
+            PXAR_FCAPS,
+            PXAR_QUOTA_PROJID,
+            PXAR_PAYLOAD,
+            PXAR_GOODBYE
+        ]
+    );
+    assert_eq!(items[0].2.len(), 40);
+    let decoded = decode_all(&archive, None).unwrap();
+    assert_eq!(decoded[0].2, dir);
+    assert_eq!(decoded[1].2, file);
+    let filename = items
+        .iter()
+        .position(|(t, ..)| *t == PXAR_FILENAME)
+        .unwrap();
+    let payload = items.iter().position(|(t, ..)| *t == PXAR_PAYLOAD).unwrap();
+    assert_eq!(
+        file.encoded_size(),
+        (items[payload].1 - items[filename + 1].1) as u64
+    );
+    assert_eq!(dir.encoded_size(), items[filename].1 as u64);
+}
+
+#[test]
+fn legacy_entry_v1_root_decodes() {
+    let mut stat = [0u8; 32];
+    stat[0..8].copy_from_slice(&0o40700u64.to_le_bytes());
+    stat[24..32].copy_from_slice(&1_500_000_000_250_000_000u64.to_le_bytes());
+    let mut archive = item(crate::format::PXAR_ENTRY_V1, &stat);
+    archive.extend(empty_goodbye(48, 0));
+    let entries = decode_all(&archive, None).unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].2.stat.mode, 0o40700);
+    assert_eq!(
+        entries[0].2.stat.mtime,
+        StatxTimestamp::new(1_500_000_000, 250_000_000)
+    );
+    let accessor = crate::Accessor::new_unified(&archive[..], archive.len() as u64).unwrap();
+    assert_eq!(accessor.root().unwrap().metadata().stat.mode, 0o40700);
+}
+
+fn dir_entry_item() -> Vec<u8> {
+    item(
+        crate::format::PXAR_ENTRY,
+        &meta(mode::IFDIR | 0o755, 0, 0).stat.to_bytes(),
+    )
+}
+
+#[test]
+fn format_version_values() {
+    use crate::format::*;
+    for (version, ok) in [(1u64, true), (2, true), (3, false), (0, false)] {
+        let mut archive = item(PXAR_FORMAT_VERSION, &version.to_le_bytes());
+        archive.extend(dir_entry_item());
+        archive.extend(empty_goodbye(80, 0));
+        let result = decode_all(&archive, None);
+        assert_eq!(result.is_ok(), ok, "version {version}");
+        if !ok {
+            let err = result.unwrap_err();
+            assert_eq!(err.offset(), Some(0));
+            assert!(err
+                .to_string()
+                .contains(&format!("unknown format version {version}")));
+        }
+    }
+}
+
+#[test]
+fn structural_violations_are_rejected() {
+    use crate::format::*;
+    let group_obj = item(PXAR_ACL_GROUP_OBJ, &4u64.to_le_bytes());
+    // Duplicate single-valued attribute.
+    let mut archive = dir_entry_item();
+    archive.extend(&group_obj);
+    archive.extend(&group_obj);
+    archive.extend(empty_goodbye(56 + 48, 0));
+    let err = decode_all(&archive, None).unwrap_err();
+    assert_eq!(err.offset(), Some(80), "{err}");
+    // Fixed-size item with the wrong size.
+    let mut archive = dir_entry_item();
+    archive.extend(item(PXAR_QUOTA_PROJID, &[0u8; 4]));
+    archive.extend(empty_goodbye(56 + 20, 0));
+    assert_eq!(decode_all(&archive, None).unwrap_err().offset(), Some(56));
+    // Root that is not a directory.
+    let mut archive = item(PXAR_ENTRY, &meta(mode::IFIFO | 0o644, 0, 0).stat.to_bytes());
+    archive.extend(empty_goodbye(56, 0));
+    assert!(decode_all(&archive, None).is_err());
+    // Unknown item type in place of an attribute.
+    let mut archive = dir_entry_item();
+    archive.extend(item(0x1234, b""));
+    archive.extend(empty_goodbye(72, 0));
+    let err = decode_all(&archive, None).unwrap_err();
+    assert!(err.to_string().contains("unexpected entry type"), "{err}");
+    // Wrong tail offset.
+    let mut archive = dir_entry_item();
+    archive.extend(empty_goodbye(56, 8));
+    assert!(decode_all(&archive, None).is_err());
+    assert!(
+        crate::Accessor::new_unified(&archive[..], archive.len() as u64)
+            .unwrap()
+            .root()
+            .is_err()
+    );
+    // Invalid file names.
+    for bad in [&b"."[..], b"..", b"a/b", b""] {
+        let mut archive = dir_entry_item();
+        let mut name = bad.to_vec();
+        name.push(0);
+        archive.extend(item(PXAR_FILENAME, &name));
+        archive.extend(item(
+            PXAR_ENTRY,
+            &meta(mode::IFIFO | 0o644, 0, 0).stat.to_bytes(),
+        ));
+        let goodbye_start = archive.len() as u64;
+        archive.extend(empty_goodbye(goodbye_start, 0));
+        let err = decode_all(&archive, None).unwrap_err();
+        assert_eq!(err.offset(), Some(56), "{bad:?}: {err}");
+    }
+    // Goodbye table not matching the children (fifo "p" but no table item).
+    let mut archive = dir_entry_item();
+    archive.extend(item(PXAR_FILENAME, b"p\0"));
+    archive.extend(item(
+        PXAR_ENTRY,
+        &meta(mode::IFIFO | 0o644, 0, 0).stat.to_bytes(),
+    ));
+    let goodbye_start = archive.len() as u64;
+    archive.extend(empty_goodbye(goodbye_start, 0));
+    let err = decode_all(&archive, None).unwrap_err();
+    assert_eq!(err.offset(), Some(goodbye_start), "{err}");
+}
+
+/// Offsets of all items of type `htype`.
+fn find_items(data: &[u8], htype: u64) -> Vec<usize> {
+    items_of(data)
+        .into_iter()
+        .filter(|(t, ..)| *t == htype)
+        .map(|(_, at, _)| at)
+        .collect()
+}
+
+fn two_file_split() -> (Vec<u8>, Vec<u8>) {
+    let root = meta(mode::IFDIR | 0o755, 0, 0);
+    let mut encoder = Encoder::new(Vec::new(), &root, Some(Vec::new()), None).unwrap();
+    let file = meta(mode::IFREG | 0o644, 0, 0);
+    encoder.add_file(&file, b"a", 3, &mut &b"one"[..]).unwrap();
+    encoder
+        .add_file(&file, b"b", 5, &mut &b"three"[..])
+        .unwrap();
+    let (m, p) = encoder.finish().unwrap();
+    (m, p.unwrap())
+}
+
+#[test]
+fn split_payload_checks() {
+    use crate::format::*;
+    let (m, p) = two_file_split();
+    decode_all(&m, Some(&p)).unwrap();
+    let refs = find_items(&m, PXAR_PAYLOAD_REF);
+    assert_eq!(refs.len(), 2);
+    // Second reference pointing back at the first payload.
+    let mut bad = m.clone();
+    bad[refs[1] + 16..refs[1] + 24].copy_from_slice(&16u64.to_le_bytes());
+    let err = decode_all(&bad, Some(&p)).unwrap_err();
+    assert_eq!(err.offset(), Some(refs[1] as u64), "{err}");
+    // Size mismatch between reference and PAYLOAD header.
+    let mut bad = m.clone();
+    bad[refs[0] + 24..refs[0] + 32].copy_from_slice(&4u64.to_le_bytes());
+    assert!(decode_all(&bad, Some(&p)).is_err());
+    let accessor =
+        crate::Accessor::new(&bad[..], bad.len() as u64, Some((&p[..], p.len() as u64))).unwrap();
+    let entry = accessor
+        .lookup(std::path::Path::new("/a"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        accessor
+            .open_contents(&entry)
+            .err()
+            .and_then(|e| e.offset()),
+        Some(16)
+    );
+    // Missing start marker.
+    let mut bad = p.clone();
+    bad[0] ^= 1;
+    assert_eq!(
+        Decoder::new(&m[..], Some(&bad[..]))
+            .err()
+            .and_then(|e| e.offset()),
+        Some(0)
+    );
+    // Missing tail marker.
+    let mut bad = p.clone();
+    let last = bad.len() - 16;
+    bad[last] ^= 1;
+    assert!(decode_all(&m, Some(&bad)).is_err());
+    assert!(
+        crate::Accessor::new(&m[..], m.len() as u64, Some((&bad[..], bad.len() as u64))).is_err()
+    );
+    // Payload given for a v1 archive.
+    let (v1, _) = encode_example(false, None);
+    assert!(Decoder::new(&v1[..], Some(&p[..])).is_err());
+    // PAYLOAD in a split archive.
+    let mut archive = item(PXAR_FORMAT_VERSION, &2u64.to_le_bytes());
+    archive.extend(dir_entry_item());
+    archive.extend(item(PXAR_FILENAME, b"f\0"));
+    archive.extend(item(
+        PXAR_ENTRY,
+        &meta(mode::IFREG | 0o644, 0, 0).stat.to_bytes(),
+    ));
+    archive.extend(item(PXAR_PAYLOAD, b""));
+    assert!(decode_all(&archive, None)
+        .unwrap_err()
+        .to_string()
+        .contains("unexpected entry type"));
+}
+
+#[test]
+fn reused_payload_references() {
+    let root = meta(mode::IFDIR | 0o755, 0, 0);
+    let file = meta(mode::IFREG | 0o644, 0, 0);
+    let mut encoder = Encoder::new(Vec::new(), &root, Some(Vec::new()), None).unwrap();
+    encoder.add_file(&file, b"a", 3, &mut &b"new"[..]).unwrap();
+    assert_eq!(encoder.payload_position(), Some(35));
+    // Below the payload position is refused, and the encoder stays usable.
+    assert!(encoder.add_payload_ref(&file, b"b", 2, 20).is_err());
+    // Reused range: 4 padding bytes, then the PAYLOAD item of "b" from a previous archive.
+    encoder.add_payload_ref(&file, b"b", 2, 39).unwrap();
+    let mut previous = vec![0xaa; 4];
+    previous.extend(item(crate::format::PXAR_PAYLOAD, b"ok"));
+    encoder.write_payload_raw(&previous).unwrap();
+    // References must not overlap the previous one.
+    assert!(encoder.add_payload_ref(&file, b"c", 1, 40).is_err());
+    let (m, p) = encoder.finish().unwrap();
+    let p = p.unwrap();
+    let decoded = decode_all(&m, Some(&p)).unwrap();
+    assert_eq!(decoded[1].3.as_deref(), Some(&b"new"[..]));
+    assert_eq!(decoded[2].3.as_deref(), Some(&b"ok"[..]));
+    // Goodbye sizes: fresh file counts its data (106 + 3), reused one only metadata bytes.
+    let goodbye = find_items(&m, crate::format::PXAR_GOODBYE)[0] + 16;
+    let sizes: Vec<(u64, u64)> = (0..2)
+        .map(|i| {
+            (
+                u64_at(&m, goodbye + i * 24),
+                u64_at(&m, goodbye + i * 24 + 16),
+            )
+        })
+        .collect();
+    let hash = crate::format::hash_filename;
+    assert!(sizes.contains(&(hash(b"a"), 109)));
+    assert!(sizes.contains(&(hash(b"b"), 106)));
+    let accessor =
+        crate::Accessor::new(&m[..], m.len() as u64, Some((&p[..], p.len() as u64))).unwrap();
+    let b = accessor
+        .lookup(std::path::Path::new("/b"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        accessor.open_contents(&b).unwrap().read_all().unwrap(),
+        b"ok"
+    );
+
+    // Out-of-band payload bytes only move the position.
+    let mut encoder = Encoder::new(Vec::new(), &root, Some(Vec::new()), None).unwrap();
+    encoder.add_payload_ref(&file, b"x", 10, 16).unwrap();
+    encoder.advance_payload_position(26).unwrap();
+    assert_eq!(encoder.payload_position(), Some(42));
+    assert!(encoder.add_payload_ref(&file, b"y", 0, 41).is_err());
+}
+
+#[test]
+fn encoder_refuses_invalid_input() {
+    let root = meta(mode::IFDIR | 0o755, 0, 0);
+    let file = meta(mode::IFREG | 0o644, 0, 0);
+    assert!(Encoder::new_unified(Vec::new(), &file).is_err());
+    let mut encoder = Encoder::new_unified(Vec::new(), &root).unwrap();
+    encoder.add_file(&file, b"b", 0, &mut &b""[..]).unwrap();
+    for bad in [&b"a"[..], b"b", b"", b".", b"..", b"c/d"] {
+        assert!(
+            encoder.add_fifo(&meta(mode::IFIFO, 0, 0), bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(encoder.add_file(&root, b"c", 0, &mut &b""[..]).is_err());
+    assert!(encoder.add_symlink(&file, b"c", b"x").is_err());
+    assert!(encoder.add_device(&file, b"c", Default::default()).is_err());
+    assert!(encoder
+        .add_hardlink(b"c", b"b", crate::LinkOffset(10_000))
+        .is_err());
+    assert!(encoder
+        .add_hardlink(b"c", b"../b", crate::LinkOffset(56))
+        .is_err());
+    assert!(encoder.add_payload_ref(&file, b"c", 0, 16).is_err());
+    assert!(encoder.finish_directory().is_err());
+    // None of the refusals wrote anything: the archive is still valid.
+    encoder.create_directory(b"d", &root).unwrap();
+    encoder
+        .add_hardlink(b"link", b"b", crate::LinkOffset(56))
+        .unwrap();
+    encoder.finish_directory().unwrap();
+    // Synthetic entry appended after sorted entries.
+    encoder.allow_unsorted_next_entry();
+    encoder
+        .add_file(&file, b".pxarexclude-cli", 2, &mut &b"x\n"[..])
+        .unwrap();
+    encoder.allow_unsorted_next_entry();
+    assert!(encoder.add_fifo(&meta(mode::IFIFO, 0, 0), b"b").is_err());
+    let (archive, _) = encoder.finish().unwrap();
+    let entries = decode_all(&archive, None).unwrap();
+    let paths: Vec<String> = entries.iter().map(|e| e.0.display().to_string()).collect();
+    assert_eq!(
+        paths,
+        ["/", "/b", "/d", "/d/link", "/d", "/.pxarexclude-cli", "/"]
+    );
+    let accessor = crate::Accessor::new_unified(&archive[..], archive.len() as u64).unwrap();
+    let link = accessor
+        .lookup(std::path::Path::new("/d/link"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        accessor.follow_hardlink(&link).unwrap().path(),
+        std::path::Path::new("/b")
+    );
+    assert!(accessor
+        .lookup(std::path::Path::new("/.pxarexclude-cli"))
+        .unwrap()
+        .is_some());
+
+    // Unfinished directory at finish.
+    let mut encoder = Encoder::new_unified(Vec::new(), &root).unwrap();
+    encoder.create_directory(b"d", &root).unwrap();
+    assert!(encoder.finish().is_err());
+
+    // Short content poisons the encoder.
+    let mut encoder = Encoder::new_unified(Vec::new(), &root).unwrap();
+    assert!(encoder.add_file(&file, b"f", 5, &mut &b"abc"[..]).is_err());
+    assert!(matches!(
+        encoder.add_fifo(&meta(mode::IFIFO, 0, 0), b"g"),
+        Err(crate::Error::Poisoned)
+    ));
+
+    // A file writer dropped before finishing poisons it as well.
+    let mut encoder = Encoder::new_unified(Vec::new(), &root).unwrap();
+    let mut writer = encoder.create_file(&file, b"f", 2).unwrap();
+    writer.write_content(b"x").unwrap();
+    assert!(writer.write_content(b"yz").is_err());
+    drop(writer);
+    assert!(encoder.finish().is_err());
 }

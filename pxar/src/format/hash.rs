@@ -70,8 +70,14 @@ mod tests {
         let digest = openssl::sha::sha1(b"PROXMOX ARCHIVE FORMAT");
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&hex[..24], "83ac3f1cfbb450dbaa4f1b68");
-        assert_eq!(u64::from_str_radix(&hex[0..16], 16).unwrap(), PXAR_HASH_KEY_1);
-        assert_eq!(u64::from_str_radix(&hex[16..32], 16).unwrap(), PXAR_HASH_KEY_2);
+        assert_eq!(
+            u64::from_str_radix(&hex[0..16], 16).unwrap(),
+            PXAR_HASH_KEY_1
+        );
+        assert_eq!(
+            u64::from_str_radix(&hex[16..32], 16).unwrap(),
+            PXAR_HASH_KEY_2
+        );
     }
 
     #[test]
@@ -80,8 +86,14 @@ mod tests {
             (b"__PROXMOX_FORMAT_ENTRY_V2__", 0xd5956474e588acef),
             (b"__PROXMOX_FORMAT_FILENAME__", 0x16701121063917b3),
             (b"__PROXMOX_FORMAT_GOODBYE__", 0x2fec4fa642d5731d),
-            (b"__PROXMOX_FORMAT_PXAR_GOODBYE_TAIL_MARKER__", 0xef5eed5b753e1555),
-            (b"__PROXMOX_FORMAT_PXAR_PAYLOAD_TAIL_MARKER__", 0x6c72b78b984c81b5),
+            (
+                b"__PROXMOX_FORMAT_PXAR_GOODBYE_TAIL_MARKER__",
+                0xef5eed5b753e1555,
+            ),
+            (
+                b"__PROXMOX_FORMAT_PXAR_PAYLOAD_TAIL_MARKER__",
+                0x6c72b78b984c81b5,
+            ),
             (b"", 0x76614015f8d1bb6c),
             (b"a", 0x0c26e9067c2c7bcf),
             (b"file.txt", 0x967764f630c3da14),

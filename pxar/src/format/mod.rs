@@ -642,7 +642,10 @@ mod tests {
             (PXAR_ACL_GROUP_OBJ, "__PROXMOX_FORMAT_ACL_GROUP_OBJ__"),
             (PXAR_ACL_DEFAULT, "__PROXMOX_FORMAT_ACL_DEFAULT__"),
             (PXAR_ACL_DEFAULT_USER, "__PROXMOX_FORMAT_ACL_DEFAULT_USER__"),
-            (PXAR_ACL_DEFAULT_GROUP, "__PROXMOX_FORMAT_ACL_DEFAULT_GROUP__"),
+            (
+                PXAR_ACL_DEFAULT_GROUP,
+                "__PROXMOX_FORMAT_ACL_DEFAULT_GROUP__",
+            ),
             (PXAR_FCAPS, "__PROXMOX_FORMAT_FCAPS__"),
             (PXAR_QUOTA_PROJID, "__PROXMOX_FORMAT_QUOTA_PROJID__"),
             (PXAR_HARDLINK, "__PROXMOX_FORMAT_HARDLINK__"),
@@ -704,8 +707,12 @@ mod tests {
         Header::with_content_size(PXAR_XATTR, 65791)
             .check(0)
             .unwrap();
-        assert!(Header::with_content_size(PXAR_XATTR, 65792).check(0).is_err());
-        assert!(Header::with_content_size(PXAR_HARDLINK, 4106).check(0).is_err());
+        assert!(Header::with_content_size(PXAR_XATTR, 65792)
+            .check(0)
+            .is_err());
+        assert!(Header::with_content_size(PXAR_HARDLINK, 4106)
+            .check(0)
+            .is_err());
         assert!(Header::with_content_size(PXAR_ENTRY, 41).check(0).is_err());
         Header::with_content_size(PXAR_PAYLOAD, UNLIMITED)
             .check(0)
