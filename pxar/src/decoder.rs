@@ -237,6 +237,7 @@ impl<R: Read, P: Read> Decoder<R, P> {
     /// Reader for the contents of the regular file yielded last (`None` for other entries).
     pub fn contents(&mut self) -> Option<Contents<'_, R, P>> {
         match self.file {
+            _ if self.failed => None,
             FileData::None => None,
             _ => Some(Contents { decoder: self }),
         }

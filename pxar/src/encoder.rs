@@ -421,6 +421,7 @@ impl<W: SeqWrite, P: SeqWrite> Encoder<W, P> {
         size: u64,
     ) -> Result<FileWriter<'_, W, P>> {
         self.check_entry(metadata, name, &[mode::IFREG])?;
+        self.check_payload_caught_up()?;
         let filename_start = self.guarded(|e| {
             let filename_start = e.begin_child(name)?;
             e.write_metadata(metadata)?;
@@ -488,6 +489,18 @@ impl<W: SeqWrite, P: SeqWrite> Encoder<W, P> {
             e.end_child(name, filename_start, 0);
             Ok(LinkOffset(filename_start))
         })
+    }
+
+    /// Fresh payload must not land inside a range referenced earlier but not yet written.
+    fn check_payload_caught_up(&self) -> Result<()> {
+        match self.payload_position() {
+            Some(pos) if pos < self.payload_ref_floor => Err(Error::invalid(format!(
+                "payload position {pos} is below the end {} of the last payload reference; \
+                 write or advance over the referenced range first",
+                self.payload_ref_floor
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Account for `size` payload-stream bytes that the caller inserts out of band (reused
@@ -613,6 +626,7 @@ impl<W: SeqWrite, P: SeqWrite> Encoder<W, P> {
                 self.dirs.len() - 1
             )));
         }
+        self.check_payload_caught_up()?;
         let root = self.dirs.pop().ok_or(Error::Poisoned)?;
         self.write_goodbye(root)?;
         self.out.flush()?;

@@ -57,6 +57,21 @@ impl Metadata {
         }
     }
 
+    /// Equality used to decide whether a file's previous payload can be reused: like `==`
+    /// but xattrs are compared by name only (matching the reference client's decisions).
+    pub fn matches_for_reuse(&self, other: &Metadata) -> bool {
+        self.stat == other.stat
+            && self.xattrs.len() == other.xattrs.len()
+            && self
+                .xattrs
+                .iter()
+                .zip(&other.xattrs)
+                .all(|(a, b)| a.name == b.name)
+            && self.acl == other.acl
+            && self.fcaps == other.fcaps
+            && self.quota_project_id == other.quota_project_id
+    }
+
     /// Number of archive bytes the ENTRY and attribute items of this metadata take.
     pub fn encoded_size(&self) -> u64 {
         let mut size = 56;
@@ -76,5 +91,33 @@ impl Metadata {
             0
         };
         size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{mode, StatxTimestamp};
+
+    #[test]
+    fn reuse_comparison_ignores_xattr_values_only() {
+        let mut a = Metadata::from_stat(Stat {
+            mode: mode::IFREG | 0o644,
+            mtime: StatxTimestamp::new(5, 1),
+            ..Default::default()
+        });
+        a.xattrs.push(XAttr::new(b"user.x".to_vec(), b"1".to_vec()));
+        let mut b = a.clone();
+        b.xattrs[0].value = b"2".to_vec();
+        assert!(a.matches_for_reuse(&b));
+        assert_ne!(a, b);
+        b.xattrs[0].name = b"user.y".to_vec();
+        assert!(!a.matches_for_reuse(&b));
+        let mut c = a.clone();
+        c.stat.mtime.nanos = 2;
+        assert!(!a.matches_for_reuse(&c));
+        let mut d = a.clone();
+        d.quota_project_id = Some(QuotaProjectId { projid: 1 });
+        assert!(!a.matches_for_reuse(&d));
     }
 }

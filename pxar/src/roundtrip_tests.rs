@@ -350,6 +350,7 @@ fn summarize(decoded: Decoded) -> Vec<(PathBuf, String, Metadata, Option<Vec<u8>
 
 #[test]
 fn generated_trees_round_trip_v1_and_v2() {
+    let mut kinds_seen = std::collections::BTreeSet::new();
     for seed in 1..=12u64 {
         let tree = random_tree(seed.wrapping_mul(0x2545F4914F6CDD1D));
         let mut expected = Vec::new();
@@ -359,6 +360,9 @@ fn generated_trees_round_trip_v1_and_v2() {
         let (mpxar, ppxar) = encode_tree(&tree, true);
         let ppxar = ppxar.unwrap();
 
+        for (_, kind, ..) in &expected {
+            kinds_seen.insert(kind.split(' ').next().unwrap_or_default().to_string());
+        }
         let decoded_v1 = summarize(decode_all(&v1, None).unwrap());
         let decoded_v2 = summarize(decode_all(&mpxar, Some(&ppxar)).unwrap());
         assert_eq!(decoded_v1, expected, "seed {seed} v1");
@@ -369,6 +373,10 @@ fn generated_trees_round_trip_v1_and_v2() {
         let again = encode_tree(&tree, true);
         assert_eq!((again.0, again.1.unwrap()), (mpxar.clone(), ppxar.clone()));
     }
+    let all = [
+        "device", "dir", "fifo", "file", "goodbye", "hardlink", "socket", "symlink",
+    ];
+    assert_eq!(kinds_seen.into_iter().collect::<Vec<_>>(), all);
 }
 
 #[test]

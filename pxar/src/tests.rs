@@ -264,6 +264,12 @@ fn truncations_of_examples_fail_with_offsets() {
     for len in 0..v1.len() {
         let err = decode_all(&v1[..len], None).expect_err("truncated v1 must fail");
         assert!(err.offset().is_some(), "len {len}: {err}");
+        let truncated = &v1[..len];
+        let err = crate::Accessor::new_unified(truncated, len as u64)
+            .and_then(|a| a.root())
+            .expect_err("accessor on truncated v1 must fail");
+        assert!(err.offset().is_some(), "len {len}: {err}");
+        crate::fuzz::fuzz_decode(truncated);
     }
     let (meta_archive, payload) = encode_example(true, None);
     let payload = payload.unwrap();
@@ -791,6 +797,12 @@ fn reused_payload_references() {
     encoder.advance_payload_position(26).unwrap();
     assert_eq!(encoder.payload_position(), Some(42));
     assert!(encoder.add_payload_ref(&file, b"y", 0, 41).is_err());
+
+    // A fresh file may not be written into a referenced range that was not provided.
+    let mut encoder = Encoder::new(Vec::new(), &root, Some(Vec::new()), None).unwrap();
+    encoder.add_payload_ref(&file, b"x", 10, 16).unwrap();
+    assert!(encoder.add_file(&file, b"y", 1, &mut &b"1"[..]).is_err());
+    assert!(encoder.finish().is_err());
 }
 
 #[test]
@@ -871,4 +883,49 @@ fn encoder_refuses_invalid_input() {
     assert!(writer.write_content(b"yz").is_err());
     drop(writer);
     assert!(encoder.finish().is_err());
+}
+
+#[test]
+fn interesting_words_at_every_offset_never_panic() {
+    let v1 = parse_hex_dump(EXAMPLE_V1_HEX);
+    let (m, p) = encode_example(true, Some(b"prelude"));
+    let p = p.unwrap();
+    let values = [
+        0u64,
+        1,
+        8,
+        15,
+        16,
+        24,
+        40,
+        88,
+        329,
+        1 << 40,
+        u64::MAX - 16,
+        u64::MAX,
+    ];
+    for at in 0..v1.len() - 8 {
+        for value in values {
+            let mut data = v1.clone();
+            data[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            let _ = decode_all(&data, None);
+            crate::accessor::fuzz_walk(&data, None);
+        }
+    }
+    for at in 0..m.len() - 8 {
+        for value in values {
+            let mut data = m.clone();
+            data[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            let _ = decode_all(&data, Some(&p));
+            crate::accessor::fuzz_walk(&data, Some(&p));
+        }
+    }
+    for at in 0..p.len() - 8 {
+        for value in values {
+            let mut data = p.clone();
+            data[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            let _ = decode_all(&m, Some(&data));
+            crate::accessor::fuzz_walk(&m, Some(&data));
+        }
+    }
 }
