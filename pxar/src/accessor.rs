@@ -656,6 +656,60 @@ impl<R: ReadAt, P: ReadAt> FileContents<'_, R, P> {
     }
 }
 
+impl<R: ReadAt, P: ReadAt> ReadAt for FileContents<'_, R, P> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileContents::read_at(self, buf, offset).map_err(|err| {
+            let kind = match err {
+                Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+                _ => io::ErrorKind::InvalidData,
+            };
+            io::Error::new(kind, err)
+        })
+    }
+}
+
+impl<'a, R: ReadAt, P: ReadAt> FileContents<'a, R, P> {
+    /// Sequential reader (with seeking) over the contents.
+    pub fn reader(self) -> ContentsReader<'a, R, P> {
+        ContentsReader {
+            contents: self,
+            pos: 0,
+        }
+    }
+}
+
+/// `Read + Seek` view of a file's contents.
+pub struct ContentsReader<'a, R: ReadAt, P: ReadAt> {
+    contents: FileContents<'a, R, P>,
+    pos: u64,
+}
+
+impl<R: ReadAt, P: ReadAt> io::Read for ContentsReader<'_, R, P> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = ReadAt::read_at(&self.contents, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: ReadAt, P: ReadAt> io::Seek for ContentsReader<'_, R, P> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let target = match pos {
+            io::SeekFrom::Start(offset) => Some(offset),
+            io::SeekFrom::End(delta) => self.contents.size.checked_add_signed(delta),
+            io::SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
+        };
+        let target = target.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the file",
+            )
+        })?;
+        self.pos = target;
+        Ok(target)
+    }
+}
+
 /// Walk everything reachable through the accessor with a work budget (fuzzing helper).
 pub(crate) fn fuzz_walk(meta: &[u8], payload: Option<&[u8]>) {
     let Ok(accessor) = Accessor::new(

@@ -439,6 +439,14 @@ fn check_accessor(meta: &[u8], payload: Option<&[u8]>, tree: &Node) {
             }
             let mut buf = [0u8; 4];
             assert_eq!(reader.read_at(&mut buf, contents.len() as u64).unwrap(), 0);
+            let mut stream = reader.reader();
+            if contents.len() > 4 {
+                use std::io::{Read, Seek};
+                stream.seek(std::io::SeekFrom::End(-4)).unwrap();
+                let mut tail = Vec::new();
+                stream.read_to_end(&mut tail).unwrap();
+                assert_eq!(tail, &contents[contents.len() - 4..]);
+            }
         }
         if let EntryKind::Hardlink { target, .. } = entry.kind() {
             let resolved = accessor.follow_hardlink(&entry).unwrap();
