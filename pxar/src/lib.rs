@@ -1,6 +1,6 @@
 //! pxar archive format: v1 unified archives and v2 split archives (`.mpxar` + `.ppxar`).
 //!
-//! * [`format`]: item types, header and fixed layouts, goodbye tables.
+//! * [`format`](mod@format): item types, header and fixed layouts, goodbye tables.
 //! * [`encoder::Encoder`]: writes an archive from entries added in archive order.
 //! * [`decoder::Decoder`]: reads an archive sequentially.
 //! * [`accessor::Accessor`]: random access through goodbye tables.
