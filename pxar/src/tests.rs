@@ -929,3 +929,106 @@ fn interesting_words_at_every_offset_never_panic() {
         }
     }
 }
+
+#[test]
+fn item_sizes_match_the_size_table() {
+    use crate::format::*;
+    let mut file = meta(mode::IFREG | 0o644, 0, 0);
+    file.xattrs = vec![XAttr::new(b"user.name".to_vec(), b"value".to_vec())];
+    file.fcaps = Some(FCaps { data: vec![0; 20] });
+    file.quota_project_id = Some(QuotaProjectId { projid: 3 });
+    file.acl.users = vec![AclUser {
+        uid: 1,
+        permissions: 7,
+    }];
+    file.acl.groups = vec![AclGroup {
+        gid: 1,
+        permissions: 7,
+    }];
+    file.acl.group_obj = Some(AclGroupObject { permissions: 7 });
+    let mut dir = meta(mode::IFDIR | 0o755, 0, 0);
+    dir.acl.default = Some(AclDefault {
+        user_obj_permissions: 7,
+        group_obj_permissions: 7,
+        other_permissions: 7,
+        mask_permissions: ACL_NO_MASK,
+    });
+    dir.acl.default_users = vec![AclUser {
+        uid: 2,
+        permissions: 5,
+    }];
+    dir.acl.default_groups = vec![AclGroup {
+        gid: 2,
+        permissions: 5,
+    }];
+    for split in [false, true] {
+        let payload = split.then(Vec::new);
+        let prelude = split.then_some(&b"12345"[..]);
+        let mut encoder = Encoder::new(Vec::new(), &dir, payload, prelude).unwrap();
+        encoder
+            .add_device(
+                &meta(mode::IFCHR | 0o600, 0, 0),
+                b"dev",
+                Device { major: 1, minor: 3 },
+            )
+            .unwrap();
+        let link = encoder
+            .add_file(&file, b"file", 11, &mut &b"hello world"[..])
+            .unwrap();
+        encoder.add_hardlink(b"link", b"file", link).unwrap();
+        encoder
+            .add_symlink(&meta(mode::IFLNK | 0o777, 0, 0), b"sym", b"target")
+            .unwrap();
+        let (m, p) = encoder.finish().unwrap();
+        let expected_size = |htype: u64| -> Option<usize> {
+            Some(match htype {
+                PXAR_ENTRY => 56,
+                PXAR_XATTR => 16 + 9 + 1 + 5,
+                PXAR_ACL_USER | PXAR_ACL_GROUP | PXAR_ACL_DEFAULT_USER | PXAR_ACL_DEFAULT_GROUP => {
+                    32
+                }
+                PXAR_ACL_GROUP_OBJ | PXAR_QUOTA_PROJID | PXAR_FORMAT_VERSION => 24,
+                PXAR_ACL_DEFAULT => 48,
+                PXAR_FCAPS => 16 + 20,
+                PXAR_DEVICE | PXAR_PAYLOAD_REF => 32,
+                PXAR_PAYLOAD => 16 + 11,
+                PXAR_SYMLINK => 16 + 6 + 1,
+                PXAR_HARDLINK => 16 + 8 + 4 + 1,
+                PXAR_GOODBYE => 16 + 24 * 5,
+                PXAR_PRELUDE => 16 + 5,
+                _ => return None,
+            })
+        };
+        let mut seen = 0;
+        for (htype, at, content) in items_of(&m) {
+            let full = content.len() + 16;
+            if htype == PXAR_FILENAME {
+                let name = &content[..content.len() - 1];
+                assert_eq!(full, 16 + name.len() + 1);
+            } else {
+                assert_eq!(
+                    Some(full),
+                    expected_size(htype),
+                    "{} at {at}",
+                    type_name(htype)
+                );
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, if split { 24 } else { 22 });
+        if let Some(p) = p {
+            let sizes: Vec<(u64, usize)> = items_of(&p)
+                .into_iter()
+                .map(|(t, _, c)| (t, c.len() + 16))
+                .collect();
+            assert_eq!(
+                sizes,
+                vec![
+                    (PXAR_PAYLOAD_START_MARKER, 16),
+                    (PXAR_PAYLOAD, 27),
+                    (PXAR_PAYLOAD_TAIL_MARKER, 16)
+                ]
+            );
+        }
+    }
+}

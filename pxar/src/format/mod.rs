@@ -262,6 +262,20 @@ impl StatxTimestamp {
     pub const fn new(secs: i64, nanos: u32) -> Self {
         Self { secs, nanos }
     }
+
+    /// Split signed nanoseconds since the epoch so that `nanos` stays non-negative
+    /// (`None` if the seconds do not fit an `i64`).
+    pub fn from_nanos_since_epoch(nanos: i128) -> Option<Self> {
+        Some(Self {
+            secs: i64::try_from(nanos.div_euclid(1_000_000_000)).ok()?,
+            nanos: nanos.rem_euclid(1_000_000_000) as u32,
+        })
+    }
+
+    /// Signed nanoseconds since the epoch.
+    pub fn as_nanos_since_epoch(&self) -> i128 {
+        self.secs as i128 * 1_000_000_000 + self.nanos as i128
+    }
 }
 
 /// Content of `ENTRY`: the inode metadata of an entry.
@@ -735,6 +749,17 @@ mod tests {
         assert_eq!(&bytes[32..36], &500_000_000u32.to_le_bytes());
         assert_eq!(&bytes[36..40], &[0, 0, 0, 0]);
         assert_eq!(Stat::from_bytes(&bytes), stat);
+    }
+
+    #[test]
+    fn timestamps_before_the_epoch() {
+        // 1960-05-01T15:30:00.5Z
+        let ts = StatxTimestamp::from_nanos_since_epoch(-305_108_999_500_000_000).unwrap();
+        assert_eq!(ts, StatxTimestamp::new(-305109000, 500_000_000));
+        assert_eq!(ts.as_nanos_since_epoch(), -305_108_999_500_000_000);
+        let ts = StatxTimestamp::from_nanos_since_epoch(1_700_000_000_500_000_000).unwrap();
+        assert_eq!(ts, StatxTimestamp::new(1_700_000_000, 500_000_000));
+        assert_eq!(StatxTimestamp::from_nanos_since_epoch(i128::MAX), None);
     }
 
     #[test]
