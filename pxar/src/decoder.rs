@@ -217,6 +217,11 @@ impl<R: Read, P: Read> Decoder<R, P> {
         self.split
     }
 
+    /// Offset in the (metadata) archive stream up to which items were consumed.
+    pub fn position(&self) -> u64 {
+        self.input.pos
+    }
+
     /// The PRELUDE content of a v2 archive, if present.
     pub fn prelude(&self) -> Option<&[u8]> {
         self.prelude.as_deref()

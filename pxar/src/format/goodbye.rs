@@ -199,6 +199,43 @@ mod tests {
     }
 
     #[test]
+    fn search_visits_every_equal_hash() {
+        let hashes = [5u64, 5, 5, 1, 9, 5, 3];
+        let items = hashes
+            .iter()
+            .enumerate()
+            .map(|(i, &hash)| GoodbyeItem {
+                hash,
+                offset: i as u64,
+                size: 0,
+            })
+            .collect();
+        let table = layout_goodbye_items(items);
+        for wanted in [0u64, 1, 2, 5] {
+            let found = search_tree::<_, ()>(
+                table.len(),
+                5,
+                |s| Ok(table[s].hash),
+                |s| Ok((table[s].offset == wanted).then_some(s)),
+            )
+            .unwrap();
+            assert_eq!(found.map(|s| table[s].offset), Some(wanted));
+        }
+        let mut visited = 0;
+        let none = search_tree::<(), ()>(
+            table.len(),
+            5,
+            |s| Ok(table[s].hash),
+            |_| {
+                visited += 1;
+                Ok(None)
+            },
+        )
+        .unwrap();
+        assert_eq!((none, visited), (None, 4));
+    }
+
+    #[test]
     fn search_finds_every_item_and_rejects_missing() {
         let names: Vec<Vec<u8>> = (0..50).map(|i| format!("name{i}").into_bytes()).collect();
         let items = names
