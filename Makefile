@@ -29,9 +29,12 @@ clippy:
 
 check: fmt clippy test
 
-# Bounded fuzzing run of every target (needs cargo-fuzz, see README.md).
+# Bounded fuzzing run of every target (needs cargo-fuzz, see README.md). Each target starts
+# from the committed seeds in fuzz/seeds/<target>; new inputs go to fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 60
 fuzz-smoke:
 	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 cargo fuzz list); do \
-		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		mkdir -p corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 || exit 1; \
 	done
