@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(plain_line(&entry), "\"/dir/file\"");
         assert_eq!(
             verbose_line(&entry).unwrap(),
-            "-rw-r----  1000/100         1234 1970-01-02 00:00:00 \"/dir/file\""
+            "-rw-r-----  1000/100         1234 1970-01-02 00:00:00 \"/dir/file\""
         );
     }
 }

@@ -215,20 +215,27 @@ fn create_replacing(
     }
 }
 
-/// The root-relative target path of a hardlink; it must stay inside the destination.
-fn hardlink_target(target: &Path) -> Result<CString> {
-    let mut clean = PathBuf::new();
+/// Open the directory containing a hardlink's root-relative `target` without following
+/// symlinks (so a link can never point outside the destination); returns it and the last
+/// component.
+fn hardlink_target(root: BorrowedFd<'_>, target: &Path) -> Result<(OwnedFd, CString)> {
+    let mut parts = Vec::new();
     for component in target.components() {
         match component {
-            Component::Normal(part) => clean.push(part),
+            Component::Normal(part) => parts.push(part),
             Component::RootDir | Component::CurDir => {}
             _ => bail!("hardlink target {target:?} leaves the archive root"),
         }
     }
-    if clean.as_os_str().is_empty() {
+    let Some(last) = parts.pop() else {
         bail!("hardlink target is empty");
+    };
+    let mut dir = root.try_clone_to_owned()?;
+    for part in parts {
+        dir = open_dir_at(Some(dir.as_fd()), Path::new(part))
+            .map_err(|err| format_err!("hardlink target {target:?}: cannot open {part:?} - {err}"))?;
     }
-    cstring(clean.as_os_str().as_bytes())
+    Ok((dir, cstring(last.as_bytes())?))
 }
 
 /// Copy `size` bytes from `input` into `file`, leaving holes where whole blocks are zero.
@@ -483,13 +490,13 @@ impl Extractor<'_> {
                 apply::apply_metadata(target, &metadata, feature_flags, &mut collect)?;
             }
             EntryKind::Hardlink { target, .. } => {
-                let target = hardlink_target(&target)?;
+                let (target_dir, target_name) = hardlink_target(root.as_fd(), &target)?;
                 create_replacing(parent, &name, overwrite.hardlinks, || {
                     // SAFETY: valid fds and NUL-terminated strings.
                     cvt(unsafe {
                         libc::linkat(
-                            root.as_raw_fd(),
-                            target.as_ptr(),
+                            target_dir.as_raw_fd(),
+                            target_name.as_ptr(),
                             parent.as_raw_fd(),
                             name.as_ptr(),
                             0,
@@ -550,3 +557,7 @@ fn apply_special(
     };
     apply::apply_metadata(target, metadata, feature_flags, on_error)
 }
+
+#[cfg(test)]
+#[path = "extract_tests.rs"]
+mod tests;
