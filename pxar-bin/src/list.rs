@@ -17,13 +17,14 @@ pub fn mode_string(file_mode: u64) -> String {
         _ => '?',
     };
     let bit = |mask: u64, c: char| if file_mode & mask != 0 { c } else { '-' };
-    let special = |exec: u64, special: u64, set: char, unset: char| {
-        match (file_mode & exec != 0, file_mode & special != 0) {
-            (true, true) => set,
-            (false, true) => unset,
-            (true, false) => 'x',
-            (false, false) => '-',
-        }
+    let special = |exec: u64, special: u64, set: char, unset: char| match (
+        file_mode & exec != 0,
+        file_mode & special != 0,
+    ) {
+        (true, true) => set,
+        (false, true) => unset,
+        (true, false) => 'x',
+        (false, false) => '-',
     };
     [
         kind,
@@ -50,9 +51,7 @@ pub fn plain_line(entry: &Entry) -> String {
 pub fn verbose_line(entry: &Entry) -> Result<String> {
     let stat = &entry.metadata.stat;
     let (file_mode, size, suffix) = match &entry.kind {
-        EntryKind::Hardlink { target, .. } => {
-            (mode::IFREG, 0, format!(" link to {:?}", target))
-        }
+        EntryKind::Hardlink { target, .. } => (mode::IFREG, 0, format!(" link to {:?}", target)),
         EntryKind::Symlink(target) => (stat.mode, 0, format!(" -> {:?}", target)),
         EntryKind::File { size, .. } => (stat.mode, *size, String::new()),
         EntryKind::Device(device) => (

@@ -26,23 +26,41 @@ fn command_tree() -> CommandTree {
         params: vec![
             ARCHIVE,
             Param::optional("target", "Target directory (default: current directory)."),
-            Param::array("pattern", "List of paths or pattern matching files to restore."),
+            Param::array(
+                "pattern",
+                "List of paths or pattern matching files to restore.",
+            ),
             Param::flag("verbose", "Verbose output."),
             Param::flag("no-xattrs", "Ignore extended file attributes."),
             Param::flag("no-fcaps", "Ignore file capabilities."),
             Param::flag("no-acls", "Ignore access control list entries."),
-            Param::flag("allow-existing-dirs", "Allows directories to already exist on restore."),
-            Param::flag("overwrite", "Overwrite existing files, symlinks and hardlinks."),
+            Param::flag(
+                "allow-existing-dirs",
+                "Allows directories to already exist on restore.",
+            ),
+            Param::flag(
+                "overwrite",
+                "Overwrite existing files, symlinks and hardlinks.",
+            ),
             Param::flag("overwrite-files", "Overwrite existing files."),
             Param::flag("overwrite-symlinks", "Overwrite existing symlinks."),
             Param::flag("overwrite-hardlinks", "Overwrite existing hardlinks."),
-            Param::optional("files-from", "File containing match pattern for files to restore."),
+            Param::optional(
+                "files-from",
+                "File containing match pattern for files to restore.",
+            ),
             Param::flag("no-device-nodes", "Ignore device nodes."),
             Param::flag("no-fifos", "Ignore fifos."),
             Param::flag("no-sockets", "Ignore sockets."),
-            Param::flag("strict", "Stop on errors. Otherwise most errors will simply warn."),
+            Param::flag(
+                "strict",
+                "Stop on errors. Otherwise most errors will simply warn.",
+            ),
             PAYLOAD_INPUT,
-            Param::optional("prelude-target", "Path to store the prelude of a split archive."),
+            Param::optional(
+                "prelude-target",
+                "Path to store the prelude of a split archive.",
+            ),
         ],
         positionals: vec!["archive", "target"],
     };
@@ -104,7 +122,12 @@ fn parse_patterns(patterns: &[String], files_from: Option<&str>) -> Result<Vec<M
         .iter()
         .map(|text| {
             MatchEntry::parse_pattern(text, PatternFlag::PATH_NAME, MatchType::Include).map_err(
-                |err| format_err!("invalid match pattern {:?} - {err}", String::from_utf8_lossy(text)),
+                |err| {
+                    format_err!(
+                        "invalid match pattern {:?} - {err}",
+                        String::from_utf8_lossy(text)
+                    )
+                },
             )
         })
         .collect()
@@ -154,8 +177,14 @@ fn extract(args: &pbs_cli::ParsedArgs) -> Result<()> {
 
     std::fs::create_dir_all(target)
         .with_context(|| format!("failed to create target directory {target:?}"))?;
-    extract_archive(decoder, Path::new(target), &match_list, feature_flags, options)
-        .with_context(|| format!("error extracting archive {archive:?}"))
+    extract_archive(
+        decoder,
+        Path::new(target),
+        &match_list,
+        feature_flags,
+        options,
+    )
+    .with_context(|| format!("error extracting archive {archive:?}"))
 }
 
 fn list(args: &pbs_cli::ParsedArgs) -> Result<()> {
@@ -213,7 +242,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args[0] == "help" || args[0] == "--help" {
         print_usage();
-        std::process::exit(if args.is_empty() { pbs_cli::ERROR_EXIT_CODE } else { 0 });
+        std::process::exit(if args.is_empty() {
+            pbs_cli::ERROR_EXIT_CODE
+        } else {
+            0
+        });
     }
     if let Err(err) = run(&args) {
         eprintln!("Error: {err:#}");

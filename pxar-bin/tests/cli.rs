@@ -24,8 +24,12 @@ fn meta(file_mode: u64, secs: i64) -> Metadata {
 fn encode<W: pxar::SeqWrite, P: pxar::SeqWrite>(encoder: &mut Encoder<W, P>) {
     let mut file = meta(mode::IFREG | 0o644, 1_700_000_000);
     file.xattrs = vec![XAttr::new(b"user.x".to_vec(), b"value".to_vec())];
-    encoder.create_directory(b"a", &meta(mode::IFDIR | 0o755, 1_700_000_001)).unwrap();
-    encoder.add_file(&file, b"f", 5, &mut &b"hello"[..]).unwrap();
+    encoder
+        .create_directory(b"a", &meta(mode::IFDIR | 0o755, 1_700_000_001))
+        .unwrap();
+    encoder
+        .add_file(&file, b"f", 5, &mut &b"hello"[..])
+        .unwrap();
     encoder
         .add_file(&meta(mode::IFREG | 0o600, 5), b"g", 3, &mut &b"abc"[..])
         .unwrap();
@@ -73,7 +77,11 @@ fn list_prints_one_quoted_path_per_line() {
     let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
     assert_eq!(lines.len(), 5);
     assert!(lines[2].starts_with("-rw-r--r-- "), "{}", lines[2]);
-    assert!(lines[2].contains(" 5 2023-11-14 22:13:20 \"/a/f\""), "{}", lines[2]);
+    assert!(
+        lines[2].contains(" 5 2023-11-14 22:13:20 \"/a/f\""),
+        "{}",
+        lines[2]
+    );
     assert!(lines[4].ends_with("\"/l\" -> \"a/f\""), "{}", lines[4]);
 }
 
@@ -86,7 +94,10 @@ fn extract_restores_files_and_honours_options() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(target.join("a/f")).unwrap(), b"hello");
     assert_eq!(std::fs::read(target.join("a/g")).unwrap(), b"abc");
-    assert_eq!(std::fs::read_link(target.join("l")).unwrap(), Path::new("a/f"));
+    assert_eq!(
+        std::fs::read_link(target.join("l")).unwrap(),
+        Path::new("a/f")
+    );
 
     // Extracting again: the existing directory stops a strict run.
     let out = pxar(&[&"extract", &archive, &target, &"--strict"]);
@@ -118,7 +129,14 @@ fn extract_with_patterns_and_files_from() {
     let tmp = tempfile::tempdir().unwrap();
     let archive = write_archive(tmp.path());
     let target = tmp.path().join("p");
-    let out = pxar(&[&"extract", &archive, &target, &"--pattern", &"/a/g", &"--verbose"]);
+    let out = pxar(&[
+        &"extract",
+        &archive,
+        &target,
+        &"--pattern",
+        &"/a/g",
+        &"--verbose",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "\"/a/g\"\n");
     assert!(target.join("a/g").exists());
@@ -189,7 +207,11 @@ fn damaged_archives_report_the_offset() {
             _ => pxar(&[&command, &truncated, &target]),
         };
         assert_eq!(out.status.code(), Some(255), "{command}");
-        assert!(stderr(&out).contains("offset"), "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("offset"),
+            "{command}: {}",
+            stderr(&out)
+        );
     }
     let out = pxar(&[&"list", &tmp.path().join("missing.pxar")]);
     assert_eq!(out.status.code(), Some(255));
@@ -258,13 +280,22 @@ fn check_mounted_tree(mountpoint: &Path) {
         .collect();
     names.sort();
     assert_eq!(names, ["f", "g"]);
-    assert_eq!(std::fs::read_link(mountpoint.join("l")).unwrap(), Path::new("a/f"));
+    assert_eq!(
+        std::fs::read_link(mountpoint.join("l")).unwrap(),
+        Path::new("a/f")
+    );
     assert_eq!(std::fs::read(mountpoint.join("l")).unwrap(), b"hello");
     let st = std::fs::metadata(mountpoint.join("a/f")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::mtime(&st), 1_700_000_000);
     assert_eq!(st.len(), 5);
-    assert_eq!(get_xattr(&mountpoint.join("a/f"), "user.x").as_deref(), Some(&b"value"[..]));
-    assert!(std::fs::write(mountpoint.join("a/new"), b"x").is_err(), "read-only mount");
+    assert_eq!(
+        get_xattr(&mountpoint.join("a/f"), "user.x").as_deref(),
+        Some(&b"value"[..])
+    );
+    assert!(
+        std::fs::write(mountpoint.join("a/new"), b"x").is_err(),
+        "read-only mount"
+    );
 }
 
 #[test]
@@ -300,7 +331,11 @@ fn mount_serves_the_archive() {
     check_mounted_tree(&mountpoint);
     unmount(&mountpoint);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!mountpoint.join("a").exists());
 
     // Background: the command returns once the mount is up.

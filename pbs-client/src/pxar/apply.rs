@@ -190,8 +190,8 @@ pub fn apply_chattr(
 }
 
 fn apply_quota_project_id(fd: BorrowedFd<'_>, projid: u64) -> Result<()> {
-    let projid = u32::try_from(projid)
-        .map_err(|_| format_err!("quota project id {projid} out of range"))?;
+    let projid =
+        u32::try_from(projid).map_err(|_| format_err!("quota project id {projid} out of range"))?;
     let mut attr = FsXAttr::default();
     // SAFETY: the ioctl fills a `struct fsxattr`, which `FsXAttr` mirrors.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSGETXATTR, &mut attr) };
@@ -209,9 +209,9 @@ fn apply_quota_project_id(fd: BorrowedFd<'_>, projid: u64) -> Result<()> {
     // SAFETY: the ioctl reads a `struct fsxattr`.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSSETXATTR, &attr) };
     match cvt(ret) {
-        Err(err) if !is_unsupported(&err) => {
-            Err(format_err!("failed to set quota project id {projid} - {err}"))
-        }
+        Err(err) if !is_unsupported(&err) => Err(format_err!(
+            "failed to set quota project id {projid} - {err}"
+        )),
         _ => Ok(()),
     }
 }
@@ -297,7 +297,11 @@ pub fn access_acl_xattr(metadata: &Metadata) -> Result<Option<Vec<u8>>> {
     }
     let mode = metadata.stat.mode;
     let mut builder = AclBuilder::new();
-    builder.add(acl_xattr::USER_OBJ, (mode >> 6) & 7, acl_xattr::UNDEFINED_ID)?;
+    builder.add(
+        acl_xattr::USER_OBJ,
+        (mode >> 6) & 7,
+        acl_xattr::UNDEFINED_ID,
+    )?;
     builder.add_users(&acl.users)?;
     let group_obj = match acl.group_obj {
         Some(group_obj) => group_obj.permissions,

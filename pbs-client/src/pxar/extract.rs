@@ -98,7 +98,10 @@ pub fn extract_archive<R: Read, P: Read>(
                 }
             }
             EntryKind::Directory if extractor.dirs.is_empty() => {
-                let fd = extractor.root.try_clone().context("failed to duplicate fd")?;
+                let fd = extractor
+                    .root
+                    .try_clone()
+                    .context("failed to duplicate fd")?;
                 extractor.dirs.push(DirState {
                     name: CString::default(),
                     metadata: entry.metadata,
@@ -117,10 +120,8 @@ pub fn extract_archive<R: Read, P: Read>(
                 match extractor.extract_entry(&mut decoder, &path, metadata, kind) {
                     Ok(()) => {}
                     Err(EntryError::Fatal(err)) => return Err(err),
-                    Err(EntryError::Entry(err)) => extractor.report(err.context(format!(
-                        "error extracting {:?}",
-                        path.display()
-                    )))?,
+                    Err(EntryError::Entry(err)) => extractor
+                        .report(err.context(format!("error extracting {:?}", path.display())))?,
                 }
             }
         }
@@ -232,8 +233,9 @@ fn hardlink_target(root: BorrowedFd<'_>, target: &Path) -> Result<(OwnedFd, CStr
     };
     let mut dir = root.try_clone_to_owned()?;
     for part in parts {
-        dir = open_dir_at(Some(dir.as_fd()), Path::new(part))
-            .map_err(|err| format_err!("hardlink target {target:?}: cannot open {part:?} - {err}"))?;
+        dir = open_dir_at(Some(dir.as_fd()), Path::new(part)).map_err(|err| {
+            format_err!("hardlink target {target:?}: cannot open {part:?} - {err}")
+        })?;
     }
     Ok((dir, cstring(last.as_bytes())?))
 }
@@ -307,7 +309,11 @@ impl Extractor<'_> {
     /// Make sure every directory on the stack exists; `None` if one of them failed.
     fn parent_fd(&mut self) -> Result<Option<BorrowedFd<'_>>> {
         let Some(first_missing) = self.dirs.iter().position(|dir| dir.fd.is_none()) else {
-            return Ok(self.dirs.last().and_then(|d| d.fd.as_ref()).map(|fd| fd.as_fd()));
+            return Ok(self
+                .dirs
+                .last()
+                .and_then(|d| d.fd.as_ref())
+                .map(|fd| fd.as_fd()));
         };
         if self.dirs.iter().any(|dir| dir.failed) {
             return Ok(None);
@@ -323,7 +329,11 @@ impl Extractor<'_> {
                 }
             }
         }
-        Ok(self.dirs.last().and_then(|d| d.fd.as_ref()).map(|fd| fd.as_fd()))
+        Ok(self
+            .dirs
+            .last()
+            .and_then(|d| d.fd.as_ref())
+            .map(|fd| fd.as_fd()))
     }
 
     fn dir_path(&self, index: usize) -> PathBuf {
@@ -432,7 +442,12 @@ impl Extractor<'_> {
         if self.options.verbose {
             println!("{path:?}");
         }
-        let full_path = cstring(self.destination.join(path.strip_prefix("/").unwrap_or(path)).as_os_str().as_bytes())?;
+        let full_path = cstring(
+            self.destination
+                .join(path.strip_prefix("/").unwrap_or(path))
+                .as_os_str()
+                .as_bytes(),
+        )?;
         let feature_flags = self.feature_flags;
         let overwrite = self.options.overwrite;
         let root = self.root.try_clone().map_err(Error::from)?;
@@ -446,16 +461,26 @@ impl Extractor<'_> {
         };
         match kind {
             EntryKind::File { size, .. } => {
-                let mut open_flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+                let mut open_flags =
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
                 open_flags |= if overwrite.files {
                     libc::O_TRUNC
                 } else {
                     libc::O_EXCL
                 };
-                // SAFETY: valid fd and NUL-terminated name; the fd becomes owned below.
-                let fd = cvt(unsafe {
-                    libc::openat(parent.as_raw_fd(), name.as_ptr(), open_flags, 0o600)
-                })
+                let open = |open_flags| {
+                    // SAFETY: valid fd and NUL-terminated name; the fd becomes owned below.
+                    cvt(unsafe {
+                        libc::openat(parent.as_raw_fd(), name.as_ptr(), open_flags, 0o600)
+                    })
+                };
+                let fd = match open(open_flags) {
+                    // A symlink in the way is replaced, not followed.
+                    Err(err) if overwrite.files && err.raw_os_error() == Some(libc::ELOOP) => {
+                        unlink_at(parent, &name).and_then(|()| open(open_flags | libc::O_EXCL))
+                    }
+                    other => other,
+                }
                 .map_err(|err| format_err!("failed to create file - {err}"))?;
                 // SAFETY: freshly opened fd, owned by nobody else.
                 let file = unsafe { File::from_raw_fd(fd) };
@@ -469,7 +494,12 @@ impl Extractor<'_> {
                     Some(mut contents) => sparse_copy(&mut contents, &file, size)?,
                     None => sparse_copy(&mut io::empty(), &file, size)?,
                 }
-                apply::apply_metadata(Target::Fd(file.as_fd()), &metadata, feature_flags, &mut collect)?;
+                apply::apply_metadata(
+                    Target::Fd(file.as_fd()),
+                    &metadata,
+                    feature_flags,
+                    &mut collect,
+                )?;
             }
             EntryKind::Symlink(target) => {
                 let target = cstring(target.as_os_str().as_bytes())?;
@@ -504,17 +534,29 @@ impl Extractor<'_> {
                     })
                     .map(drop)
                 })
-                .map_err(|err| {
-                    format_err!("failed to create hardlink to {target:?} - {err}")
-                })?;
+                .map_err(|err| format_err!("failed to create hardlink to {target:?} - {err}"))?;
             }
             EntryKind::Device(device) => {
                 mknod(parent, &name, metadata.stat.mode, device)?;
-                apply_special(parent, &name, &full_path, &metadata, feature_flags, &mut collect)?;
+                apply_special(
+                    parent,
+                    &name,
+                    &full_path,
+                    &metadata,
+                    feature_flags,
+                    &mut collect,
+                )?;
             }
             EntryKind::Fifo | EntryKind::Socket => {
                 mknod(parent, &name, metadata.stat.mode, Device::default())?;
-                apply_special(parent, &name, &full_path, &metadata, feature_flags, &mut collect)?;
+                apply_special(
+                    parent,
+                    &name,
+                    &full_path,
+                    &metadata,
+                    feature_flags,
+                    &mut collect,
+                )?;
             }
             EntryKind::Directory | EntryKind::GoodbyeTable => {}
         }

@@ -99,7 +99,10 @@ fn probe(dir: &Path) -> Support {
             &apply::access_acl_xattr(&acl).unwrap().unwrap(),
         ),
     );
-    let fcaps = check("file capability", set_xattr(&file, "security.capability", &FCAPS));
+    let fcaps = check(
+        "file capability",
+        set_xattr(&file, "security.capability", &FCAPS),
+    );
     let node = c(&dir.join("probe-null"));
     // SAFETY: valid string.
     let ret = unsafe {
@@ -324,7 +327,13 @@ fn strict() -> PxarExtractOptions {
     }
 }
 
-fn extract(archive: &[u8], dest: &Path, patterns: &[MatchEntry], flags: u64, options: PxarExtractOptions) -> Result<()> {
+fn extract(
+    archive: &[u8],
+    dest: &Path,
+    patterns: &[MatchEntry],
+    flags: u64,
+    options: PxarExtractOptions,
+) -> Result<()> {
     let decoder = Decoder::new_unified(archive).unwrap();
     extract_archive(decoder, dest, patterns, flags, options)
 }
@@ -332,9 +341,17 @@ fn extract(archive: &[u8], dest: &Path, patterns: &[MatchEntry], flags: u64, opt
 fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64) {
     let st = std::fs::symlink_metadata(path).unwrap();
     let stat = &expected.stat;
-    assert_eq!(u64::from(st.mode()) & mode::IFMT, stat.mode & mode::IFMT, "{path:?} type");
+    assert_eq!(
+        u64::from(st.mode()) & mode::IFMT,
+        stat.mode & mode::IFMT,
+        "{path:?} type"
+    );
     if stat.mode & mode::IFMT != mode::IFLNK {
-        assert_eq!(u64::from(st.mode()) & 0o7777, stat.mode & 0o7777, "{path:?} mode");
+        assert_eq!(
+            u64::from(st.mode()) & 0o7777,
+            stat.mode & 0o7777,
+            "{path:?} mode"
+        );
     }
     if is_root() {
         assert_eq!((st.uid(), st.gid()), (stat.uid, stat.gid), "{path:?} owner");
@@ -349,9 +366,16 @@ fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64
             let name = std::str::from_utf8(&xattr.name).unwrap();
             let value = get_xattr(path, name);
             if flags & flags::WITH_XATTRS != 0 {
-                assert_eq!(value.as_deref(), Some(&xattr.value[..]), "{path:?} xattr {name}");
+                assert_eq!(
+                    value.as_deref(),
+                    Some(&xattr.value[..]),
+                    "{path:?} xattr {name}"
+                );
             } else {
-                assert_eq!(value, None, "{path:?} xattr {name} restored despite the mask");
+                assert_eq!(
+                    value, None,
+                    "{path:?} xattr {name} restored despite the mask"
+                );
             }
         }
     }
@@ -374,7 +398,11 @@ fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64
             .as_ref()
             .filter(|_| flags & flags::WITH_FCAPS != 0)
             .map(|f| f.data.clone());
-        assert_eq!(get_xattr(path, "security.capability"), want, "{path:?} fcaps");
+        assert_eq!(
+            get_xattr(path, "security.capability"),
+            want,
+            "{path:?} fcaps"
+        );
     }
 }
 
@@ -391,7 +419,11 @@ fn check_tree(dest: &Path, root: &Metadata, entries: &[Expected], support: Suppo
             Kind::Hardlink(target) => {
                 let a = std::fs::metadata(&path).unwrap();
                 let b = std::fs::metadata(dest.join(target)).unwrap();
-                assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "{path:?} not linked");
+                assert_eq!(
+                    (a.dev(), a.ino()),
+                    (b.dev(), b.ino()),
+                    "{path:?} not linked"
+                );
                 continue;
             }
             Kind::Device(device) => {
@@ -399,9 +431,15 @@ fn check_tree(dest: &Path, root: &Metadata, entries: &[Expected], support: Suppo
                 assert!(st.file_type().is_char_device());
                 assert_eq!(st.rdev(), device.to_dev_t());
             }
-            Kind::Fifo => assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_fifo()),
+            Kind::Fifo => assert!(std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_fifo()),
             Kind::Socket => {
-                assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_socket())
+                assert!(std::fs::symlink_metadata(&path)
+                    .unwrap()
+                    .file_type()
+                    .is_socket())
             }
         }
         check_metadata(&path, &entry.metadata, support, flags);
@@ -425,7 +463,11 @@ fn unified_archive_roundtrip_restores_everything() {
     check_tree(&dest, &root, &entries, support, flags::DEFAULT);
     // The sparse file's zero blocks became a hole.
     let st = std::fs::metadata(dest.join("dir/file")).unwrap();
-    assert!(st.blocks() * 512 < st.len(), "zero blocks were written: {} blocks", st.blocks());
+    assert!(
+        st.blocks() * 512 < st.len(),
+        "zero blocks were written: {} blocks",
+        st.blocks()
+    );
 }
 
 #[test]
@@ -469,12 +511,22 @@ fn feature_flags_mask_metadata_and_special_files() {
 
     // Without WITH_PERMISSIONS files keep the creation mode.
     let other = tempfile::tempdir().unwrap();
-    extract(&archive, other.path(), &[], flags::DEFAULT & !flags::WITH_PERMISSIONS, strict())
-        .unwrap();
+    extract(
+        &archive,
+        other.path(),
+        &[],
+        flags::DEFAULT & !flags::WITH_PERMISSIONS,
+        strict(),
+    )
+    .unwrap();
     let st = std::fs::metadata(other.path().join("dir/sub/deep")).unwrap();
     assert_eq!(st.mode() & 0o7777, 0o600);
     let st = std::fs::metadata(other.path().join("empty")).unwrap();
-    assert_eq!(st.mode() & 0o7777, 0o600, "0o644 from the archive must not be applied");
+    assert_eq!(
+        st.mode() & 0o7777,
+        0o600,
+        "0o644 from the archive must not be applied"
+    );
 }
 
 #[test]
@@ -488,7 +540,10 @@ fn existing_directories_and_overwrite() {
     // Second run: the first existing directory is an error naming its path.
     let err = extract(&archive, dest, &[], flags::DEFAULT, strict()).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("\"/dir\"") && msg.contains("already exists"), "{msg}");
+    assert!(
+        msg.contains("\"/dir\"") && msg.contains("already exists"),
+        "{msg}"
+    );
 
     // Existing dirs allowed, but the existing file is not overwritten.
     let options = PxarExtractOptions {
@@ -497,7 +552,10 @@ fn existing_directories_and_overwrite() {
     };
     let err = extract(&archive, dest, &[], flags::DEFAULT, options).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("\"/dir/file\"") && msg.contains("File exists"), "{msg}");
+    assert!(
+        msg.contains("\"/dir/file\"") && msg.contains("File exists"),
+        "{msg}"
+    );
 
     // Overwriting replaces modified contents and links.
     std::fs::write(dest.join("dir/file"), b"changed").unwrap();
@@ -551,17 +609,28 @@ fn error_handler_can_abort() {
         ..Default::default()
     };
     let err = extract(&archive, tmp.path(), &[], flags::DEFAULT, options).unwrap_err();
-    assert!(format!("{err:#}").starts_with("stop: error extracting \"/dir/file\""), "{err:#}");
+    assert!(
+        format!("{err:#}").starts_with("stop: error extracting \"/dir/file\""),
+        "{err:#}"
+    );
 }
 
 fn include(pattern: &str) -> MatchEntry {
-    MatchEntry::parse_pattern(pattern, pathpatterns::PatternFlag::PATH_NAME, MatchType::Include)
-        .unwrap()
+    MatchEntry::parse_pattern(
+        pattern,
+        pathpatterns::PatternFlag::PATH_NAME,
+        MatchType::Include,
+    )
+    .unwrap()
 }
 
 fn exclude(pattern: &str) -> MatchEntry {
-    MatchEntry::parse_pattern(pattern, pathpatterns::PatternFlag::PATH_NAME, MatchType::Exclude)
-        .unwrap()
+    MatchEntry::parse_pattern(
+        pattern,
+        pathpatterns::PatternFlag::PATH_NAME,
+        MatchType::Exclude,
+    )
+    .unwrap()
 }
 
 fn tree_listing(dir: &Path) -> Vec<String> {
@@ -589,12 +658,29 @@ fn pattern_extraction_creates_only_matches_and_parents() {
 
     let dest = tmp.path().join("a");
     std::fs::create_dir(&dest).unwrap();
-    extract(&archive, &dest, &[include("/dir/sub/deep")], flags::DEFAULT, strict()).unwrap();
+    extract(
+        &archive,
+        &dest,
+        &[include("/dir/sub/deep")],
+        flags::DEFAULT,
+        strict(),
+    )
+    .unwrap();
     assert_eq!(tree_listing(&dest), ["dir", "dir/sub", "dir/sub/deep"]);
     // Parent directories created on demand still get their metadata.
     let by_path = |p: &str| entries.iter().find(|e| e.path == p).unwrap().clone();
-    check_metadata(&dest.join("dir/sub"), &by_path("dir/sub").metadata, support, flags::DEFAULT);
-    check_metadata(&dest.join("dir"), &by_path("dir").metadata, support, flags::DEFAULT);
+    check_metadata(
+        &dest.join("dir/sub"),
+        &by_path("dir/sub").metadata,
+        support,
+        flags::DEFAULT,
+    );
+    check_metadata(
+        &dest.join("dir"),
+        &by_path("dir").metadata,
+        support,
+        flags::DEFAULT,
+    );
 
     // A matching directory brings its contents; a later exclude removes some of them.
     let dest = tmp.path().join("b");
@@ -606,13 +692,27 @@ fn pattern_extraction_creates_only_matches_and_parents() {
     // Directory-only pattern: matches "sub" but not files.
     let dest = tmp.path().join("c");
     std::fs::create_dir(&dest).unwrap();
-    extract(&archive, &dest, &[include("sub/")], flags::DEFAULT, strict()).unwrap();
+    extract(
+        &archive,
+        &dest,
+        &[include("sub/")],
+        flags::DEFAULT,
+        strict(),
+    )
+    .unwrap();
     assert_eq!(tree_listing(&dest), ["dir", "dir/sub", "dir/sub/deep"]);
 
     // A hardlink whose target was not extracted is an error naming the link.
     let dest = tmp.path().join("d");
     std::fs::create_dir(&dest).unwrap();
-    let err = extract(&archive, &dest, &[include("/hard")], flags::DEFAULT, strict()).unwrap_err();
+    let err = extract(
+        &archive,
+        &dest,
+        &[include("/hard")],
+        flags::DEFAULT,
+        strict(),
+    )
+    .unwrap_err();
     assert!(format!("{err:#}").contains("\"/hard\""), "{err:#}");
 }
 
@@ -640,7 +740,13 @@ fn extract_quietly(archive: &[u8], dest: &Path) -> Result<()> {
         ..Default::default()
     };
     // Damaged flags could set immutable/append-only chattr bits the cleanup cannot undo.
-    extract_archive(decoder, dest, &[], flags::DEFAULT & !flags::WITH_CHATTR, options)
+    extract_archive(
+        decoder,
+        dest,
+        &[],
+        flags::DEFAULT & !flags::WITH_CHATTR,
+        options,
+    )
 }
 
 /// Offsets worth damaging: every non-zero byte and its successor, and a sample of the rest
@@ -685,6 +791,126 @@ fn corrupt_archives_never_panic() {
         // Nothing may escape the destination (e.g. through a damaged hardlink target).
         std::fs::remove_dir_all(&dest).unwrap();
     }
-    assert!(failures > offsets.len() / 4, "only {failures} damaged archives were rejected");
+    assert!(
+        failures > offsets.len() / 4,
+        "only {failures} damaged archives were rejected"
+    );
     assert_eq!(tree_listing(tmp.path()), Vec::<String>::new());
+}
+
+fn inode_flags(path: &Path) -> io::Result<libc::c_int> {
+    let file = File::open(path)?;
+    let mut value: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), 0x8008_6601, &mut value) })?;
+    Ok(value)
+}
+
+fn project_id(path: &Path) -> io::Result<u32> {
+    let file = File::open(path)?;
+    let mut attr = [0u32; 7];
+    // SAFETY: FS_IOC_FSGETXATTR fills a 28-byte struct fsxattr; projid is the 4th word.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), 0x801c_581f, attr.as_mut_ptr()) })?;
+    Ok(attr[3])
+}
+
+#[test]
+fn chattr_flags_and_quota_project_id() {
+    const FS_SYNC_FL: libc::c_int = 0x8;
+    const FS_NODUMP_FL: libc::c_int = 0x40;
+    const FS_NOATIME_FL: libc::c_int = 0x80;
+    const FS_DIRSYNC_FL: libc::c_int = 0x0001_0000;
+    let tmp = tempfile::tempdir().unwrap();
+    if let Err(err) = inode_flags(tmp.path()) {
+        eprintln!("skipping chattr test: inode flags not supported here ({err})");
+        return;
+    }
+    let mut dir = meta(mode::IFDIR | 0o755, 0, 0, 10, 0);
+    dir.stat.flags = flags::WITH_FLAG_DIRSYNC;
+    let mut file = meta(mode::IFREG | 0o644, 0, 0, 20, 0);
+    file.stat.flags = flags::WITH_FLAG_NOATIME | flags::WITH_FLAG_SYNC | flags::WITH_FLAG_NODUMP;
+    file.quota_project_id = Some(pxar::format::QuotaProjectId { projid: 42 });
+    let entries = [
+        Expected {
+            path: "d",
+            metadata: dir,
+            kind: Kind::Dir,
+        },
+        Expected {
+            path: "d/f",
+            metadata: file,
+            kind: Kind::File(b"data".to_vec()),
+        },
+    ];
+    let archive = build_unified(&meta(mode::IFDIR | 0o755, 0, 0, 0, 0), &entries);
+
+    let cases = [
+        ("default", flags::DEFAULT, FS_NOATIME_FL | FS_SYNC_FL),
+        (
+            "nodump",
+            flags::DEFAULT | flags::WITH_FLAG_NODUMP,
+            FS_NOATIME_FL | FS_SYNC_FL | FS_NODUMP_FL,
+        ),
+        ("none", flags::DEFAULT & !flags::WITH_CHATTR, 0),
+    ];
+    for (label, feature_flags, want) in cases {
+        let dest = tmp.path().join(label);
+        std::fs::create_dir(&dest).unwrap();
+        extract(&archive, &dest, &[], feature_flags, strict()).unwrap();
+        let mask = FS_NOATIME_FL | FS_SYNC_FL | FS_NODUMP_FL;
+        let got = inode_flags(&dest.join("d/f")).unwrap();
+        assert_eq!(got & mask, want, "{label}: file flags {got:#x}");
+        let dir_flags = inode_flags(&dest.join("d")).unwrap();
+        let dir_want = if want == 0 { 0 } else { FS_DIRSYNC_FL };
+        assert_eq!(dir_flags & FS_DIRSYNC_FL, dir_want, "{label}: dir flags {dir_flags:#x}");
+        // The mtime survives the late flag changes.
+        let st = std::fs::metadata(dest.join("d/f")).unwrap();
+        assert_eq!(st.mtime(), 20, "{label}");
+    }
+
+    // The project id is only restorable where the file system has project quotas enabled.
+    let probe = tmp.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let probe_fd = File::open(&probe).unwrap();
+    match apply_quota_probe(&probe_fd) {
+        Ok(()) => assert_eq!(project_id(&tmp.path().join("default/d/f")).unwrap(), 42),
+        Err(err) => eprintln!("skipping quota project id check: not supported here ({err})"),
+    }
+}
+
+fn apply_quota_probe(file: &File) -> io::Result<()> {
+    let mut attr = [0u32; 7];
+    // SAFETY: FS_IOC_FSGETXATTR / FS_IOC_FSSETXATTR on a 28-byte struct fsxattr.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), 0x801c_581f, attr.as_mut_ptr()) })?;
+    attr[3] = 7;
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), 0x401c_5820, attr.as_ptr()) })?;
+    Ok(())
+}
+
+#[test]
+fn overwrite_replaces_a_symlink_by_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = [Expected {
+        path: "f",
+        metadata: meta(mode::IFREG | 0o644, 0, 0, 5, 0),
+        kind: Kind::File(b"new".to_vec()),
+    }];
+    let archive = build_unified(&meta(mode::IFDIR | 0o755, 0, 0, 0, 0), &entries);
+    let outside = tmp.path().join("outside");
+    std::fs::write(&outside, b"keep").unwrap();
+    let dest = tmp.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("f")).unwrap();
+    assert!(extract(&archive, &dest, &[], flags::DEFAULT, strict()).is_err());
+    let options = PxarExtractOptions {
+        overwrite: OverwriteFlags {
+            files: true,
+            ..Default::default()
+        },
+        ..strict()
+    };
+    extract(&archive, &dest, &[], flags::DEFAULT, options).unwrap();
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+    assert!(std::fs::symlink_metadata(dest.join("f")).unwrap().is_file());
+    assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"new");
 }

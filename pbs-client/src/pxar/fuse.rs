@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, format_err, Result};
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyXattr,
-    Request, Session,
+    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyXattr, Request,
+    Session,
 };
 use pxar::accessor::{Accessor, FileEntry, ReadAt};
 use pxar::format::{mode, StatxTimestamp};
@@ -42,9 +42,7 @@ pub struct PxarFs<R: ReadAt, P: ReadAt> {
 
 fn to_errno(err: &pxar::Error) -> Errno {
     match err {
-        pxar::Error::Io { source, .. } => source
-            .raw_os_error()
-            .map_or(Errno::EIO, Errno::from_i32),
+        pxar::Error::Io { source, .. } => source.raw_os_error().map_or(Errno::EIO, Errno::from_i32),
         _ => Errno::EIO,
     }
 }
@@ -174,10 +172,7 @@ impl<R: ReadAt, P: ReadAt> PxarFs<R, P> {
             .map(|x| (x.name.clone(), x.value.clone()))
             .collect();
         if let Some(fcaps) = &metadata.fcaps {
-            out.push((
-                apply::XATTR_FCAPS.to_bytes().to_vec(),
-                fcaps.data.clone(),
-            ));
+            out.push((apply::XATTR_FCAPS.to_bytes().to_vec(), fcaps.data.clone()));
         }
         if let Ok(Some(acl)) = apply::access_acl_xattr(metadata) {
             out.push((apply::XATTR_ACL_ACCESS.to_bytes().to_vec(), acl));
@@ -289,10 +284,7 @@ where
             if !dir.entry.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
-            let children = self
-                .accessor
-                .read_dir(&dir)
-                .map_err(|err| to_errno(&err))?;
+            let children = self.accessor.read_dir(&dir).map_err(|err| to_errno(&err))?;
             let mut listing = vec![
                 (ino.0, FileType::Directory, b".".to_vec()),
                 (self.parent_of(ino.0), FileType::Directory, b"..".to_vec()),
