@@ -256,6 +256,20 @@ fn unmount(mountpoint: &Path) {
     assert!(status.success(), "fusermount3 -u failed");
 }
 
+/// Lazily unmounts on drop, so a failing assertion does not leave a mount behind.
+struct UnmountGuard<'a>(&'a Path);
+
+impl Drop for UnmountGuard<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(self.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let path = CString::new(path.as_os_str().as_bytes()).unwrap();
     let name = CString::new(name).unwrap();
@@ -328,8 +342,10 @@ fn mount_serves_the_archive() {
         );
         return;
     }
+    let guard = UnmountGuard(&mountpoint);
     check_mounted_tree(&mountpoint);
     unmount(&mountpoint);
+    drop(guard);
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -341,6 +357,7 @@ fn mount_serves_the_archive() {
     // Background: the command returns once the mount is up.
     let out = pxar(&[&"mount", &archive, &mountpoint]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let _guard = UnmountGuard(&mountpoint);
     check_mounted_tree(&mountpoint);
     unmount(&mountpoint);
 }
@@ -357,4 +374,64 @@ fn mount_reports_a_bad_archive() {
     let out = pxar(&[&"mount", &bad, &tmp.path()]);
     assert_eq!(out.status.code(), Some(255));
     assert!(stderr(&out).contains("bad.pxar"), "{}", stderr(&out));
+}
+
+#[test]
+fn mount_lists_large_directories_and_shares_hardlink_inodes() {
+    if let Some(reason) = fuse_unavailable() {
+        eprintln!("skipping FUSE mount test: {reason}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut encoder = Encoder::new_unified(Vec::new(), &meta(mode::IFDIR | 0o755, 1)).unwrap();
+    encoder
+        .create_directory(b"many", &meta(mode::IFDIR | 0o755, 2))
+        .unwrap();
+    let mut names: Vec<String> = (0..500)
+        .map(|i| format!("file-with-a-long-name-{i:04}"))
+        .collect();
+    names.sort();
+    let mut first = None;
+    for name in &names {
+        let link = encoder
+            .add_file(
+                &meta(mode::IFREG | 0o644, 3),
+                name.as_bytes(),
+                1,
+                &mut &b"x"[..],
+            )
+            .unwrap();
+        first.get_or_insert((name.clone(), link));
+    }
+    encoder.finish_directory().unwrap();
+    let (first_name, link) = first.unwrap();
+    encoder
+        .add_hardlink(b"zlink", format!("many/{first_name}").as_bytes(), link)
+        .unwrap();
+    let archive = tmp.path().join("many.pxar");
+    std::fs::write(&archive, encoder.finish().unwrap().0).unwrap();
+    let mountpoint = tmp.path().join("mnt");
+    std::fs::create_dir(&mountpoint).unwrap();
+
+    let out = pxar(&[&"mount", &archive, &mountpoint]);
+    if !out.status.success() {
+        eprintln!(
+            "skipping FUSE mount test: mounting failed here: {}",
+            stderr(&out)
+        );
+        return;
+    }
+    let mut listed: Vec<String> = std::fs::read_dir(mountpoint.join("many"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    let link = std::fs::metadata(mountpoint.join("zlink")).unwrap();
+    let target = std::fs::metadata(mountpoint.join("many").join(&first_name)).unwrap();
+    let link_content = std::fs::read(mountpoint.join("zlink")).unwrap();
+    unmount(&mountpoint);
+    assert_eq!(listed, names);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(link.ino(), target.ino());
+    assert_eq!(link_content, b"x");
 }

@@ -862,7 +862,11 @@ fn chattr_flags_and_quota_project_id() {
         assert_eq!(got & mask, want, "{label}: file flags {got:#x}");
         let dir_flags = inode_flags(&dest.join("d")).unwrap();
         let dir_want = if want == 0 { 0 } else { FS_DIRSYNC_FL };
-        assert_eq!(dir_flags & FS_DIRSYNC_FL, dir_want, "{label}: dir flags {dir_flags:#x}");
+        assert_eq!(
+            dir_flags & FS_DIRSYNC_FL,
+            dir_want,
+            "{label}: dir flags {dir_flags:#x}"
+        );
         // The mtime survives the late flag changes.
         let st = std::fs::metadata(dest.join("d/f")).unwrap();
         assert_eq!(st.mtime(), 20, "{label}");

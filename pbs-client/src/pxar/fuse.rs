@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, format_err, Result};
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyXattr, Request,
-    Session,
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyXattr, Request, Session,
 };
 use pxar::accessor::{Accessor, FileEntry, ReadAt};
 use pxar::format::{mode, StatxTimestamp};
@@ -31,12 +32,20 @@ pub const FUSE_DEVICE: &str = "/dev/fuse";
 struct Node {
     entry: FileEntry,
     parent: u64,
+    /// Kernel references (lookups not yet forgotten); the node is dropped at zero.
+    lookups: u64,
 }
+
+/// A directory listing: inode, type and name per entry, starting with `.` and `..`.
+type Listing = Arc<Vec<(u64, FileType, Vec<u8>)>>;
 
 /// The file system: an accessor plus the inodes handed out so far.
 pub struct PxarFs<R: ReadAt, P: ReadAt> {
     accessor: Accessor<R, P>,
     nodes: Mutex<HashMap<u64, Node>>,
+    /// Listings of open directory handles.
+    dir_handles: Mutex<HashMap<u64, Listing>>,
+    next_handle: AtomicU64,
     verbose: bool,
 }
 
@@ -121,11 +130,14 @@ impl<R: ReadAt, P: ReadAt> PxarFs<R, P> {
             Node {
                 entry: root,
                 parent: INodeNo::ROOT.0,
+                lookups: 1,
             },
         );
         Ok(Self {
             accessor,
             nodes: Mutex::new(nodes),
+            dir_handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
             verbose,
         })
     }
@@ -157,11 +169,39 @@ impl<R: ReadAt, P: ReadAt> PxarFs<R, P> {
         };
         let ino = inode_of(&child);
         let mut nodes = self.nodes.lock().map_err(|_| Errno::EIO)?;
-        nodes.entry(ino).or_insert_with(|| Node {
-            entry: child.clone(),
-            parent,
-        });
+        nodes
+            .entry(ino)
+            .or_insert_with(|| Node {
+                entry: child.clone(),
+                parent,
+                lookups: 0,
+            })
+            .lookups += 1;
         Ok((ino, child))
+    }
+
+    /// The listing of directory `ino`; hardlinks show their target's inode.
+    fn listing(&self, ino: u64) -> Result<Listing, Errno> {
+        let dir = self.node(ino)?;
+        if !dir.entry.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let children = self.accessor.read_dir(&dir).map_err(|err| to_errno(&err))?;
+        let mut listing = Vec::with_capacity(children.len() + 2);
+        listing.push((ino, FileType::Directory, b".".to_vec()));
+        listing.push((self.parent_of(ino), FileType::Directory, b"..".to_vec()));
+        for child in children {
+            let name = child.entry.file_name().as_bytes().to_vec();
+            let (child_ino, kind) = match child.kind() {
+                EntryKind::Hardlink { .. } => (
+                    child.entry.hardlink_target_offset().ok_or(Errno::EIO)?,
+                    FileType::RegularFile,
+                ),
+                _ => (inode_of(&child), file_type(child.metadata().stat.mode)),
+            };
+            listing.push((child_ino, kind, name));
+        }
+        Ok(Arc::new(listing))
     }
 
     fn xattrs(&self, entry: &FileEntry) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -271,44 +311,79 @@ where
         }
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        if ino == INodeNo::ROOT {
+            return;
+        }
+        if let Ok(mut nodes) = self.nodes.lock() {
+            if let Some(node) = nodes.get_mut(&ino.0) {
+                node.lookups = node.lookups.saturating_sub(nlookup);
+                if node.lookups == 0 {
+                    nodes.remove(&ino.0);
+                }
+            }
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.log(format_args!("opendir({})", ino.0));
+        let listing = match self.listing(ino.0) {
+            Ok(listing) => listing,
+            Err(errno) => return reply.error(errno),
+        };
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        match self.dir_handles.lock() {
+            Ok(mut handles) => {
+                handles.insert(handle, listing);
+                reply.opened(FileHandle(handle), FopenFlags::empty());
+            }
+            Err(_) => reply.error(Errno::EIO),
+        }
+    }
+
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         self.log(format_args!("readdir({}, {offset})", ino.0));
-        let listing = self.node(ino.0).and_then(|dir| {
-            if !dir.entry.is_dir() {
-                return Err(Errno::ENOTDIR);
+        let cached = self
+            .dir_handles
+            .lock()
+            .ok()
+            .and_then(|handles| handles.get(&fh.0).cloned());
+        let listing = match cached {
+            Some(listing) => listing,
+            None => match self.listing(ino.0) {
+                Ok(listing) => listing,
+                Err(errno) => return reply.error(errno),
+            },
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (index, (child_ino, kind, name)) in listing.iter().enumerate().skip(start) {
+            let next = index as u64 + 1;
+            if reply.add(INodeNo(*child_ino), next, *kind, OsStr::from_bytes(name)) {
+                break;
             }
-            let children = self.accessor.read_dir(&dir).map_err(|err| to_errno(&err))?;
-            let mut listing = vec![
-                (ino.0, FileType::Directory, b".".to_vec()),
-                (self.parent_of(ino.0), FileType::Directory, b"..".to_vec()),
-            ];
-            for child in children {
-                let name = child.entry.file_name().as_bytes().to_vec();
-                let (child_ino, child) = self.remember(ino.0, child)?;
-                listing.push((child_ino, file_type(child.metadata().stat.mode), name));
-            }
-            Ok(listing)
-        });
-        match listing {
-            Ok(listing) => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX);
-                for (index, (child_ino, kind, name)) in listing.iter().enumerate().skip(start) {
-                    let next = index as u64 + 1;
-                    if reply.add(INodeNo(*child_ino), next, *kind, OsStr::from_bytes(name)) {
-                        break;
-                    }
-                }
-                reply.ok();
-            }
-            Err(errno) => reply.error(errno),
         }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        if let Ok(mut handles) = self.dir_handles.lock() {
+            handles.remove(&fh.0);
+        }
+        reply.ok();
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
