@@ -490,10 +490,16 @@ impl Extractor<'_> {
                     feature_flags,
                     flags::INITIAL_CHATTR,
                 )?;
-                match decoder.contents() {
-                    Some(mut contents) => sparse_copy(&mut contents, &file, size)?,
-                    None => sparse_copy(&mut io::empty(), &file, size)?,
-                }
+                let copied = match decoder.contents() {
+                    Some(mut contents) => sparse_copy(&mut contents, &file, size),
+                    None => sparse_copy(&mut io::empty(), &file, size),
+                };
+                copied.map_err(|err| match err {
+                    EntryError::Fatal(err) => EntryError::Fatal(
+                        err.context(format!("error extracting {:?}", path.display())),
+                    ),
+                    other => other,
+                })?;
                 apply::apply_metadata(
                     Target::Fd(file.as_fd()),
                     &metadata,

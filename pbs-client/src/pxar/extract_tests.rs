@@ -484,7 +484,11 @@ fn split_archive_roundtrip() {
     let other = tempfile::tempdir().unwrap();
     let decoder = Decoder::<&[u8], &[u8]>::new(&meta[..], None).unwrap();
     let err = extract_archive(decoder, other.path(), &[], flags::DEFAULT, strict()).unwrap_err();
-    assert!(format!("{err:#}").contains("payload input"), "{err:#}");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("\"/dir/file\"") && msg.contains("payload input"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -527,6 +531,21 @@ fn feature_flags_mask_metadata_and_special_files() {
         0o600,
         "0o644 from the archive must not be applied"
     );
+
+    // Without WITH_OWNER files belong to the extracting user.
+    let other = tempfile::tempdir().unwrap();
+    extract(
+        &archive,
+        other.path(),
+        &[],
+        flags::DEFAULT & !flags::WITH_OWNER,
+        strict(),
+    )
+    .unwrap();
+    // SAFETY: no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let st = std::fs::metadata(other.path().join("dir/file")).unwrap();
+    assert_eq!((st.uid(), st.gid()), (uid, gid));
 }
 
 #[test]
