@@ -247,13 +247,22 @@ fn wait_for(path: &Path) -> bool {
     false
 }
 
+/// Unmount, retrying while busy: a process forked concurrently by another test may briefly
+/// hold copies of this test's file descriptors until it execs.
 fn unmount(mountpoint: &Path) {
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg(mountpoint)
-        .status()
-        .unwrap();
-    assert!(status.success(), "fusermount3 -u failed");
+    for _ in 0..50 {
+        let status = Command::new("fusermount3")
+            .arg("-u")
+            .arg(mountpoint)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("fusermount3 -u {mountpoint:?} kept failing");
 }
 
 /// Lazily unmounts on drop, so a failing assertion does not leave a mount behind.
@@ -421,6 +430,7 @@ fn mount_lists_large_directories_and_shares_hardlink_inodes() {
         );
         return;
     }
+    let _guard = UnmountGuard(&mountpoint);
     let mut listed: Vec<String> = std::fs::read_dir(mountpoint.join("many"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
