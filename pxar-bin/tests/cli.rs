@@ -445,3 +445,19 @@ fn mount_lists_large_directories_and_shares_hardlink_inodes() {
     assert_eq!(link.ino(), target.ino());
     assert_eq!(link_content, b"x");
 }
+
+#[test]
+fn extract_defaults_to_the_current_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = write_archive(tmp.path());
+    let cwd = tmp.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let out = Command::new(PXAR)
+        .arg("extract")
+        .arg(&archive)
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(cwd.join("a/f")).unwrap(), b"hello");
+}
