@@ -3,7 +3,7 @@
 # As another user it only lists what is missing and how to install it.
 set -eu
 
-PACKAGES="build-essential pkg-config libssl-dev libacl1-dev libpam0g-dev libfuse3-dev zstd qrencode"
+PACKAGES="build-essential pkg-config libssl-dev libacl1-dev libpam0g-dev libfuse3-dev fuse3 zstd qrencode"
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found - install a Rust toolchain (rustup) first" >&2

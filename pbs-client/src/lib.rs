@@ -1,0 +1,3 @@
+//! Backup client library.
+
+pub mod pxar;
