@@ -1,0 +1,9 @@
+//! Configuration files of the server: the section-config format and every file that uses
+//! it, ACLs with effective privileges, and the password and token secret stores.
+
+pub mod files;
+pub mod property_string;
+pub mod section_config;
+
+pub use files::{check_digest, compute_digest, ConfigFile, ConfigLockGuard, DigestMismatch};
+pub use section_config::{SectionConfig, SectionConfigData};
