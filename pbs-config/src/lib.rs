@@ -1,7 +1,9 @@
 //! Configuration files of the server: the section-config format and every file that uses
 //! it, ACLs with effective privileges, and the password and token secret stores.
 
+pub mod acl;
 pub mod files;
+pub mod privileges;
 pub mod property_string;
 pub mod section_config;
 
