@@ -2,10 +2,13 @@
 //! it, ACLs with effective privileges, and the password and token secret stores.
 
 pub mod acl;
+pub mod crypt;
 pub mod files;
 pub mod privileges;
 pub mod property_string;
 pub mod section_config;
+pub mod shadow;
+pub mod token_shadow;
 
 pub use files::{check_digest, compute_digest, ConfigFile, ConfigLockGuard, DigestMismatch};
 pub use section_config::{SectionConfig, SectionConfigData};
