@@ -2,6 +2,7 @@
 //! it, ACLs with effective privileges, and the password and token secret stores.
 
 pub mod acl;
+pub mod cached_user_info;
 pub mod crypt;
 pub mod files;
 pub mod privileges;
@@ -9,6 +10,8 @@ pub mod property_string;
 pub mod section_config;
 pub mod shadow;
 pub mod token_shadow;
+pub mod user;
 
 pub use files::{check_digest, compute_digest, ConfigFile, ConfigLockGuard, DigestMismatch};
 pub use section_config::{SectionConfig, SectionConfigData};
+pub use cached_user_info::{CachedUserInfo, PermissionError};
