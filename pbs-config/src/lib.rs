@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod cached_user_info;
 pub mod crypt;
+pub mod datastore;
 pub mod files;
 pub mod privileges;
 pub mod property_string;
