@@ -8,6 +8,7 @@ pub mod datastore;
 pub mod files;
 pub mod privileges;
 pub mod property_string;
+pub mod remote;
 pub mod section_config;
 pub mod shadow;
 pub mod token_shadow;
