@@ -367,11 +367,8 @@ pub fn check_acl_path(path: &str) -> Result<(), String> {
         ["datastore", _, ns @ ..] => ns.len() <= MAX_NAMESPACE_DEPTH,
         ["remote"] | ["remote", _] | ["remote", _, _] => true,
         ["system"] => true,
-        [
-            "system",
-            "certificates" | "disks" | "log" | "notifications" | "status" | "tasks" | "time"
-            | "services" | "network",
-        ] => true,
+        ["system", "certificates" | "disks" | "log" | "notifications" | "status" | "tasks" | "time"
+        | "services" | "network"] => true,
         ["system", "services", _] => true,
         ["system", "network", "dns" | "interfaces"] => true,
         ["system", "network", "interfaces", _] => true,
@@ -593,15 +590,31 @@ mod tests {
     fn parse_errors() {
         let cases: &[(&str, usize, &str)] = &[
             ("acl:1:/:user1@pbs\n", 1, "wrong number of items."),
-            ("\n  \nacx:1:/:user1@pbs:Admin\n", 3, "line does not start with 'acl'."),
-            ("acl:2:/:user1@pbs:Admin\n", 1, "expected '0' or '1' for propagate flag."),
+            (
+                "\n  \nacx:1:/:user1@pbs:Admin\n",
+                3,
+                "line does not start with 'acl'.",
+            ),
+            (
+                "acl:2:/:user1@pbs:Admin\n",
+                1,
+                "expected '0' or '1' for propagate flag.",
+            ),
             ("acl:1:/:user1@pbs:admin\n", 1, "unknown role 'admin'"),
             ("acl:1:/:user1:Admin\n", 1, "not a valid user id"),
-            ("acl:1:/:user1@pbs!:Admin\n", 1, "empty token name in userid"),
+            (
+                "acl:1:/:user1@pbs!:Admin\n",
+                1,
+                "empty token name in userid",
+            ),
         ];
         for (input, line, reason) in cases {
             let err = AclTree::parse("/etc/proxmox-backup/acl.cfg", input).unwrap_err();
-            assert_eq!((err.line, err.reason.as_str()), (*line, *reason), "{input:?}");
+            assert_eq!(
+                (err.line, err.reason.as_str()),
+                (*line, *reason),
+                "{input:?}"
+            );
         }
         let err = AclTree::parse("/x/acl.cfg", "acl:1:/:u@pbs:Bad\n").unwrap_err();
         assert_eq!(

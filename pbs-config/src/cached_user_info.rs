@@ -61,7 +61,9 @@ impl CachedUserInfo {
     /// Permission data of the configuration directory, reused for up to 5 s.
     pub fn new() -> Result<Arc<Self>, Error> {
         let generation = GENERATION.load(Ordering::SeqCst);
-        let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = CACHE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(entry) = cache.as_ref() {
             if entry.generation == generation && entry.loaded.elapsed() < CACHE_MAX_AGE {
                 return Ok(Arc::clone(&entry.info));
@@ -350,11 +352,7 @@ mod tests {
     fn load_from_directory() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("user.cfg"), USERS).unwrap();
-        std::fs::write(
-            dir.path().join("acl.cfg"),
-            "acl:1:/:user1@pbs:Audit\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("acl.cfg"), "acl:1:/:user1@pbs:Audit\n").unwrap();
         let i = CachedUserInfo::load_in(dir.path()).unwrap();
         assert_eq!(i.lookup_privs(&authid("user1@pbs"), &["system"]), 0x9);
         std::fs::write(dir.path().join("acl.cfg"), "garbage\n").unwrap();

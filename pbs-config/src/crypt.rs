@@ -29,8 +29,7 @@ struct CryptData {
 
 #[link(name = "crypt")]
 extern "C" {
-    fn crypt_r(phrase: *const c_char, setting: *const c_char, data: *mut CryptData)
-        -> *mut c_char;
+    fn crypt_r(phrase: *const c_char, setting: *const c_char, data: *mut CryptData) -> *mut c_char;
     fn crypt_gensalt_rn(
         prefix: *const c_char,
         count: c_ulong,
@@ -120,9 +119,7 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
 /// Checks `password` against a stored hash of any scheme libcrypt knows (constant time).
 pub fn verify_crypt_pw(password: &str, hash: &str) -> Result<(), Error> {
     let computed = crypt(password.as_bytes(), hash)?;
-    if computed.len() != hash.len()
-        || !openssl::memcmp::eq(computed.as_bytes(), hash.as_bytes())
-    {
+    if computed.len() != hash.len() || !openssl::memcmp::eq(computed.as_bytes(), hash.as_bytes()) {
         bail!("invalid credentials");
     }
     Ok(())
@@ -151,7 +148,10 @@ mod tests {
     fn yescrypt_vectors() {
         let random: Vec<u8> = (0u8..=0x1f).collect();
         let setting = gensalt_yescrypt(&random).unwrap();
-        assert_eq!(setting, "$y$j9T$.2U.1EE/4Q.07ck0AoU1D.F2GA/3JMl3MYV4PkF5Sw/");
+        assert_eq!(
+            setting,
+            "$y$j9T$.2U.1EE/4Q.07ck0AoU1D.F2GA/3JMl3MYV4PkF5Sw/"
+        );
         assert_eq!(
             crypt(b"supersecretpassphrasenoonewillguess", &setting).unwrap(),
             "$y$j9T$.2U.1EE/4Q.07ck0AoU1D.F2GA/3JMl3MYV4PkF5Sw/$KmjJWAyrs7XC0ayYQx5qwj06mKDaDKtELCrScNfODP6"

@@ -203,7 +203,9 @@ fn check_enum(value: &str, allowed: &[&str]) -> Result<(), String> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(format!("value '{value}' is not defined in the enumeration."))
+        Err(format!(
+            "value '{value}' is not defined in the enumeration."
+        ))
     }
 }
 
@@ -407,8 +409,9 @@ impl DataStoreConfig {
     /// Checks `operation` against the maintenance mode: `datastore '<name>' is in <reason>`.
     pub fn check_maintenance(&self, operation: Operation) -> Result<(), Error> {
         if let Some(mode) = self.get_maintenance_mode()? {
-            mode.check(operation)
-                .map_err(|reason| anyhow::format_err!("datastore '{}' is in {reason}", self.name))?;
+            mode.check(operation).map_err(|reason| {
+                anyhow::format_err!("datastore '{}' is in {reason}", self.name)
+            })?;
         }
         Ok(())
     }
@@ -513,7 +516,10 @@ mod tests {
     fn all_properties() {
         let text = "datastore: st2\n\tkeep-daily 1\n\tkeep-hourly 2\n\tkeep-monthly 3\n\tkeep-weekly 4\n\tkeep-yearly 5\n\tmaintenance-mode read-only\n\tnotification-mode notification-system\n\tnotify gc=never,prune=always\n\tnotify-user admin@pbs\n\tpath /b\n\tverify-new true\n";
         let data = section_config().parse("datastore.cfg", text).unwrap();
-        assert_eq!(section_config().write("datastore.cfg", &data).unwrap(), text);
+        assert_eq!(
+            section_config().write("datastore.cfg", &data).unwrap(),
+            text
+        );
         let s = lookup(&data, "st2").unwrap();
         assert_eq!(s.keep.keep_yearly, Some(5));
         assert_eq!(s.verify_new, Some(true));

@@ -14,6 +14,6 @@ pub mod shadow;
 pub mod token_shadow;
 pub mod user;
 
+pub use cached_user_info::{CachedUserInfo, PermissionError};
 pub use files::{check_digest, compute_digest, ConfigFile, ConfigLockGuard, DigestMismatch};
 pub use section_config::{SectionConfig, SectionConfigData};
-pub use cached_user_info::{CachedUserInfo, PermissionError};

@@ -204,9 +204,6 @@ mod tests {
             assert_eq!(*bit, 1u64 << i);
         }
         assert_eq!(privilege_names(u64::MAX).len(), 20);
-        assert_eq!(
-            privilege_names(0x9),
-            vec!["Sys.Audit", "Datastore.Audit"]
-        );
+        assert_eq!(privilege_names(0x9), vec!["Sys.Audit", "Datastore.Audit"]);
     }
 }

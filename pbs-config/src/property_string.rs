@@ -28,7 +28,9 @@ impl PropertyStringSchema {
                 None => self
                     .default_key
                     .ok_or_else(|| {
-                        format!("value '{raw}' without key, but schema does not define a default key")
+                        format!(
+                            "value '{raw}' without key, but schema does not define a default key"
+                        )
                     })?
                     .to_string(),
             };

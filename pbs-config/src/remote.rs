@@ -45,7 +45,11 @@ pub struct Remote {
     /// Identity on the remote (user or API token).
     pub auth_id: Authid,
     /// Password or token secret in plain text (base64 in the file, omitted when empty).
-    #[serde(default, skip_serializing_if = "String::is_empty", with = "base64_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        with = "base64_text"
+    )]
     pub password: String,
     /// Expected SHA-256 fingerprint of the remote TLS certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,7 +96,9 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if host.split('.').all(label_ok) {
         Ok(())
     } else {
-        Err(format!("value '{host}' is neither a DNS name nor an IP address"))
+        Err(format!(
+            "value '{host}' is neither a DNS name nor an IP address"
+        ))
     }
 }
 
@@ -106,7 +112,9 @@ pub fn check_fingerprint(fp: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("value '{fp}' is not a valid certificate fingerprint"))
+        Err(format!(
+            "value '{fp}' is not a valid certificate fingerprint"
+        ))
     }
 }
 
@@ -205,7 +213,10 @@ mod tests {
     #[test]
     fn example_round_trip_and_password_decoding() {
         let data = section_config().parse("remote.cfg", EXAMPLE).unwrap();
-        assert_eq!(section_config().write("remote.cfg", &data).unwrap(), EXAMPLE);
+        assert_eq!(
+            section_config().write("remote.cfg", &data).unwrap(),
+            EXAMPLE
+        );
         let remote = lookup(&data, "pbs2").unwrap();
         assert_eq!(remote.password, "SECRET");
         assert_eq!(remote.port_or_default(), 8007);
@@ -213,7 +224,10 @@ mod tests {
 
         let mut typed = SectionConfigData::new();
         typed.set_data("pbs2", REMOTE_TYPE, &remote).unwrap();
-        assert_eq!(section_config().write("remote.cfg", &typed).unwrap(), EXAMPLE);
+        assert_eq!(
+            section_config().write("remote.cfg", &typed).unwrap(),
+            EXAMPLE
+        );
     }
 
     #[test]
@@ -246,13 +260,28 @@ mod tests {
         assert!(check_host("a..b").is_err());
         assert!(check_fingerprint("00:11").is_err());
         for (text, msg) in [
-            ("remote: pbs2\n\tauth-id sync@pbs\n", "line 2 - property 'host' is missing and it is not optional."),
-            ("remote: pbs2\n\tauth-id sync\n\thost h\n", "line 2 - property 'auth-id': not a valid user id"),
-            ("remote: pbs2\n\tauth-id a@pbs\n\thost h\n\tport 70000\n", "line 4 - property 'port': value must have a maximum value of 65535"),
-            ("remote: pbs2\n\tauth-id a@pbs\n\thost h\n\tpassword !!\n", "line 4 - property 'password': password is not valid base64"),
+            (
+                "remote: pbs2\n\tauth-id sync@pbs\n",
+                "line 2 - property 'host' is missing and it is not optional.",
+            ),
+            (
+                "remote: pbs2\n\tauth-id sync\n\thost h\n",
+                "line 2 - property 'auth-id': not a valid user id",
+            ),
+            (
+                "remote: pbs2\n\tauth-id a@pbs\n\thost h\n\tport 70000\n",
+                "line 4 - property 'port': value must have a maximum value of 65535",
+            ),
+            (
+                "remote: pbs2\n\tauth-id a@pbs\n\thost h\n\tpassword !!\n",
+                "line 4 - property 'password': password is not valid base64",
+            ),
         ] {
             let err = section_config().parse("remote.cfg", text).unwrap_err();
-            assert_eq!(err.to_string(), format!("parsing \"remote.cfg\" failed: {msg}"));
+            assert_eq!(
+                err.to_string(),
+                format!("parsing \"remote.cfg\" failed: {msg}")
+            );
         }
     }
 

@@ -487,9 +487,10 @@ impl SectionConfig {
                     ));
                 }
             }
-            section
-                .object
-                .insert(ty.id_property.to_string(), Value::String(section.id.clone()));
+            section.object.insert(
+                ty.id_property.to_string(),
+                Value::String(section.id.clone()),
+            );
         }
         data.set_value(
             &section.id,
@@ -574,8 +575,11 @@ impl SectionConfig {
                 if Some(key.as_str()) == id_property {
                     continue;
                 }
-                let unsupported =
-                    || error(format!("got unsupported type in section '{id}' key '{key}'"));
+                let unsupported = || {
+                    error(format!(
+                        "got unsupported type in section '{id}' key '{key}'"
+                    ))
+                };
                 match &object[key] {
                     Value::Null => {}
                     Value::Array(items) => {
@@ -597,7 +601,9 @@ impl SectionConfig {
 
 fn write_property(out: &mut String, key: &str, text: &str) -> Result<(), String> {
     if has_control_chars(text) {
-        return Err(format!("value of property '{key}' contains control characters"));
+        return Err(format!(
+            "value of property '{key}' contains control characters"
+        ));
     }
     let _ = writeln!(out, "\t{key} {text}");
     Ok(())
@@ -773,7 +779,11 @@ mod tests {
                 2,
                 "syntax error (expected section properties)",
             ),
-            ("\n\ntest: abc\n\tpath /x\n\tbogus 1\n", 5, "unknown property 'bogus'"),
+            (
+                "\n\ntest: abc\n\tpath /x\n\tbogus 1\n",
+                5,
+                "unknown property 'bogus'",
+            ),
             ("other: abc\n", 1, "unknown section type 'other'"),
             (
                 "test: a!\n\tpath /x\n",
@@ -845,9 +855,7 @@ mod tests {
         data.remove("zzz");
         assert_eq!(data.ids().collect::<Vec<_>>(), vec!["aaa", "mmm"]);
         assert_eq!(
-            config
-                .write("test.cfg", &SectionConfigData::new())
-                .unwrap(),
+            config.write("test.cfg", &SectionConfigData::new()).unwrap(),
             ""
         );
     }

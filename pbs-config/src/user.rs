@@ -106,7 +106,9 @@ impl ApiToken {
 }
 
 fn check_userid(id: &str) -> Result<(), String> {
-    let authid: Authid = id.parse().map_err(|err: pbs_api_types::UseridError| err.to_string())?;
+    let authid: Authid = id
+        .parse()
+        .map_err(|err: pbs_api_types::UseridError| err.to_string())?;
     if authid.is_token() {
         return Err(format!("'{id}' is an API token id, not a user id"));
     }
@@ -114,7 +116,9 @@ fn check_userid(id: &str) -> Result<(), String> {
 }
 
 fn check_tokenid(id: &str) -> Result<(), String> {
-    let authid: Authid = id.parse().map_err(|err: pbs_api_types::UseridError| err.to_string())?;
+    let authid: Authid = id
+        .parse()
+        .map_err(|err: pbs_api_types::UseridError| err.to_string())?;
     if !authid.is_token() {
         return Err(format!("'{id}' is not an API token id"));
     }
