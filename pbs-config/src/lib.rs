@@ -6,6 +6,7 @@ pub mod cached_user_info;
 pub mod crypt;
 pub mod datastore;
 pub mod files;
+pub mod jobs;
 pub mod privileges;
 pub mod property_string;
 pub mod remote;
