@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -156,6 +156,13 @@ pub fn lock_file(path: &Path, timeout: Duration) -> Result<ConfigLockGuard, Erro
         .mode(LOCK_FILE_MODE)
         .open(path)
         .map_err(|err| format_err!("unable to open lock {path:?} - {err}"))?;
+    // The umask may have cleared group bits at creation. A failure to fix the mode (file of
+    // another user) does not affect locking, so it is not an error.
+    if let Ok(meta) = file.metadata() {
+        if meta.permissions().mode() & 0o7777 != LOCK_FILE_MODE {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(LOCK_FILE_MODE));
+        }
+    }
     if let Some((uid, gid)) = FileOwner::BackupBackup.current() {
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
             .map_err(|err| format_err!("unable to set ownership of lock {path:?} - {err}"))?;
@@ -236,7 +243,7 @@ impl ConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn owner_requested_only_as_root_with_backup_user() {
@@ -293,6 +300,9 @@ mod tests {
         assert_eq!(digest, compute_digest(b"abc\n"));
         let meta = std::fs::metadata(TEST_FILE.path_in(dir.path())).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        if let Some(owner) = FileOwner::RootBackup.current() {
+            assert_eq!((meta.uid(), meta.gid()), owner);
+        }
         std::fs::write(TEST_FILE.path_in(dir.path()), [0xff, 0xfe]).unwrap();
         assert!(TEST_FILE.read_in(dir.path()).is_err());
     }
@@ -305,8 +315,10 @@ mod tests {
         assert_eq!(guard.path(), lock_path);
         let meta = std::fs::metadata(&lock_path).unwrap();
         assert_eq!(meta.len(), 0);
-        // The process umask may clear group bits, so only check nothing beyond 0660 is set.
-        assert_eq!(meta.permissions().mode() & 0o7777 & !0o660, 0);
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o660);
+        if let Some(owner) = FileOwner::BackupBackup.current() {
+            assert_eq!((meta.uid(), meta.gid()), owner);
+        }
 
         let start = Instant::now();
         let err = lock_file(&lock_path, Duration::from_millis(150)).unwrap_err();

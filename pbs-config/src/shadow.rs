@@ -125,8 +125,12 @@ mod tests {
                 data["anna"], data["john"]
             )
         );
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o7777, 0o600);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        if let Some(owner) = FileOwner::RootRoot.current() {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!((meta.uid(), meta.gid()), owner);
+        }
         remove_password_in(dir.path(), "john").unwrap();
         remove_password_in(dir.path(), "anna").unwrap();
         remove_password_in(dir.path(), "nobody").unwrap();

@@ -166,8 +166,12 @@ mod tests {
         let path = TOKEN_SHADOW.path_in(dir.path());
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("{\"john@pbs!client1\":\"$y$") && text.ends_with("\"}"));
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o7777, 0o640);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        if let Some(owner) = FileOwner::BackupBackup.current() {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!((meta.uid(), meta.gid()), owner);
+        }
         assert!(dir.path().join("token.shadow.lock").exists());
         delete_secret_in(dir.path(), &tok).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}");
