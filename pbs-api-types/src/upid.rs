@@ -233,8 +233,7 @@ pub fn escape_worker_id(id: &str) -> String {
     for (i, &b) in id.as_bytes().iter().enumerate() {
         if b == b'/' {
             out.push('-');
-        } else if (i == 0 && b == b'.') || !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        {
+        } else if (i == 0 && b == b'.') || !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
             out.push_str(&format!("\\x{b:02x}"));
         } else {
             out.push(b as char);
@@ -409,7 +408,10 @@ mod tests {
         assert_eq!(escape_worker_id("a.b"), "a.b");
         assert_eq!(escape_worker_id("ct/dätä"), "ct-d\\xc3\\xa4t\\xc3\\xa4");
         assert_eq!(escape_worker_id("s-1"), "s\\x2d1");
-        assert_eq!(unescape_worker_id("ct-d\\xC3\\xA4t\\xc3\\xa4").unwrap(), "ct/dätä");
+        assert_eq!(
+            unescape_worker_id("ct-d\\xC3\\xA4t\\xc3\\xa4").unwrap(),
+            "ct/dätä"
+        );
         assert_eq!(unescape_worker_id("\\x2ehidden").unwrap(), ".hidden");
         for bad in ["a\\x2", "a\\y20", "\\", "a\\xg0"] {
             assert!(unescape_worker_id(bad).is_err(), "{bad}");
