@@ -217,14 +217,13 @@ mod tests {
     use openssl::nid::Nid;
 
     fn entry(cert: &X509Ref, nid: Nid) -> String {
-        cert.subject_name()
+        let data = cert
+            .subject_name()
             .entries_by_nid(nid)
             .next()
             .unwrap()
-            .data()
-            .as_utf8()
-            .unwrap()
-            .to_string()
+            .data();
+        String::from_utf8(data.as_slice().to_vec()).unwrap()
     }
 
     #[test]
