@@ -1,0 +1,5 @@
+//! Backup client library.
+//!
+//! * [`pxar`]: creating pxar archives from a Linux directory tree.
+
+pub mod pxar;
