@@ -133,7 +133,12 @@ pub struct ArchiveError {
 
 impl fmt::Display for ArchiveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error at {:?}: {:#}", display_path(&self.path), self.error)
+        write!(
+            f,
+            "error at {:?}: {:#}",
+            display_path(&self.path),
+            self.error
+        )
     }
 }
 
@@ -205,13 +210,16 @@ enum Outputs<W, P> {
     Split(W, P),
 }
 
+/// Called with an entry's relative path.
+type EntryHook<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// Callbacks of one run.
 struct Hooks<'a> {
     messages: &'a mut dyn FnMut(String),
     payload_boundary: Option<&'a mut dyn FnMut(u64)>,
     /// Called with the relative path right before an entry is opened (tests use it to
     /// change the tree mid-walk).
-    before_entry: Option<&'a mut dyn FnMut(&[u8])>,
+    before_entry: Option<EntryHook<'a>>,
 }
 
 /// Counts the bytes passing through, so the stream sizes are known after `finish`.
@@ -470,9 +478,7 @@ impl Archiver<'_> {
                         return Ok(None);
                     }
                     libc::EPERM if noatime != 0 => noatime = 0,
-                    _ => {
-                        return Err(err).with_context(|| format!("failed to open file {name:?}"))
-                    }
+                    _ => return Err(err).with_context(|| format!("failed to open file {name:?}")),
                 },
             }
         }
@@ -488,7 +494,9 @@ impl Archiver<'_> {
 
     /// Append the entries of the directory's `.pxarexclude` to the pattern list.
     fn read_pxar_excludes(&mut self, dir_fd: RawFd) -> Result<()> {
-        let Some(fd) = self.open_file(dir_fd, PXAREXCLUDE, libc::O_RDONLY, false)? else {
+        // O_NONBLOCK: a fifo named like the exclude file must not stall the walk.
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+        let Some(fd) = self.open_file(dir_fd, PXAREXCLUDE, flags, false)? else {
             return Ok(());
         };
         let mut content = Vec::new();
@@ -518,9 +526,8 @@ impl Archiver<'_> {
         let mut list = Vec::new();
         let mut match_path = Vec::new();
         while let Some(name) = dir.next_name() {
-            let name = name.with_context(|| {
-                format!("failed to read directory {:?}", self.current_path())
-            })?;
+            let name = name
+                .with_context(|| format!("failed to read directory {:?}", self.current_path()))?;
             let bytes = name.to_bytes();
             if bytes == b"." || bytes == b".." || (is_root && bytes == PXAREXCLUDE_CLI) {
                 continue;

@@ -187,9 +187,8 @@ impl Flags {
             | Self::WITH_FLAG_PROJINHERIT.0,
     );
     /// All FAT attributes.
-    pub const WITH_FAT_ATTRS: Flags = Flags(
-        Self::WITH_FLAG_HIDDEN.0 | Self::WITH_FLAG_SYSTEM.0 | Self::WITH_FLAG_ARCHIVE.0,
-    );
+    pub const WITH_FAT_ATTRS: Flags =
+        Flags(Self::WITH_FLAG_HIDDEN.0 | Self::WITH_FLAG_SYSTEM.0 | Self::WITH_FLAG_ARCHIVE.0);
     /// What a FUSE file system may support.
     pub const WITH_FUSE: Flags = Flags(
         Self::WITH_2SEC_TIME.0
@@ -427,7 +426,10 @@ mod tests {
         assert_eq!(Flags::WITH_CHATTR.bits(), 0x03FF_0000);
         assert_eq!(Flags::WITH_FAT_ATTRS.bits(), 0xE000);
         assert_eq!(Flags::WITH_FUSE.bits(), 0x2_13FF_FFC0);
-        assert_eq!((Flags::DEFAULT & Flags::from_magic(EXT4)).bits(), 0x1_F0E3_1F00);
+        assert_eq!(
+            (Flags::DEFAULT & Flags::from_magic(EXT4)).bits(),
+            0x1_F0E3_1F00
+        );
         assert!(!Flags::DEFAULT.contains(Flags::WITH_FLAG_NODUMP));
         assert!(!Flags::DEFAULT.contains(Flags::WITH_2SEC_TIME));
         assert!(!Flags::DEFAULT.contains(Flags::WITH_READ_ONLY));
@@ -545,11 +547,11 @@ mod tests {
         }
         // ext4 EXTENTS_FL and INDEX_FL are not archived.
         assert_eq!(Flags::from_chattr(0x80000 | 0x1000), Flags::empty());
+        assert_eq!(Flags::from_chattr(0x20 | 0x80000), Flags::WITH_FLAG_APPEND);
         assert_eq!(
-            Flags::from_chattr(0x20 | 0x80000),
-            Flags::WITH_FLAG_APPEND
+            Flags::WITH_CHATTR.to_initial_chattr(),
+            0x80 | 0x4 | 0x0080_0000 | 0x400 | 0x2000_0000
         );
-        assert_eq!(Flags::WITH_CHATTR.to_initial_chattr(), 0x80 | 0x4 | 0x0080_0000 | 0x400 | 0x2000_0000);
     }
 
     #[test]

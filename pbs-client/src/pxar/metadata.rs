@@ -2,14 +2,13 @@
 //! (parsed from the raw `system.posix_acl_*` xattr values), file capabilities, chattr and FAT
 //! attribute flags and the quota project id.
 
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::RawFd;
 
 use anyhow::{bail, Context, Result};
 use pxar::format::{
-    AclDefault, AclGroup, AclGroupObject, AclUser, FCaps, QuotaProjectId, StatxTimestamp,
-    XAttr, ACL_NO_MASK,
+    AclDefault, AclGroup, AclGroupObject, AclUser, FCaps, QuotaProjectId, StatxTimestamp, XAttr,
+    ACL_NO_MASK,
 };
 use pxar::{Acl, Metadata};
 
@@ -94,7 +93,7 @@ fn get_xattr_fcaps_acl(
                 // O_PATH descriptors (symlinks, devices, fifos, sockets) carry no xattrs here.
                 libc::EBADF => Ok(()),
                 _ => Err(err).context("failed to read xattrs"),
-            }
+            };
         }
     };
 
@@ -119,9 +118,8 @@ fn get_xattr_fcaps_acl(
                 libc::E2BIG if skip_e2big_xattr => return Ok(()),
                 libc::E2BIG => return Err(e2big_error()),
                 _ => {
-                    return Err(err).with_context(|| {
-                        format!("error reading extended attribute {name:?}")
-                    })
+                    return Err(err)
+                        .with_context(|| format!("error reading extended attribute {name:?}"))
                 }
             },
         }
@@ -129,11 +127,16 @@ fn get_xattr_fcaps_acl(
     Ok(())
 }
 
-fn get_fcaps(meta: &mut Metadata, fd: RawFd, flags: Flags, fs_feature_flags: &mut Flags) -> Result<()> {
+fn get_fcaps(
+    meta: &mut Metadata,
+    fd: RawFd,
+    flags: Flags,
+    fs_feature_flags: &mut Flags,
+) -> Result<()> {
     if !flags.contains(Flags::WITH_FCAPS) {
         return Ok(());
     }
-    let name = CStr::from_bytes_with_nul(b"security.capability\0")?;
+    let name = c"security.capability";
     match tools::fgetxattr(fd, name) {
         Ok(data) => meta.fcaps = Some(FCaps { data }),
         Err(err) => match errno(&err) {
@@ -145,7 +148,12 @@ fn get_fcaps(meta: &mut Metadata, fd: RawFd, flags: Flags, fs_feature_flags: &mu
     Ok(())
 }
 
-fn get_acl(meta: &mut Metadata, fd: RawFd, flags: Flags, fs_feature_flags: &mut Flags) -> Result<()> {
+fn get_acl(
+    meta: &mut Metadata,
+    fd: RawFd,
+    flags: Flags,
+    fs_feature_flags: &mut Flags,
+) -> Result<()> {
     if !flags.contains(Flags::WITH_ACL) || meta.stat.is_symlink() {
         return Ok(());
     }
@@ -177,7 +185,7 @@ fn get_acl_do(
                 // No such ACL: an access ACL then equals the mode, a default ACL is empty.
                 libc::EBADF | libc::ENODATA => Ok(()),
                 _ => Err(err).context("error while reading ACL"),
-            }
+            };
         }
     };
     let entries = parse_acl_xattr(&raw)?;
@@ -230,7 +238,7 @@ const ACL_UNDEFINED_ID: u32 = u32::MAX;
 /// Parse the raw value of a `system.posix_acl_access`/`_default` xattr: a `u32` version (2)
 /// followed by 8-byte entries `tag: u16, perm: u16, id: u32`, all little endian.
 pub fn parse_acl_xattr(raw: &[u8]) -> Result<Vec<AclEntry>> {
-    if raw.len() < 4 || (raw.len() - 4) % 8 != 0 {
+    if raw.len() < 4 || !(raw.len() - 4).is_multiple_of(8) {
         bail!("ACL xattr has an invalid size of {} bytes", raw.len());
     }
     let version = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
@@ -323,20 +331,17 @@ pub fn apply_acl(acl: &mut Acl, entries: &[AclEntry], acl_type: AclType) {
         AclType::Default => {
             acl.default_users = users;
             acl.default_groups = groups;
-            acl.default = if user_obj.is_some()
-                || group_obj.is_some()
-                || other.is_some()
-                || mask.is_some()
-            {
-                Some(AclDefault {
-                    user_obj_permissions: user_obj.unwrap_or(ACL_NO_MASK),
-                    group_obj_permissions: group_obj.unwrap_or(ACL_NO_MASK),
-                    other_permissions: other.unwrap_or(ACL_NO_MASK),
-                    mask_permissions: mask.unwrap_or(ACL_NO_MASK),
-                })
-            } else {
-                None
-            };
+            acl.default =
+                if user_obj.is_some() || group_obj.is_some() || other.is_some() || mask.is_some() {
+                    Some(AclDefault {
+                        user_obj_permissions: user_obj.unwrap_or(ACL_NO_MASK),
+                        group_obj_permissions: group_obj.unwrap_or(ACL_NO_MASK),
+                        other_permissions: other.unwrap_or(ACL_NO_MASK),
+                        mask_permissions: mask.unwrap_or(ACL_NO_MASK),
+                    })
+                } else {
+                    None
+                };
         }
     }
 }

@@ -106,9 +106,7 @@ pub fn readlink_fd(fd: RawFd) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: the buffer is valid for `buf.len()` bytes.
-        let len = unsafe {
-            libc::readlinkat(fd, c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-        };
+        let len = unsafe { libc::readlinkat(fd, c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if len < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -168,8 +166,7 @@ pub fn fgetxattr(fd: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
         }
         buf.resize(size as usize, 0);
         // SAFETY: the buffer is valid for `buf.len()` bytes.
-        let got =
-            unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let got = unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if got < 0 {
             let err = io::Error::last_os_error();
             if errno(&err) == libc::ERANGE {
@@ -246,7 +243,11 @@ impl Dir {
         let entry = unsafe { libc::readdir64(self.dir.as_ptr()) };
         if entry.is_null() {
             let err = io::Error::last_os_error();
-            return if errno(&err) == 0 { None } else { Some(Err(err)) };
+            return if errno(&err) == 0 {
+                None
+            } else {
+                Some(Err(err))
+            };
         }
         // SAFETY: readdir returned a valid entry whose `d_name` is NUL terminated.
         let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
@@ -276,15 +277,16 @@ mod tests {
     fn ioctl_numbers() {
         // _IOR(type, nr, size) = 2 << 30 | size << 16 | type << 8 | nr
         let ior = |ty: u8, nr: u8, size: usize| {
-            (2u64 << 30) | ((size as u64) << 16) | (u64::from(ty) << 8) | u64::from(nr)
+            ((2u64 << 30) | ((size as u64) << 16) | (u64::from(ty) << 8) | u64::from(nr))
+                as libc::c_ulong
         };
         assert_eq!(
-            FS_IOC_GETFLAGS as u64,
+            FS_IOC_GETFLAGS,
             ior(b'f', 1, std::mem::size_of::<libc::c_long>())
         );
-        assert_eq!(FAT_IOCTL_GET_ATTRIBUTES as u64, ior(b'r', 0x10, 4));
+        assert_eq!(FAT_IOCTL_GET_ATTRIBUTES, ior(b'r', 0x10, 4));
         assert_eq!(
-            FS_IOC_FSGETXATTR as u64,
+            FS_IOC_FSGETXATTR,
             ior(b'X', 31, std::mem::size_of::<FsXAttr>())
         );
         assert_eq!(std::mem::size_of::<FsXAttr>(), 28);
@@ -313,7 +315,10 @@ mod tests {
         .unwrap();
         assert_eq!(readlink_fd(link.as_raw_fd()).unwrap(), b"target/x");
         // xattr calls on O_PATH descriptors fail with EBADF, which the archiver relies on.
-        assert_eq!(errno(&flistxattr(link.as_raw_fd()).unwrap_err()), libc::EBADF);
+        assert_eq!(
+            errno(&flistxattr(link.as_raw_fd()).unwrap_err()),
+            libc::EBADF
+        );
 
         let file = openat(dir.as_raw_fd(), c"b", libc::O_RDONLY | libc::O_CLOEXEC).unwrap();
         let st = lstatat(dir.as_raw_fd(), c"b").unwrap();

@@ -250,7 +250,10 @@ fn build_full_tree(root: &Path) -> Expect {
     write(&root.join("small.txt"), b"hello\n");
     chmod(&root.join("small.txt"), 0o640);
     set_mtime(&root.join("small.txt"), 1_700_000_000, 123_456_789);
-    write(&root.join("big.bin"), &pseudo_random(3 * 1024 * 1024 + 17, 1));
+    write(
+        &root.join("big.bin"),
+        &pseudo_random(3 * 1024 * 1024 + 17, 1),
+    );
     {
         let file = File::create(root.join("sparse")).unwrap();
         file.set_len(8 * 1024 * 1024 - 4).unwrap();
@@ -276,7 +279,10 @@ fn build_full_tree(root: &Path) -> Expect {
     ] {
         write(&root.join(name), name.as_bytes());
     }
-    write(&root.join(OsStr::from_bytes(b"\xff\xfe-bin")), b"binary name");
+    write(
+        &root.join(OsStr::from_bytes(b"\xff\xfe-bin")),
+        b"binary name",
+    );
     write(&root.join("dir/nested/deeper/file"), b"deep");
     mkdir(&root.join("dir/empty"));
     std::os::unix::fs::symlink("small.txt", root.join("link")).unwrap();
@@ -489,8 +495,7 @@ fn build_full_tree(root: &Path) -> Expect {
         Ok(()) => {
             expect.flags.insert(
                 PathBuf::from("/attr_file"),
-                (Flags::WITH_FLAG_NODUMP | Flags::WITH_FLAG_NOATIME | Flags::WITH_FLAG_SYNC)
-                    .bits(),
+                (Flags::WITH_FLAG_NODUMP | Flags::WITH_FLAG_NOATIME | Flags::WITH_FLAG_SYNC).bits(),
             );
         }
         Err(err) => println!("skipping chattr flags: {err}"),
@@ -532,14 +537,9 @@ fn build_full_tree(root: &Path) -> Expect {
 fn archive_v1(root: &Path, options: PxarCreateOptions) -> (Vec<u8>, ArchiveStats, Vec<String>) {
     let mut messages = Vec::new();
     let mut out = Vec::new();
-    let stats = create_archive(
-        root,
-        &mut out,
-        Flags::DEFAULT,
-        options,
-        None,
-        &mut |m| messages.push(m),
-    )
+    let stats = create_archive(root, &mut out, Flags::DEFAULT, options, None, &mut |m| {
+        messages.push(m)
+    })
     .unwrap();
     (out, stats, messages)
 }
@@ -591,11 +591,7 @@ fn decode(archive: &[u8], payload: Option<&[u8]>) -> Vec<Item> {
             EntryKind::GoodbyeTable => continue,
             EntryKind::File { size, .. } => {
                 let mut data = Vec::new();
-                decoder
-                    .contents()
-                    .unwrap()
-                    .read_to_end(&mut data)
-                    .unwrap();
+                decoder.contents().unwrap().read_to_end(&mut data).unwrap();
                 assert_eq!(data.len() as u64, *size);
                 Kind::File(data)
             }
@@ -1097,7 +1093,10 @@ fn check_excludes(
         assert!(paths.iter().any(|p| p == path), "{path} missing: {paths:?}");
     }
     for path in excluded {
-        assert!(!paths.iter().any(|p| p == path), "{path} archived: {paths:?}");
+        assert!(
+            !paths.iter().any(|p| p == path),
+            "{path} archived: {paths:?}"
+        );
     }
 }
 
@@ -1132,7 +1131,13 @@ fn spec_cli_exclude_vectors() {
         &["/home/u", "/home/v/cache"],
         &["/home/u/cache"],
     );
-    check_excludes(&["home/u/cache"], &["cache"], &[], &["/home/u"], &["/home/u/cache"]);
+    check_excludes(
+        &["home/u/cache"],
+        &["cache"],
+        &[],
+        &["/home/u"],
+        &["/home/u/cache"],
+    );
     check_excludes(&["etc/passwd"], &["/"], &[], &["/etc", "/etc/passwd"], &[]);
     let (paths, _) = archived_paths(&["etc/passwd", "x"], &["*"], false, &[]);
     assert_eq!(paths, ["/", "/.pxarexclude-cli"]);
@@ -1200,7 +1205,13 @@ fn spec_cli_exclude_vectors() {
         &["/other/keep"],
         &["/dir", "/dir/keep"],
     );
-    check_excludes(&["abc", "!bc", "bcd"], &["[!a]*"], &[], &["/bcd"], &["/abc", "/!bc"]);
+    check_excludes(
+        &["abc", "!bc", "bcd"],
+        &["[!a]*"],
+        &[],
+        &["/bcd"],
+        &["/abc", "/!bc"],
+    );
     check_excludes(&["abc", "bcd"], &["[^a]*"], &[], &[], &["/abc", "/bcd"]);
 
     let (paths, _) = archived_paths(
@@ -1219,7 +1230,13 @@ fn spec_cli_exclude_vectors() {
 /// client.md §7.5 (c), `.pxarexclude` files.
 #[test]
 fn spec_pxarexclude_vectors() {
-    check_excludes(&["tmp/", "x/tmp/"], &[], &[("", "/tmp\n")], &["/x/tmp"], &["/tmp"]);
+    check_excludes(
+        &["tmp/", "x/tmp/"],
+        &[],
+        &[("", "/tmp\n")],
+        &["/x/tmp"],
+        &["/tmp"],
+    );
     check_excludes(&["x/tmp/"], &[], &[("", "tmp")], &["/x"], &["/x/tmp"]);
     check_excludes(
         &["src/important.o", "src/a.o"],
@@ -1308,7 +1325,9 @@ fn bad_pxarexclude_lines_are_reported_and_skipped() {
     );
     assert_eq!(paths, ["/", "/.pxarexclude", "/c"]);
     assert_eq!(messages.len(), 2, "{messages:?}");
-    assert!(messages.iter().all(|m| m.starts_with("bad pattern in \"\"")));
+    assert!(messages
+        .iter()
+        .all(|m| m.starts_with("bad pattern in \"\"")));
 }
 
 #[test]
@@ -1408,7 +1427,10 @@ fn unreadable_file_is_a_warning_when_not_root() {
 fn entries_max_counts_the_current_path() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("src");
-    make_tree(&root, &["d1/f1", "d1/f2", "d1/f3", "d2/f1", "d2/f2", "d2/f3"]);
+    make_tree(
+        &root,
+        &["d1/f1", "d1/f2", "d1/f3", "d2/f1", "d2/f2", "d2/f3"],
+    );
     let limit = |entries_max| {
         let mut out = Vec::new();
         create_archive(
@@ -1431,7 +1453,10 @@ fn entries_max_counts_the_current_path() {
         "{err:#}"
     );
     let err = limit(1).unwrap_err();
-    assert_eq!(err.to_string(), "exceeded allowed number of file entries (> 1)");
+    assert_eq!(
+        err.to_string(),
+        "exceeded allowed number of file entries (> 1)"
+    );
     // excluded entries do not count
     let mut out = Vec::new();
     let options = PxarCreateOptions {
@@ -1439,7 +1464,15 @@ fn entries_max_counts_the_current_path() {
         patterns: pathpatterns::parse_cli_excludes(["f3"], false).unwrap(),
         ..Default::default()
     };
-    create_archive(root.as_path(), &mut out, Flags::DEFAULT, options, None, &mut |_| {}).unwrap();
+    create_archive(
+        root.as_path(),
+        &mut out,
+        Flags::DEFAULT,
+        options,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
 }
 
 /// Flattens a catalog directory into (path, type, size, mtime) rows in table order.
@@ -1500,12 +1533,7 @@ fn catalog_matches_archive() {
             let path = item.path.to_string_lossy().into_owned();
             let stat = &item.metadata.stat;
             match &item.kind {
-                Kind::File(data) => (
-                    path,
-                    'f',
-                    Some(data.len() as u64),
-                    Some(stat.mtime.secs),
-                ),
+                Kind::File(data) => (path, 'f', Some(data.len() as u64), Some(stat.mtime.secs)),
                 Kind::Directory => (path, 'd', None, None),
                 Kind::Symlink(_) => (path, 'l', None, None),
                 Kind::Hardlink(_) => (path, 'h', None, None),
@@ -1678,14 +1706,20 @@ fn mount_points_stay_on_one_file_system() {
     };
     let (out, _, messages) = archive_v1(&root, all);
     assert!(messages.is_empty());
-    assert_eq!(paths(&decode(&out, None)), ["/", "/a", "/mnt", "/mnt/inner"]);
+    assert_eq!(
+        paths(&decode(&out, None)),
+        ["/", "/a", "/mnt", "/mnt/inner"]
+    );
 
     let include = PxarCreateOptions {
         device_set: Some([tmpfs_dev].into_iter().collect()),
         ..Default::default()
     };
     let (out, _, _) = archive_v1(&root, include);
-    assert_eq!(paths(&decode(&out, None)), ["/", "/a", "/mnt", "/mnt/inner"]);
+    assert_eq!(
+        paths(&decode(&out, None)),
+        ["/", "/a", "/mnt", "/mnt/inner"]
+    );
 }
 
 #[test]
@@ -1714,14 +1748,14 @@ fn deep_and_wide_trees_stream() {
     }
     write(&deep.join("leaf"), b"leaf");
     for i in 0..300 {
-        write(&root.join(format!("wide/{i:04}")), format!("{i}").as_bytes());
+        write(
+            &root.join(format!("wide/{i:04}")),
+            format!("{i}").as_bytes(),
+        );
     }
     let expected = expected_items(&root, &Expect::default());
     let (out, _, _) = archive_v1(&root, PxarCreateOptions::default());
     assert_items_eq(&decode(&out, None), &expected);
     let accessor = pxar::Accessor::new_unified(&out[..], out.len() as u64).unwrap();
-    assert!(accessor
-        .lookup(Path::new("/wide/0123"))
-        .unwrap()
-        .is_some());
+    assert!(accessor.lookup(Path::new("/wide/0123")).unwrap().is_some());
 }
