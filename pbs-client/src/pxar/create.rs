@@ -397,47 +397,57 @@ impl Archiver<'_> {
     ) -> Result<()> {
         let entry_counter = self.entry_counter;
         let pattern_count = self.patterns.len();
-
-        let result = self
-            .read_pxar_excludes(dir.as_raw_fd())
-            .and_then(|()| self.list_directory(dir, is_root))
-            .and_then(|list| {
-                let dir_fd = dir.as_raw_fd();
-                let dir_path = std::mem::take(&mut self.path);
-                let mut result = Ok(());
-                for entry in list {
-                    self.path.clear();
-                    self.path.extend_from_slice(&dir_path);
-                    if !self.path.is_empty() {
-                        self.path.push(b'/');
-                    }
-                    self.path.extend_from_slice(entry.name.to_bytes());
-                    if let Some(hook) = self.hooks.before_entry.as_mut() {
-                        hook(&self.path);
-                    }
-                    if self.verbose {
-                        let line = format!("{:?}", self.current_path());
-                        self.log(line);
-                    }
-                    if let Err(error) = self.add_entry(encoder, dir_fd, &entry) {
-                        result = Err(self.wrap_error(error));
-                        break;
-                    }
-                }
-                self.path = dir_path;
-                result
-            })
-            .and_then(|()| {
-                if is_root && self.write_exclude_cli && self.cli_pattern_count > 0 {
-                    self.encode_pxarexclude_cli(encoder)
-                } else {
-                    Ok(())
-                }
-            });
-
+        let result = self.archive_dir_entries(encoder, dir, is_root);
+        // The directory's listing and exclude entries apply to its subtree only.
         self.entry_counter = entry_counter;
         self.patterns.truncate(pattern_count);
         result
+    }
+
+    fn archive_dir_entries<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+        dir: &mut Dir,
+        is_root: bool,
+    ) -> Result<()> {
+        self.read_pxar_excludes(dir.as_raw_fd())?;
+        let list = self.list_directory(dir, is_root)?;
+        let dir_path = std::mem::take(&mut self.path);
+        let result = self.archive_list(encoder, dir.as_raw_fd(), &dir_path, list);
+        self.path = dir_path;
+        result?;
+        if is_root && self.write_exclude_cli && self.cli_pattern_count > 0 {
+            self.encode_pxarexclude_cli(encoder)?;
+        }
+        Ok(())
+    }
+
+    /// Archive the listed children of the directory `dir_fd` at `dir_path`.
+    fn archive_list<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+        dir_fd: RawFd,
+        dir_path: &[u8],
+        list: Vec<ListEntry>,
+    ) -> Result<()> {
+        for entry in list {
+            self.path.clear();
+            self.path.extend_from_slice(dir_path);
+            if !self.path.is_empty() {
+                self.path.push(b'/');
+            }
+            self.path.extend_from_slice(entry.name.to_bytes());
+            if let Some(hook) = self.hooks.before_entry.as_mut() {
+                hook(&self.path);
+            }
+            if self.verbose {
+                let line = format!("{:?}", self.current_path());
+                self.log(line);
+            }
+            self.add_entry(encoder, dir_fd, &entry)
+                .map_err(|error| self.wrap_error(error))?;
+        }
+        Ok(())
     }
 
     fn wrap_error(&self, error: anyhow::Error) -> anyhow::Error {

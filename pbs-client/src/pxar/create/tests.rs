@@ -1448,10 +1448,11 @@ fn entries_max_counts_the_current_path() {
     // at most 2 (root) + 3 (one subdirectory) entries are listed at a time
     assert!(limit(5).is_ok());
     let err = limit(4).unwrap_err();
-    assert!(
-        format!("{err:#}").contains("exceeded allowed number of file entries (> 4)"),
-        "{err:#}"
+    assert_eq!(
+        err.to_string(),
+        "error at \"d1\": exceeded allowed number of file entries (> 4)"
     );
+    assert_eq!(err.downcast_ref::<ArchiveError>().unwrap().path, b"d1");
     let err = limit(1).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -1758,4 +1759,148 @@ fn deep_and_wide_trees_stream() {
     assert_items_eq(&decode(&out, None), &expected);
     let accessor = pxar::Accessor::new_unified(&out[..], out.len() as u64).unwrap();
     assert!(accessor.lookup(Path::new("/wide/0123")).unwrap().is_some());
+}
+
+/// client.md §8.2, first example: the catalog of an archive with `a` (3 bytes, mtime
+/// 1700000000) and `d/l` (symlink), byte for byte.
+#[test]
+fn spec_catalog_example_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("src");
+    make_tree(&root, &["d/"]);
+    write(&root.join("a"), b"abc");
+    set_mtime(&root.join("a"), 1_700_000_000, 999_999_999);
+    std::os::unix::fs::symlink("a", root.join("d/l")).unwrap();
+
+    let mut catalog = CatalogWriter::new(Vec::new()).unwrap();
+    catalog.start_directory(b"root.pxar.didx").unwrap();
+    create_archive(
+        root.as_path(),
+        std::io::sink(),
+        Flags::DEFAULT,
+        PxarCreateOptions::default(),
+        Some(&mut catalog),
+        &mut |m| panic!("{m}"),
+    )
+    .unwrap();
+    catalog.end_directory().unwrap();
+    let bytes = catalog.finish().unwrap();
+    let expected = unhex(
+        "91 fd 60 f9 c4 67 58 d5
+         04 01 6c 01 6c
+         0e 02 66 01 61 03 80 e2 cf aa 06 64 01 64 05
+         12 01 64 0e 72 6f 6f 74 2e 70 78 61 72 2e 64 69 64 78 0f
+         1c 00 00 00 00 00 00 00",
+    );
+    assert_eq!(bytes, expected);
+}
+
+/// pxar.md §8.2 worked example: seven files named after their content; FILENAME offsets,
+/// goodbye position and archive size.
+#[test]
+fn spec_goodbye_example_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("src");
+    let names = ["alpha", "beta", "delta", "epsilon", "eta", "gamma", "zeta"];
+    make_tree(&root, &names);
+    if !llistxattr(&root).is_empty() {
+        println!("skipping: source directory carries xattrs");
+        return;
+    }
+    let (archive, _, _) = archive_v1(&root, PxarCreateOptions::default());
+    assert_eq!(archive.len(), 953);
+    let mut decoder = Decoder::new_unified(&archive[..]).unwrap();
+    let mut offsets = Vec::new();
+    while let Some(entry) = decoder.next_entry().unwrap() {
+        if let Some(offset) = entry.filename_offset {
+            offsets.push(offset);
+        }
+    }
+    assert_eq!(offsets, [56, 155, 252, 351, 454, 549, 648]);
+    assert_eq!(
+        &archive[745..761],
+        pxar::format::Header::with_content_size(pxar::format::PXAR_GOODBYE, 208 - 16).to_bytes()
+    );
+    // slot 0 of the goodbye table is epsilon: offset 394, size 103
+    assert_eq!(
+        &archive[761..785],
+        words(&[0x6b17_7759_641f_f3a2, 394, 103]).as_slice()
+    );
+}
+
+#[test]
+fn hardlinks_point_back_to_the_first_occurrence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("src");
+    make_tree(&root, &["sub/deeper/triple", "x"]);
+    std::fs::hard_link(root.join("sub/deeper/triple"), root.join("sub/triple_2")).unwrap();
+    std::fs::hard_link(root.join("sub/deeper/triple"), root.join("triple_1")).unwrap();
+    // a single link is an ordinary file
+    let (archive, stats, _) = archive_v1(&root, PxarCreateOptions::default());
+    assert_eq!(stats.hardlinks, 2);
+    let mut decoder = Decoder::new_unified(&archive[..]).unwrap();
+    let mut filename_offsets = HashMap::new();
+    let mut links = Vec::new();
+    while let Some(entry) = decoder.next_entry().unwrap() {
+        if let Some(offset) = entry.filename_offset {
+            filename_offsets.insert(entry.path.clone(), offset);
+        }
+        if let EntryKind::Hardlink { target, .. } = &entry.kind {
+            links.push((
+                entry.path.clone(),
+                target.clone(),
+                entry.hardlink_target_offset().unwrap(),
+            ));
+        }
+    }
+    let first = filename_offsets[Path::new("/sub/deeper/triple")];
+    assert_eq!(
+        links,
+        [
+            (
+                PathBuf::from("/sub/triple_2"),
+                PathBuf::from("sub/deeper/triple"),
+                first
+            ),
+            (
+                PathBuf::from("/triple_1"),
+                PathBuf::from("sub/deeper/triple"),
+                first
+            ),
+        ]
+    );
+}
+
+#[test]
+fn odd_pxarexclude_files_do_not_stop_the_walk() {
+    // a fifo named .pxarexclude reads as empty instead of blocking
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("src");
+    make_tree(&root, &["a"]);
+    mkfifo(&root.join(".pxarexclude"));
+    let (archive, _, messages) = archive_v1(&root, PxarCreateOptions::default());
+    assert!(messages.is_empty(), "{messages:?}");
+    assert_eq!(paths(&decode(&archive, None)), ["/", "/.pxarexclude", "/a"]);
+
+    // a directory named .pxarexclude cannot be read: warning, no patterns
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("src");
+    make_tree(&root, &["a", "sub/.pxarexclude/x"]);
+    let (archive, stats, messages) = archive_v1(&root, PxarCreateOptions::default());
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].starts_with("ignoring .pxarexclude after read error in \"sub\": "),
+        "{messages:?}"
+    );
+    assert_eq!(stats.warnings, 1);
+    assert_eq!(
+        paths(&decode(&archive, None)),
+        [
+            "/",
+            "/a",
+            "/sub",
+            "/sub/.pxarexclude",
+            "/sub/.pxarexclude/x"
+        ]
+    );
 }
