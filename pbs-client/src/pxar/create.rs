@@ -484,7 +484,16 @@ impl Archiver<'_> {
                         return Ok(None);
                     }
                     libc::EACCES => {
-                        self.warn(format!("failed to open file: {name:?}: access denied"));
+                        // Listed entries are named by their path, exclude files by name.
+                        let message = if existed {
+                            format!(
+                                "failed to open file: {:?}: access denied",
+                                self.current_path()
+                            )
+                        } else {
+                            format!("failed to open file: {name:?}: access denied")
+                        };
+                        self.warn(message);
                         return Ok(None);
                     }
                     libc::EPERM if noatime != 0 => noatime = 0,

@@ -1407,20 +1407,89 @@ fn file_changing_size_is_a_warning() {
     assert_eq!(items[2].kind, Kind::File(b"abc\0\0\0\0\0".to_vec()));
 }
 
-#[test]
-fn unreadable_file_is_a_warning_when_not_root() {
-    if is_root() {
-        println!("skipping: permission checks do not apply to root");
-        return;
+/// Drops DAC_OVERRIDE, DAC_READ_SEARCH and FOWNER from the calling thread's effective
+/// capabilities (capabilities are per thread) until dropped, so root sees permission errors.
+struct DroppedDacCapabilities {
+    header: CapHeader,
+    saved: [CapData; 2],
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+impl DroppedDacCapabilities {
+    fn new() -> io::Result<Self> {
+        let mut header = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut saved = [CapData::default(); 2];
+        // SAFETY: header and a two-element data array as the v3 ABI requires.
+        if unsafe { libc::syscall(libc::SYS_capget, &mut header, saved.as_mut_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut reduced = saved;
+        reduced[0].effective &= !((1 << 1) | (1 << 2) | (1 << 3));
+        // SAFETY: as above; pid 0 changes only the calling thread.
+        if unsafe { libc::syscall(libc::SYS_capset, &mut header, reduced.as_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { header, saved })
     }
+}
+
+impl Drop for DroppedDacCapabilities {
+    fn drop(&mut self) {
+        // SAFETY: restores the state read in `new` for this thread.
+        unsafe { libc::syscall(libc::SYS_capset, &mut self.header, self.saved.as_ptr()) };
+    }
+}
+
+#[test]
+fn unreadable_file_is_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("src");
-    make_tree(&root, &["a", "secret"]);
+    make_tree(&root, &["a", "other_owner", "secret", "closed/x"]);
     chmod(&root.join("secret"), 0o000);
+    chmod(&root.join("closed"), 0o000);
+    let _caps = if is_root() {
+        // Files of another owner: O_NOATIME is refused (EPERM) and retried without it.
+        lchown(&root.join("other_owner"), 1234, 1234);
+        lchown(&root.join("secret"), 1234, 1234);
+        match DroppedDacCapabilities::new() {
+            Ok(caps) => Some(caps),
+            Err(err) => {
+                println!("skipping: cannot drop capabilities: {err}");
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let (archive, stats, messages) = archive_v1(&root, PxarCreateOptions::default());
-    assert_eq!(messages, ["failed to open file: \"secret\": access denied"]);
-    assert_eq!(stats.warnings, 1);
-    assert_eq!(paths(&decode(&archive, None)), ["/", "/a"]);
+    drop(_caps);
+    assert_eq!(
+        messages,
+        [
+            "failed to open file: \"closed\": access denied",
+            "failed to open file: \"secret\": access denied"
+        ]
+    );
+    assert_eq!(stats.warnings, 2);
+    let items = decode(&archive, None);
+    assert_eq!(paths(&items), ["/", "/a", "/other_owner"]);
+    assert_eq!(items[2].kind, Kind::File(b"other_owner".to_vec()));
 }
 
 #[test]
