@@ -68,6 +68,20 @@ impl Default for PxarCreateOptions {
     }
 }
 
+/// The device set for `--include-dev` paths: `st_dev` of `stat(path)` (symlinks followed).
+pub fn include_dev_set<P: AsRef<Path>>(paths: &[P]) -> Result<HashSet<u64>> {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|path| {
+            let path = path.as_ref();
+            std::fs::metadata(path)
+                .map(|meta| meta.dev())
+                .with_context(|| format!("unable to stat include-dev path {path:?}"))
+        })
+        .collect()
+}
+
 /// What an archive run wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ArchiveStats {

@@ -11,7 +11,7 @@ pub mod metadata;
 pub mod tools;
 
 pub use create::{
-    create_archive, create_archive_split, ArchiveStats, PxarCreateOptions, SourceDir,
-    ENCODER_MAX_ENTRIES,
+    create_archive, create_archive_split, include_dev_set, ArchiveError, ArchiveStats,
+    PxarCreateOptions, SourceDir, ENCODER_MAX_ENTRIES,
 };
 pub use flags::Flags;

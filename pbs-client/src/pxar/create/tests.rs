@@ -1781,8 +1781,11 @@ fn mount_points_stay_on_one_file_system() {
         ["/", "/a", "/mnt", "/mnt/inner"]
     );
 
+    let set = include_dev_set(&[root.join("mnt")]).unwrap();
+    assert_eq!(set, [tmpfs_dev].into_iter().collect());
+    assert!(include_dev_set(&[root.join("missing")]).is_err());
     let include = PxarCreateOptions {
-        device_set: Some([tmpfs_dev].into_iter().collect()),
+        device_set: Some(set),
         ..Default::default()
     };
     let (out, _, _) = archive_v1(&root, include);
