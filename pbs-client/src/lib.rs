@@ -1,3 +1,5 @@
 //! Backup client library.
+//!
+//! * [`pxar`]: creating pxar archives from a Linux directory tree, extracting them, FUSE access.
 
 pub mod pxar;

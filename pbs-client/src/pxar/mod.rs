@@ -1,7 +1,23 @@
-//! pxar archives on the client side: extraction, metadata restore and FUSE access.
+//! pxar archives on a real file system.
+//!
+//! * [`create`]: the walk and the encoder driving ([`create_archive`], [`create_archive_split`]).
+//! * [`extract`]: restoring an archive ([`extract_archive`]); [`apply`] restores metadata.
+//! * [`fuse`]: read-only FUSE access to an archive.
+//! * [`flags`]: feature flags and the per-file-system flag masks.
+//! * [`metadata`]: collecting stat, xattrs, ACLs, file capabilities, chattr flags, project ids.
+//! * [`tools`]: thin `openat`-style system call wrappers.
 
 pub mod apply;
+pub mod create;
 pub mod extract;
+pub mod flags;
 pub mod fuse;
+pub mod metadata;
+pub mod tools;
 
+pub use create::{
+    create_archive, create_archive_split, include_dev_set, ArchiveError, ArchiveStats,
+    PxarCreateOptions, SourceDir, ENCODER_MAX_ENTRIES,
+};
 pub use extract::{extract_archive, ErrorHandler, OverwriteFlags, PxarExtractOptions};
+pub use flags::Flags;
