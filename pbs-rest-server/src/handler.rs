@@ -376,18 +376,19 @@ async fn call_handler(
 
 /// Checks an upgrade request: HTTP/1.x and an `Upgrade` header equal to `protocol`.
 pub fn verify_upgrade_request(parts: &Parts, protocol: &str) -> Result<(), HttpError> {
+    // HTTP/2 cannot carry an `Upgrade` header at all, so the version is checked first.
+    if parts.version >= http::Version::HTTP_2 {
+        return Err(HttpError::bad_request(format!(
+            "unexpected http version '{:?}' (expected version < 2)",
+            parts.version
+        )));
+    }
     let value = parts
         .headers
         .get(http::header::UPGRADE)
         .ok_or_else(|| HttpError::bad_request("missing Upgrade header"))?;
     if value.as_bytes() != protocol.as_bytes() {
         return Err(HttpError::bad_request("invalid protocol name"));
-    }
-    if parts.version >= http::Version::HTTP_2 {
-        return Err(HttpError::bad_request(format!(
-            "unexpected http version '{:?}' (expected version < 2)",
-            parts.version
-        )));
     }
     Ok(())
 }
