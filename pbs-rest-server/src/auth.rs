@@ -158,11 +158,23 @@ mod tests {
         assert!(evaluate_permission(&Fixed, &user, &all, &params));
         assert!(!evaluate_permission(&Fixed, &user, &more, &params));
         assert!(evaluate_permission(&Fixed, &user, &any, &params));
-        assert!(Fixed.check_permission(&user, &Permission::Superuser, &params).is_err());
+        assert!(Fixed
+            .check_permission(&user, &Permission::Superuser, &params)
+            .is_err());
         assert!(evaluate_permission(&Fixed, &id("root@pam"), &more, &params));
-        assert!(!evaluate_permission(&Fixed, &id("root@pam!t"), &Permission::Superuser, &params));
+        assert!(!evaluate_permission(
+            &Fixed,
+            &id("root@pam!t"),
+            &Permission::Superuser,
+            &params
+        ));
         params.insert("userid".to_string(), "user1@pbs".to_string());
-        assert!(evaluate_permission(&Fixed, &user, &Permission::UserParam("userid"), &params));
+        assert!(evaluate_permission(
+            &Fixed,
+            &user,
+            &Permission::UserParam("userid"),
+            &params
+        ));
         assert!(!evaluate_permission(
             &Fixed,
             &id("user1@pbs!tok"),

@@ -174,6 +174,9 @@ mod tests {
         let err = anyhow::Error::new(HttpError::not_found("gone"));
         let http = HttpError::from(err);
         assert_eq!(http.code, StatusCode::NOT_FOUND);
-        assert_eq!(HttpError::from(anyhow::anyhow!("plain")).code, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            HttpError::from(anyhow::anyhow!("plain")).code,
+            StatusCode::BAD_REQUEST
+        );
     }
 }

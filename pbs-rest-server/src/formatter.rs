@@ -103,7 +103,8 @@ mod tests {
         let mut attrs = Map::new();
         attrs.insert("total".into(), Value::from(3));
         attrs.insert("digest".into(), Value::from("ab"));
-        let resp = OutputFormat::Json.format_data(serde_json::json!({"z":1,"a":{"y":2,"b":3}}), attrs);
+        let resp =
+            OutputFormat::Json.format_data(serde_json::json!({"z":1,"a":{"y":2,"b":3}}), attrs);
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()[CONTENT_TYPE], JSON_CONTENT_TYPE);
         assert_eq!(
@@ -115,7 +116,10 @@ mod tests {
     #[tokio::test]
     async fn extjs_success_and_errors() {
         let resp = OutputFormat::ExtJs.format_data(Value::Null, Map::new());
-        assert_eq!(body_text(resp).await, r#"{"data":null,"status":200,"success":true}"#);
+        assert_eq!(
+            body_text(resp).await,
+            r#"{"data":null,"status":200,"success":true}"#
+        );
 
         let mut perr = ParameterError::new();
         perr.push("store", "parameter is missing and it is not optional.");

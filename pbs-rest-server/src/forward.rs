@@ -20,7 +20,9 @@ pub async fn forward_request(
     client: SocketAddr,
 ) -> Result<Response<Body>, HttpError> {
     let fail = |what: &str, err: &dyn std::fmt::Display| {
-        HttpError::bad_request(format!("unable to forward request to {target}: {what}: {err}"))
+        HttpError::bad_request(format!(
+            "unable to forward request to {target}: {what}: {err}"
+        ))
     };
     let stream = TcpStream::connect(target)
         .await
@@ -61,16 +63,13 @@ pub async fn forward_request(
 
 /// Extracts the client address of a `Forwarded: for="<addr>";` header.
 pub fn parse_forwarded_for(value: &str) -> Option<SocketAddr> {
-    value
-        .split([';', ','])
-        .map(str::trim)
-        .find_map(|item| {
-            let (key, val) = item.split_once('=')?;
-            if !key.trim().eq_ignore_ascii_case("for") {
-                return None;
-            }
-            val.trim().trim_matches('"').parse().ok()
-        })
+    value.split([';', ',']).map(str::trim).find_map(|item| {
+        let (key, val) = item.split_once('=')?;
+        if !key.trim().eq_ignore_ascii_case("for") {
+            return None;
+        }
+        val.trim().trim_matches('"').parse().ok()
+    })
 }
 
 #[cfg(test)]

@@ -153,7 +153,10 @@ async fn process(
     start: Instant,
 ) -> Outcome {
     let uri = req.uri();
-    let uri_len = uri.path_and_query().map(|pq| pq.as_str().len()).unwrap_or(0);
+    let uri_len = uri
+        .path_and_query()
+        .map(|pq| pq.as_str().len())
+        .unwrap_or(0);
     if uri_len > MAX_URI_LEN {
         let mut response = Response::new(full_body(""));
         *response.status_mut() = StatusCode::URI_TOO_LONG;
@@ -241,9 +244,7 @@ async fn api_request(
             Ok(info) => Some(info),
             Err(err) => {
                 if let Some(log) = &config.auth_log {
-                    log.log(&format!(
-                        "authentication failure; rhost={client} msg={err}"
-                    ));
+                    log.log(&format!("authentication failure; rhost={client} msg={err}"));
                 }
                 tokio::time::sleep_until(start + config.auth_failure_delay).await;
                 let err = HttpError::new(
@@ -294,11 +295,7 @@ async fn api_request(
         }
     }
 
-    let env = RpcEnv::new(
-        config.env_type,
-        auth_info.map(|info| info.auth_id),
-        client,
-    );
+    let env = RpcEnv::new(config.env_type, auth_info.map(|info| info.auth_id), client);
     let response = call_handler(&api_method, req, captures, env, format).await;
     if response.status() == StatusCode::UNAUTHORIZED {
         tokio::time::sleep_until(start + config.auth_failure_delay).await;
@@ -398,7 +395,10 @@ pub fn upgrade_response(protocol: &'static str) -> Response<Body> {
     let mut response = Response::new(full_body(""));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    headers.insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
     headers.insert(http::header::UPGRADE, HeaderValue::from_static(protocol));
     response
 }
@@ -426,8 +426,10 @@ async fn compress_deflate(response: Response<Body>) -> Response<Body> {
             )))
         }
     };
-    let mut encoder =
-        flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 16), flate2::Compression::default());
+    let mut encoder = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(data.len() / 2 + 16),
+        flate2::Compression::default(),
+    );
     let compressed = encoder.write_all(&data).and_then(|_| encoder.finish());
     match compressed {
         Ok(compressed) => {
@@ -463,9 +465,12 @@ mod tests {
             "missing Upgrade header"
         );
         assert_eq!(
-            verify_upgrade_request(&parts(Some("Proxmox-backup-protocol-v1"), http::Version::HTTP_11), proto)
-                .unwrap_err()
-                .message,
+            verify_upgrade_request(
+                &parts(Some("Proxmox-backup-protocol-v1"), http::Version::HTTP_11),
+                proto
+            )
+            .unwrap_err()
+            .message,
             "invalid protocol name"
         );
         assert_eq!(
@@ -482,7 +487,10 @@ mod tests {
         assert!(!accepts_deflate(&headers));
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, br"));
         assert!(!accepts_deflate(&headers));
-        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, Deflate;q=0.5"));
+        headers.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, Deflate;q=0.5"),
+        );
         assert!(accepts_deflate(&headers));
     }
 }

@@ -197,8 +197,14 @@ mod tests {
     fn content_type_classification_is_exact() {
         let classify = |ct| classify_content_type(&parts("/", ct));
         assert_eq!(classify(None).unwrap(), BodyKind::Form);
-        assert_eq!(classify(Some("application/json; charset=UTF-8")).unwrap(), BodyKind::Json);
-        assert_eq!(classify(Some("application/json;charset=UTF-8")).unwrap(), BodyKind::Json);
+        assert_eq!(
+            classify(Some("application/json; charset=UTF-8")).unwrap(),
+            BodyKind::Json
+        );
+        assert_eq!(
+            classify(Some("application/json;charset=UTF-8")).unwrap(),
+            BodyKind::Json
+        );
         assert_eq!(
             classify(Some("application/x-www-form-urlencoded")).unwrap(),
             BodyKind::Form
@@ -234,8 +240,7 @@ mod tests {
         let p = parts("/x?size=7&_dc=123", None);
         let value = body_parameters(&p, b"store=s2", &BTreeMap::new(), &schema()).unwrap();
         assert_eq!(value, json!({"store":"s2","size":7}));
-        let err = body_parameters(&p, b"store=s2&size=8", &BTreeMap::new(), &schema())
-            .unwrap_err();
+        let err = body_parameters(&p, b"store=s2&size=8", &BTreeMap::new(), &schema()).unwrap_err();
         assert_eq!(
             err.message,
             "parameter verification failed - 'size': duplicate parameter."
@@ -245,7 +250,10 @@ mod tests {
     #[tokio::test]
     async fn body_limit() {
         let small = http_body_util::Full::new(Bytes::from(vec![b'a'; MAX_BODY_SIZE - 1]));
-        assert_eq!(read_limited_body(small).await.unwrap().len(), MAX_BODY_SIZE - 1);
+        assert_eq!(
+            read_limited_body(small).await.unwrap().len(),
+            MAX_BODY_SIZE - 1
+        );
         let big = http_body_util::Full::new(Bytes::from(vec![b'a'; MAX_BODY_SIZE]));
         assert_eq!(
             read_limited_body(big).await.unwrap_err().message,

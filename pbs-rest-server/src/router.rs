@@ -155,9 +155,8 @@ pub struct RawRequest {
 }
 
 /// The raw handler signature after boxing.
-pub type RawHandlerFn = Arc<
-    dyn Fn(RawRequest) -> BoxFuture<'static, Result<Response<Body>, HttpError>> + Send + Sync,
->;
+pub type RawHandlerFn =
+    Arc<dyn Fn(RawRequest) -> BoxFuture<'static, Result<Response<Body>, HttpError>> + Send + Sync>;
 
 /// What an upgrade handler receives; it answers `101` and then takes over the connection.
 pub struct UpgradeRequest {
@@ -173,9 +172,7 @@ pub struct UpgradeRequest {
 
 /// The upgrade handler signature after boxing.
 pub type UpgradeHandlerFn = Arc<
-    dyn Fn(UpgradeRequest) -> BoxFuture<'static, Result<Response<Body>, HttpError>>
-        + Send
-        + Sync,
+    dyn Fn(UpgradeRequest) -> BoxFuture<'static, Result<Response<Body>, HttpError>> + Send + Sync,
 >;
 
 /// The kind of handler behind a method.
@@ -343,7 +340,12 @@ impl Router {
 
     /// Registers `method` at `path` (`/`-separated; `{name}` components are captures),
     /// creating intermediate nodes.
-    pub fn route(mut self, path: &str, http_method: Method, api: ApiMethod) -> Result<Self, RouteError> {
+    pub fn route(
+        mut self,
+        path: &str,
+        http_method: Method,
+        api: ApiMethod,
+    ) -> Result<Self, RouteError> {
         let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         self.insert(&components, path, http_method, api)?;
         Ok(self)
@@ -513,16 +515,25 @@ mod tests {
         assert!(node.method(&Method::DELETE).is_none());
         assert!(node.method(&Method::PATCH).is_none());
         assert_eq!(captures.get("store").map(String::as_str), Some("store1"));
-        assert!(router.find_route(&comps("admin/nothing"), &mut captures).is_none());
-        assert!(router.find_route(&comps("admin/ping/x"), &mut captures).is_none());
+        assert!(router
+            .find_route(&comps("admin/nothing"), &mut captures)
+            .is_none());
+        assert!(router
+            .find_route(&comps("admin/ping/x"), &mut captures)
+            .is_none());
         let root = router.find_route(&[], &mut captures).unwrap();
         let ApiHandler::Json(list) = root.method(&Method::GET).unwrap().handler else {
             panic!("directory listing is a JSON handler");
         };
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let listing = rt
-            .block_on(list(RpcEnv::new(RpcEnvType::Public, None, addr), Value::Null))
+            .block_on(list(
+                RpcEnv::new(RpcEnvType::Public, None, addr),
+                Value::Null,
+            ))
             .unwrap();
         assert_eq!(
             listing,

@@ -238,7 +238,9 @@ impl ParamKind {
         match self {
             ParamKind::Boolean => parse_boolean(text).map(Value::Bool),
             ParamKind::Integer { .. } => {
-                let value: i64 = text.parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
+                let value: i64 = text
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| e.to_string())?;
                 self.check_integer(value)?;
                 Ok(Value::from(value))
             }
@@ -313,7 +315,9 @@ impl ParamKind {
                 if list.contains(&value) {
                     Ok(())
                 } else {
-                    Err(format!("value '{value}' is not defined in the enumeration."))
+                    Err(format!(
+                        "value '{value}' is not defined in the enumeration."
+                    ))
                 }
             }
             Some(StringFormat::Pattern(matches)) => {
@@ -546,11 +550,17 @@ mod tests {
             )
             .param(ParamSchema::integer("backup-time").minimum(1).optional())
             .param(ParamSchema::boolean("debug").default(false))
-            .param(ParamSchema::array("tags", ParamKind::String {
-                min_length: None,
-                max_length: Some(3),
-                format: None,
-            }).optional())
+            .param(
+                ParamSchema::array(
+                    "tags",
+                    ParamKind::String {
+                        min_length: None,
+                        max_length: Some(3),
+                        format: None,
+                    },
+                )
+                .optional(),
+            )
             .param(
                 ParamSchema::string("kind")
                     .format(StringFormat::Enum(&["vm", "ct", "host"]))
@@ -585,7 +595,11 @@ mod tests {
             "parameter verification failed - 'backup-time': value must have a minimum value of 1 (got 0)"
         );
         let err = schema()
-            .parse_strings(&pairs(&[("store", "a-b"), ("bogus", "1"), ("debug", "maybe")]))
+            .parse_strings(&pairs(&[
+                ("store", "a-b"),
+                ("bogus", "1"),
+                ("debug", "maybe"),
+            ]))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -605,12 +619,22 @@ mod tests {
         assert_eq!(
             err.entries(),
             &[
-                ("store".into(), "value must be at least 3 characters long".into()),
-                ("kind".into(), "value 'lxc' is not defined in the enumeration.".into()),
+                (
+                    "store".into(),
+                    "value must be at least 3 characters long".into()
+                ),
+                (
+                    "kind".into(),
+                    "value 'lxc' is not defined in the enumeration.".into()
+                ),
             ]
         );
         let err = schema()
-            .parse_strings(&pairs(&[("store", "abc"), ("store", "abc"), ("backup-time", "x")]))
+            .parse_strings(&pairs(&[
+                ("store", "abc"),
+                ("store", "abc"),
+                ("backup-time", "x"),
+            ]))
             .unwrap_err();
         assert_eq!(
             err.entries(),
@@ -638,7 +662,9 @@ mod tests {
     #[test]
     fn json_objects_need_native_types() {
         let s = schema();
-        assert!(s.verify_json(&json!({"store":"abc","backup-time":5})).is_ok());
+        assert!(s
+            .verify_json(&json!({"store":"abc","backup-time":5}))
+            .is_ok());
         let err = s
             .verify_json(&json!({"store":"abc","backup-time":"5","tags":["x","toolong"]}))
             .unwrap_err();

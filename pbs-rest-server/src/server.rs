@@ -83,7 +83,11 @@ pub struct ServerHandle {
 }
 
 /// Starts serving `listener` with `config`; returns immediately.
-pub fn spawn_server(listener: TcpListener, transport: Transport, config: ServerConfig) -> std::io::Result<ServerHandle> {
+pub fn spawn_server(
+    listener: TcpListener,
+    transport: Transport,
+    config: ServerConfig,
+) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = oneshot::channel();

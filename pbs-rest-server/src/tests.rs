@@ -68,7 +68,12 @@ fn test_router(marker: &'static str) -> Router {
     let echo_schema = || {
         ObjectSchema::new()
             .param(ParamSchema::string("name").max_length(8))
-            .param(ParamSchema::integer("count").minimum(1).maximum(10).optional())
+            .param(
+                ParamSchema::integer("count")
+                    .minimum(1)
+                    .maximum(10)
+                    .optional(),
+            )
             .param(ParamSchema::boolean("flag").default(false))
     };
     let echo = || {
@@ -83,8 +88,10 @@ fn test_router(marker: &'static str) -> Router {
         .route(
             "/ping",
             Method::GET,
-            ApiMethod::new(move |_env, _p| async move { Ok(json!({"pong": true, "server": marker})) })
-                .permission(Permission::World),
+            ApiMethod::new(
+                move |_env, _p| async move { Ok(json!({"pong": true, "server": marker})) },
+            )
+            .permission(Permission::World),
         )
         .and_then(|r| r.route("/echo/{name}", Method::GET, echo()))
         .and_then(|r| r.route("/echo/{name}", Method::POST, echo()))
@@ -173,7 +180,8 @@ fn test_router(marker: &'static str) -> Router {
 }
 
 fn config(env_type: RpcEnvType, marker: &'static str) -> ServerConfig {
-    let mut config = ServerConfig::new(env_type, Arc::new(test_router(marker)), Arc::new(DummyAuth));
+    let mut config =
+        ServerConfig::new(env_type, Arc::new(test_router(marker)), Arc::new(DummyAuth));
     config.auth_failure_delay = AUTH_DELAY;
     config.permission_failure_delay = Duration::from_millis(50);
     config
@@ -201,7 +209,9 @@ fn build(method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> Req
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    builder.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+    builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
 }
 
 async fn collect(resp: http::Response<hyper::body::Incoming>) -> Reply {
@@ -218,12 +228,20 @@ async fn send_over<I>(io: I, req: Request<Full<Bytes>>) -> Reply
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     collect(sender.send_request(req).await.unwrap()).await
 }
 
-async fn call(addr: SocketAddr, method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+async fn call(
+    addr: SocketAddr,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let stream = TcpStream::connect(addr).await.unwrap();
     send_over(stream, build(method, uri, headers, body)).await
 }
@@ -246,7 +264,10 @@ async fn envelope_and_path_errors() {
     assert_eq!(r.body, r#"{"data":{"pong":true,"server":"a"}}"#);
 
     let r = get(addr, "//api2//extjs/ping", &[]).await;
-    assert_eq!(r.body, r#"{"data":{"pong":true,"server":"a"},"status":200,"success":true}"#);
+    assert_eq!(
+        r.body,
+        r#"{"data":{"pong":true,"server":"a"},"status":200,"success":true}"#
+    );
 
     let r = get(addr, "/api2/json/echo/abc?count=3&_dc=99", &[USER1]).await;
     assert_eq!(
@@ -273,17 +294,29 @@ async fn envelope_and_path_errors() {
 
     let r = get(addr, "/api2/extjs/nope", &[USER1]).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json(), json!({"errors":{},"message":"Path '/api2/extjs/nope' not found.","status":404,"success":false}));
+    assert_eq!(
+        r.json(),
+        json!({"errors":{},"message":"Path '/api2/extjs/nope' not found.","status":404,"success":false})
+    );
 
     let r = get(addr, "/api2/xml/ping", &[]).await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::BAD_REQUEST, "Unsupported output format 'xml'."));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "Unsupported output format 'xml'.")
+    );
     assert!(r.headers.get(CONTENT_TYPE).is_none());
 
     let r = get(addr, "/api2", &[]).await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::NOT_FOUND, "invalid api path '/api2'"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::NOT_FOUND, "invalid api path '/api2'")
+    );
 
     let r = get(addr, "/api2/json/.hidden", &[]).await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::BAD_REQUEST, "path contains illegal components"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "path contains illegal components")
+    );
 
     let long = format!("/api2/json/ping?x={}", "a".repeat(3060));
     let r = get(addr, &long, &[]).await;
@@ -293,13 +326,24 @@ async fn envelope_and_path_errors() {
     assert_eq!(get(addr, &fits, &[]).await.status, StatusCode::OK);
 
     let r = get(addr, "/", &[]).await;
-    assert_eq!(r.body, "<center><h1>Proxmox Backup API Server</h1></center>");
+    assert_eq!(
+        r.body,
+        "<center><h1>Proxmox Backup API Server</h1></center>"
+    );
     assert_eq!(r.headers[CONTENT_TYPE], "text/html");
     let r = call(addr, Method::POST, "/", &[], "").await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::BAD_REQUEST, "invalid http method for path"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid http method for path")
+    );
 
     // Deflate compression on request.
-    let r = get(addr, "/api2/json/ping", &[("accept-encoding", "gzip, deflate")]).await;
+    let r = get(
+        addr,
+        "/api2/json/ping",
+        &[("accept-encoding", "gzip, deflate")],
+    )
+    .await;
     assert_eq!(r.headers["content-encoding"], "deflate");
     server.shutdown().await;
 }
@@ -309,15 +353,24 @@ async fn deflate_body_decodes() {
     use std::io::Read;
     let server = start(config(RpcEnvType::Privileged, "z"), Transport::Plain).await;
     let stream = TcpStream::connect(server.local_addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = sender
-        .send_request(build(Method::GET, "/api2/json/ping", &[("accept-encoding", "deflate")], ""))
+        .send_request(build(
+            Method::GET,
+            "/api2/json/ping",
+            &[("accept-encoding", "deflate")],
+            "",
+        ))
         .await
         .unwrap();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let mut text = String::new();
-    flate2::read::ZlibDecoder::new(&bytes[..]).read_to_string(&mut text).unwrap();
+    flate2::read::ZlibDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
     assert_eq!(text, r#"{"data":{"pong":true,"server":"z"}}"#);
 }
 
@@ -328,7 +381,10 @@ async fn parameter_errors() {
 
     let r = get(addr, "/api2/json/echo/abc?count=0", &[USER1]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.body, "parameter verification failed - 'count': value must have a minimum value of 1 (got 0)");
+    assert_eq!(
+        r.body,
+        "parameter verification failed - 'count': value must have a minimum value of 1 (got 0)"
+    );
 
     let r = get(addr, "/api2/json/echo/abcdefghij?count=x&bogus=1", &[USER1]).await;
     assert_eq!(
@@ -346,26 +402,79 @@ async fn parameter_errors() {
 
     // JSON body: native types, path captures merged, query ignored.
     let json_ct = ("content-type", "application/json; charset=UTF-8");
-    let r = call(addr, Method::POST, "/api2/json/echo/abc?count=99", &[USER1, json_ct], r#"{"count":2,"flag":true}"#).await;
-    assert_eq!(r.json()["data"]["params"], json!({"count":2,"flag":true,"name":"abc"}));
-    let r = call(addr, Method::POST, "/api2/json/echo/abc", &[USER1, json_ct], r#"{"count":"2"}"#).await;
-    assert_eq!(r.body, "parameter verification failed - 'count': Expected integer value.");
+    let r = call(
+        addr,
+        Method::POST,
+        "/api2/json/echo/abc?count=99",
+        &[USER1, json_ct],
+        r#"{"count":2,"flag":true}"#,
+    )
+    .await;
+    assert_eq!(
+        r.json()["data"]["params"],
+        json!({"count":2,"flag":true,"name":"abc"})
+    );
+    let r = call(
+        addr,
+        Method::POST,
+        "/api2/json/echo/abc",
+        &[USER1, json_ct],
+        r#"{"count":"2"}"#,
+    )
+    .await;
+    assert_eq!(
+        r.body,
+        "parameter verification failed - 'count': Expected integer value."
+    );
 
     // Form body merged with the query string.
-    let r = call(addr, Method::POST, "/api2/json/echo/abc?flag=on", &[USER1], "count=4").await;
-    assert_eq!(r.json()["data"]["params"], json!({"count":4,"flag":true,"name":"abc"}));
+    let r = call(
+        addr,
+        Method::POST,
+        "/api2/json/echo/abc?flag=on",
+        &[USER1],
+        "count=4",
+    )
+    .await;
+    assert_eq!(
+        r.json()["data"]["params"],
+        json!({"count":4,"flag":true,"name":"abc"})
+    );
 
-    let r = call(addr, Method::POST, "/api2/json/echo/abc", &[USER1, ("content-type", "text/plain")], "").await;
+    let r = call(
+        addr,
+        Method::POST,
+        "/api2/json/echo/abc",
+        &[USER1, ("content-type", "text/plain")],
+        "",
+    )
+    .await;
     assert_eq!(r.body, "unsupported content type Ok(\"text/plain\")");
 
     let big = format!("count=1&x={}", "a".repeat(70_000));
     let r = call(addr, Method::POST, "/api2/json/echo/abc", &[USER1], &big).await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::BAD_REQUEST, "Request body too large"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "Request body too large")
+    );
 
-    let r = call(addr, Method::POST, "/api2/json/protected", &[USER1, json_ct], "{}").await;
-    assert_eq!(r.body, "parameter verification failed - 'value': property is missing and it is not optional.");
+    let r = call(
+        addr,
+        Method::POST,
+        "/api2/json/protected",
+        &[USER1, json_ct],
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        r.body,
+        "parameter verification failed - 'value': property is missing and it is not optional."
+    );
     let r = call(addr, Method::POST, "/api2/json/protected", &[USER1], "").await;
-    assert_eq!(r.body, "parameter verification failed - 'value': parameter is missing and it is not optional.");
+    assert_eq!(
+        r.body,
+        "parameter verification failed - 'value': parameter is missing and it is not optional."
+    );
     server.shutdown().await;
 }
 
@@ -373,8 +482,12 @@ async fn parameter_errors() {
 async fn authentication_and_permissions() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(RpcEnvType::Privileged, "a");
-    cfg.auth_log = Some(Arc::new(FileLogger::auth_log(dir.path().join("auth.log")).unwrap()));
-    cfg.access_log = Some(Arc::new(FileLogger::access_log(dir.path().join("access.log")).unwrap()));
+    cfg.auth_log = Some(Arc::new(
+        FileLogger::auth_log(dir.path().join("auth.log")).unwrap(),
+    ));
+    cfg.access_log = Some(Arc::new(
+        FileLogger::access_log(dir.path().join("access.log")).unwrap(),
+    ));
     let server = start(cfg, Transport::Plain).await;
     let addr = server.local_addr();
 
@@ -382,42 +495,80 @@ async fn authentication_and_permissions() {
     let r = get(addr, "/api2/json/echo/abc", &[]).await;
     assert!(t.elapsed() >= AUTH_DELAY);
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.body, "authentication failed - no authentication credentials provided.");
+    assert_eq!(
+        r.body,
+        "authentication failed - no authentication credentials provided."
+    );
     assert!(r.headers.get(CONTENT_TYPE).is_none());
 
     // Unknown path without credentials: 401, not 404.
     let r = get(addr, "/api2/json/nope", &[("authorization", "Bad")]).await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::UNAUTHORIZED, "authentication failed - invalid ticket - expired"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            StatusCode::UNAUTHORIZED,
+            "authentication failed - invalid ticket - expired"
+        )
+    );
 
     let r = get(addr, "/api2/json/admin", &[USER1]).await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::FORBIDDEN, "permission check failed"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::FORBIDDEN, "permission check failed")
+    );
     let r = get(addr, "/api2/json/admin", &[ROOT]).await;
     assert_eq!(r.body, r#"{"data":"secret"}"#);
-    let r = get(addr, "/api2/json/admin", &[("authorization", "Test root@pam!tok")]).await;
+    let r = get(
+        addr,
+        "/api2/json/admin",
+        &[("authorization", "Test root@pam!tok")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
-    assert_eq!(get(addr, "/api2/json/store/s1", &[USER1]).await.body, r#"{"data":"s1"}"#);
-    assert_eq!(get(addr, "/api2/json/store/s2", &[USER1]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(addr, "/api2/json/store/s1", &[USER1]).await.body,
+        r#"{"data":"s1"}"#
+    );
+    assert_eq!(
+        get(addr, "/api2/json/store/s2", &[USER1]).await.status,
+        StatusCode::FORBIDDEN
+    );
 
     // A handler failing with 401 is delayed as well.
     let t = Instant::now();
     let r = get(addr, "/api2/json/unauthorized", &[]).await;
     assert!(t.elapsed() >= AUTH_DELAY);
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::UNAUTHORIZED, "no access"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::UNAUTHORIZED, "no access")
+    );
 
     let auth_log = std::fs::read_to_string(dir.path().join("auth.log")).unwrap();
     let lines: Vec<&str> = auth_log.lines().collect();
     assert_eq!(lines.len(), 2, "{auth_log}");
-    assert!(lines[0].ends_with("msg=no authentication credentials provided."), "{auth_log}");
-    assert!(lines[1].contains(": authentication failure; rhost=127.0.0.1:"), "{auth_log}");
+    assert!(
+        lines[0].ends_with("msg=no authentication credentials provided."),
+        "{auth_log}"
+    );
+    assert!(
+        lines[1].contains(": authentication failure; rhost=127.0.0.1:"),
+        "{auth_log}"
+    );
 
     let access = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
     let lines: Vec<&str> = access.lines().collect();
     assert_eq!(lines.len(), 8, "{access}");
     assert!(lines[0].starts_with("127.0.0.1 - - ["), "{access}");
-    assert!(lines[0].ends_with("\"GET /api2/json/echo/abc\" 401 63 -"), "{access}");
+    assert!(
+        lines[0].ends_with("\"GET /api2/json/echo/abc\" 401 63 -"),
+        "{access}"
+    );
     assert!(lines[3].starts_with("127.0.0.1 - root@pam ["), "{access}");
-    assert!(lines[3].ends_with("\"GET /api2/json/admin\" 200 17 -"), "{access}");
+    assert!(
+        lines[3].ends_with("\"GET /api2/json/admin\" 200 17 -"),
+        "{access}"
+    );
     server.shutdown().await;
 }
 
@@ -427,15 +578,33 @@ async fn upgrade_route() {
     let addr = server.local_addr();
 
     let r = get(addr, "/api2/json/upgrade", &[USER1, ("upgrade", "other")]).await;
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::BAD_REQUEST, "invalid protocol name"));
-    let r = get(addr, "/api2/json/upgrade?debug=1&x=1", &[USER1, ("upgrade", PROTO)]).await;
-    assert_eq!(r.body, "parameter verification failed - 'x': schema does not allow additional properties.");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid protocol name")
+    );
+    let r = get(
+        addr,
+        "/api2/json/upgrade?debug=1&x=1",
+        &[USER1, ("upgrade", PROTO)],
+    )
+    .await;
+    assert_eq!(
+        r.body,
+        "parameter verification failed - 'x': schema does not allow additional properties."
+    );
 
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn.with_upgrades());
     let resp = sender
-        .send_request(build(Method::GET, "//api2/json/upgrade?debug=true", &[USER1, ("upgrade", PROTO)], ""))
+        .send_request(build(
+            Method::GET,
+            "//api2/json/upgrade?debug=true",
+            &[USER1, ("upgrade", PROTO)],
+            "",
+        ))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
@@ -448,8 +617,13 @@ async fn upgrade_route() {
     assert_eq!(&buf, b"olleh");
 }
 
-fn self_signed(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
-    use openssl::{asn1::Asn1Time, bn::BigNum, ec, hash::MessageDigest, nid::Nid, pkey::PKey, x509};
+fn self_signed(
+    dir: &std::path::Path,
+    cn: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    use openssl::{
+        asn1::Asn1Time, bn::BigNum, ec, hash::MessageDigest, nid::Nid, pkey::PKey, x509,
+    };
     let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
     let key = PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
     let mut name = x509::X509NameBuilder::new().unwrap();
@@ -457,12 +631,18 @@ fn self_signed(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::pat
     let name = name.build();
     let mut builder = x509::X509Builder::new().unwrap();
     builder.set_version(2).unwrap();
-    builder.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap()).unwrap();
+    builder
+        .set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
     builder.set_subject_name(&name).unwrap();
     builder.set_issuer_name(&name).unwrap();
     builder.set_pubkey(&key).unwrap();
-    builder.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    builder.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
+    builder
+        .set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    builder
+        .set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
     builder.sign(&key, MessageDigest::sha256()).unwrap();
     let cert = builder.build();
     let key_path = dir.join("proxy.key");
@@ -478,7 +658,13 @@ async fn tls_connect(addr: SocketAddr, alpn: Option<&[u8]>) -> tokio_openssl::Ss
     if let Some(alpn) = alpn {
         connector.set_alpn_protos(alpn).unwrap();
     }
-    let ssl = connector.build().configure().unwrap().use_server_name_indication(false).into_ssl("127.0.0.1").unwrap();
+    let ssl = connector
+        .build()
+        .configure()
+        .unwrap()
+        .use_server_name_indication(false)
+        .into_ssl("127.0.0.1")
+        .unwrap();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
     std::pin::Pin::new(&mut stream).connect().await.unwrap();
@@ -490,37 +676,70 @@ async fn tls_http1_http2_redirect_and_reload() {
     let dir = tempfile::tempdir().unwrap();
     let (key, cert, der1) = self_signed(dir.path(), "first");
     let tls = TlsAcceptorHandle::new(TlsConfig::new(&key, &cert)).unwrap();
-    let server = start(config(RpcEnvType::Public, "tls"), Transport::Tls(tls.clone())).await;
+    let server = start(
+        config(RpcEnvType::Public, "tls"),
+        Transport::Tls(tls.clone()),
+    )
+    .await;
     let addr = server.local_addr();
 
     // HTTP/1.1; ALPN offered by the client is not answered.
     let stream = tls_connect(addr, Some(b"\x02h2\x08http/1.1")).await;
     assert_eq!(stream.ssl().selected_alpn_protocol(), None);
-    assert_eq!(stream.ssl().peer_certificate().unwrap().to_der().unwrap(), der1);
+    assert_eq!(
+        stream.ssl().peer_certificate().unwrap().to_der().unwrap(),
+        der1
+    );
     let r = send_over(stream, build(Method::GET, "/api2/json/ping", &[], "")).await;
     assert_eq!(r.body, r#"{"data":{"pong":true,"server":"tls"}}"#);
 
     // HTTP/2 with prior knowledge on the same port.
     let stream = tls_connect(addr, None).await;
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let mut req = build(Method::GET, "https://localhost/api2/json/echo/h2?count=2", &[USER1], "");
+    let mut req = build(
+        Method::GET,
+        "https://localhost/api2/json/echo/h2?count=2",
+        &[USER1],
+        "",
+    );
     *req.version_mut() = http::Version::HTTP_2;
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     let r = collect(resp).await;
-    assert_eq!(r.json()["data"]["params"], json!({"count":2,"flag":false,"name":"h2"}));
+    assert_eq!(
+        r.json()["data"]["params"],
+        json!({"count":2,"flag":false,"name":"h2"})
+    );
     // Upgrades need HTTP/1.
-    let mut req = build(Method::GET, "https://localhost/api2/json/upgrade", &[USER1, ("upgrade", PROTO)], "");
+    let mut req = build(
+        Method::GET,
+        "https://localhost/api2/json/upgrade",
+        &[USER1, ("upgrade", PROTO)],
+        "",
+    );
     *req.version_mut() = http::Version::HTTP_2;
     let r = collect(sender.send_request(req).await.unwrap()).await;
-    assert_eq!(r.body, "unexpected http version 'HTTP/2.0' (expected version < 2)");
+    assert_eq!(
+        r.body,
+        "unexpected http version 'HTTP/2.0' (expected version < 2)"
+    );
 
     // Plain HTTP on the TLS port is redirected.
     let r = get(addr, "/api2/json/ping", &[("host", "pbs.example:8007")]).await;
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(r.headers["location"], "https://pbs.example:8007");
-    let r = call(addr, Method::POST, "/x", &[("host", "pbs.example:8007")], "").await;
+    let r = call(
+        addr,
+        Method::POST,
+        "/x",
+        &[("host", "pbs.example:8007")],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
     let r = get(addr, "/", &[]).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::BAD_REQUEST, ""));
@@ -529,31 +748,46 @@ async fn tls_http1_http2_redirect_and_reload() {
     let (_, _, der2) = self_signed(dir.path(), "second");
     tls.reload().unwrap();
     let stream = tls_connect(addr, None).await;
-    assert_eq!(stream.ssl().peer_certificate().unwrap().to_der().unwrap(), der2);
+    assert_eq!(
+        stream.ssl().peer_certificate().unwrap().to_der().unwrap(),
+        der2
+    );
     // A broken file keeps the old acceptor.
     std::fs::write(&cert, "garbage").unwrap();
     assert!(tls.reload().is_err());
     let stream = tls_connect(addr, None).await;
-    assert_eq!(stream.ssl().peer_certificate().unwrap().to_der().unwrap(), der2);
+    assert_eq!(
+        stream.ssl().peer_certificate().unwrap().to_der().unwrap(),
+        der2
+    );
 }
 
 #[tokio::test]
 async fn protected_calls_are_forwarded() {
     let dir = tempfile::tempdir().unwrap();
     let mut api_cfg = config(RpcEnvType::Privileged, "api");
-    api_cfg.access_log = Some(Arc::new(FileLogger::access_log(dir.path().join("api.log")).unwrap()));
+    api_cfg.access_log = Some(Arc::new(
+        FileLogger::access_log(dir.path().join("api.log")).unwrap(),
+    ));
     let api = start(api_cfg, Transport::Plain).await;
 
     let mut proxy_cfg = config(RpcEnvType::Public, "proxy");
     proxy_cfg.forward_to = Some(api.local_addr());
-    proxy_cfg.access_log = Some(Arc::new(FileLogger::access_log(dir.path().join("proxy.log")).unwrap()));
+    proxy_cfg.access_log = Some(Arc::new(
+        FileLogger::access_log(dir.path().join("proxy.log")).unwrap(),
+    ));
     let proxy = start(proxy_cfg, Transport::Plain).await;
 
     let stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
     let client_addr = stream.local_addr().unwrap();
     let r = send_over(
         stream,
-        build(Method::POST, "/api2/json/protected", &[USER1, ("content-type", "application/json")], r#"{"value":"v"}"#),
+        build(
+            Method::POST,
+            "/api2/json/protected",
+            &[USER1, ("content-type", "application/json")],
+            r#"{"value":"v"}"#,
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -562,27 +796,61 @@ async fn protected_calls_are_forwarded() {
         json!({"env":"privileged","client":client_addr.to_string(),"auth":"user1@pbs","params":{"value":"v"}})
     );
     // Errors of the API daemon are relayed verbatim.
-    let r = call(proxy.local_addr(), Method::POST, "/api2/json/protected?x=1", &[USER1], "").await;
+    let r = call(
+        proxy.local_addr(),
+        Method::POST,
+        "/api2/json/protected?x=1",
+        &[USER1],
+        "",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.body, "parameter verification failed - 'x': schema does not allow additional properties.");
+    assert_eq!(
+        r.body,
+        "parameter verification failed - 'x': schema does not allow additional properties."
+    );
     // Authentication is checked in the proxy first.
-    let r = call(proxy.local_addr(), Method::POST, "/api2/json/protected", &[], "value=1").await;
+    let r = call(
+        proxy.local_addr(),
+        Method::POST,
+        "/api2/json/protected",
+        &[],
+        "value=1",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Unprotected calls are served by the proxy itself.
-    assert_eq!(get(proxy.local_addr(), "/api2/json/ping", &[]).await.json()["data"]["server"], "proxy");
+    assert_eq!(
+        get(proxy.local_addr(), "/api2/json/ping", &[]).await.json()["data"]["server"],
+        "proxy"
+    );
 
     let proxy_log = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
     assert_eq!(proxy_log.lines().count(), 2, "{proxy_log}");
     let api_log = std::fs::read_to_string(dir.path().join("api.log")).unwrap();
     assert_eq!(api_log.lines().count(), 2, "{api_log}");
-    assert!(api_log.starts_with(&format!("{} - user1@pbs [", client_addr.ip())), "{api_log}");
+    assert!(
+        api_log.starts_with(&format!("{} - user1@pbs [", client_addr.ip())),
+        "{api_log}"
+    );
 
     // Nothing listening: the error is reported by the proxy.
     let mut proxy_cfg = config(RpcEnvType::Public, "proxy");
-    let unused = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let unused = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     proxy_cfg.forward_to = Some(unused);
     let proxy2 = start(proxy_cfg, Transport::Plain).await;
-    let r = call(proxy2.local_addr(), Method::POST, "/api2/json/protected", &[USER1], "value=1").await;
+    let r = call(
+        proxy2.local_addr(),
+        Method::POST,
+        "/api2/json/protected",
+        &[USER1],
+        "value=1",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("unable to forward request"), "{}", r.body);
 }
@@ -596,9 +864,15 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(server.open_connections(), 1);
     let t = Instant::now();
     server.shutdown().await;
-    assert!(t.elapsed() >= Duration::from_millis(300), "shutdown waited for the request");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "shutdown waited for the request"
+    );
     let r = slow.await.unwrap();
-    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, r#"{"data":"slow"}"#));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, r#"{"data":"slow"}"#)
+    );
     assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
 }
 
@@ -611,14 +885,21 @@ async fn listener_hand_over_keeps_serving() {
 
     let listener = old.hand_over_listener().await.unwrap();
     let listener = TcpListener::from_std(listener).unwrap();
-    let new = spawn_server(listener, Transport::Plain, config(RpcEnvType::Privileged, "new")).unwrap();
+    let new = spawn_server(
+        listener,
+        Transport::Plain,
+        config(RpcEnvType::Privileged, "new"),
+    )
+    .unwrap();
     assert_eq!(new.local_addr(), addr);
 
     let r = get(addr, "/api2/json/ping", &[]).await;
     assert_eq!(r.json()["data"]["server"], "new");
     let r = slow.await.unwrap();
     assert_eq!(r.body, r#"{"data":"old"}"#);
-    tokio::time::timeout(Duration::from_secs(5), old.wait_connections()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), old.wait_connections())
+        .await
+        .unwrap();
     assert!(old.hand_over_listener().await.is_err());
     new.shutdown().await;
 }

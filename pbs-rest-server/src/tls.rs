@@ -156,7 +156,9 @@ mod tests {
 
     #[test]
     fn tls_record_detection() {
-        assert!(looks_like_tls_handshake(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+        assert!(looks_like_tls_handshake(&[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01
+        ]));
         assert!(looks_like_tls_handshake(&[0x16, 0x03, 0x03, 0x40, 0x00]));
         assert!(!looks_like_tls_handshake(&[0x16, 0x03, 0x03, 0x40, 0x01]));
         assert!(!looks_like_tls_handshake(b"GET / HTTP/1.1\r\n"));
