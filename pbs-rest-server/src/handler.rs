@@ -54,7 +54,8 @@ pub struct ServerConfig {
     pub auth_failure_delay: Duration,
     /// Delay of 403 answers of the route permission check.
     pub permission_failure_delay: Duration,
-    /// Handler for non-API paths; `None` serves the API daemon's index page.
+    /// Handler for `GET` of non-API paths (index page, static files); `None` serves the API
+    /// daemon's index page. Other methods are rejected before it is called.
     pub non_api: Option<NonApiHandler>,
 }
 
@@ -195,12 +196,12 @@ async fn non_api_request(
     client: SocketAddr,
     components: &[&str],
 ) -> Response<Body> {
+    if req.method() != Method::GET {
+        return plain_error(&HttpError::bad_request("invalid http method for path"));
+    }
     if let Some(handler) = &config.non_api {
         let (parts, _body) = req.into_parts();
         return handler(parts, client).await;
-    }
-    if req.method() != Method::GET {
-        return plain_error(&HttpError::bad_request("invalid http method for path"));
     }
     if components.is_empty() {
         let mut response = Response::new(full_body(API_INDEX_PAGE));

@@ -3,6 +3,7 @@
 //! protected calls, TLS with a plain-HTTP redirector, access log, graceful shutdown.
 
 pub mod auth;
+pub mod control;
 pub mod error;
 pub mod formatter;
 pub mod forward;

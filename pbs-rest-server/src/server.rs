@@ -73,7 +73,7 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Controls a running server.
+/// Controls a running server; dropping it leaves the server running.
 pub struct ServerHandle {
     local_addr: SocketAddr,
     stop_accepting: Option<oneshot::Sender<()>>,
@@ -166,9 +166,17 @@ async fn accept_loop(
     finish: watch::Receiver<bool>,
     tracker: Arc<ConnectionTracker>,
 ) -> TcpListener {
+    // A dropped handle detaches the server: it keeps serving.
+    let mut detached = false;
     loop {
         let accepted = tokio::select! {
-            _ = &mut stop => break,
+            stopped = &mut stop, if !detached => {
+                if stopped.is_ok() {
+                    break;
+                }
+                detached = true;
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         match accepted {
