@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::error::HttpError;
-use crate::router::full_body;
+use crate::router::{full_body, JsonText};
 use crate::Body;
 
 /// Content type of every formatted API response (also of `json` errors).
@@ -41,6 +41,32 @@ impl OutputFormat {
             object.insert("status".to_string(), Value::from(200));
         }
         json_response(StatusCode::OK, Value::Object(object).to_string())
+    }
+
+    /// A success response for pre-serialized data: result attributes first (sorted), then
+    /// `data` as given.
+    pub fn format_serialized(
+        self,
+        data: &JsonText,
+        attributes: Map<String, Value>,
+    ) -> Response<Body> {
+        let mut attributes = attributes;
+        if self == Self::ExtJs {
+            attributes.insert("success".to_string(), Value::Bool(true));
+            attributes.insert("status".to_string(), Value::from(200));
+        }
+        let mut text = String::with_capacity(data.as_str().len() + 64);
+        text.push('{');
+        for (key, value) in &attributes {
+            text.push_str(&Value::String(key.clone()).to_string());
+            text.push(':');
+            text.push_str(&value.to_string());
+            text.push(',');
+        }
+        text.push_str("\"data\":");
+        text.push_str(data.as_str());
+        text.push('}');
+        json_response(StatusCode::OK, text)
     }
 
     /// An error response.
@@ -134,6 +160,35 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         assert_eq!(resp.headers()[CONTENT_TYPE], JSON_CONTENT_TYPE);
         assert_eq!(body_text(resp).await, "Path '/x' not found.");
+    }
+
+    #[tokio::test]
+    async fn serialized_data_keeps_field_order() {
+        #[derive(serde::Serialize)]
+        struct Task {
+            upid: &'static str,
+            node: &'static str,
+            endtime: Option<i64>,
+        }
+        let data = JsonText::from_serialize(&[Task {
+            upid: "U",
+            node: "localhost",
+            endtime: None,
+        }])
+        .unwrap();
+        let mut attrs = Map::new();
+        attrs.insert("total".into(), Value::from(1));
+        let resp = OutputFormat::Json.format_serialized(&data, attrs.clone());
+        assert_eq!(resp.headers()[CONTENT_TYPE], JSON_CONTENT_TYPE);
+        assert_eq!(
+            body_text(resp).await,
+            r#"{"total":1,"data":[{"upid":"U","node":"localhost","endtime":null}]}"#
+        );
+        let resp = OutputFormat::ExtJs.format_serialized(&data, attrs);
+        assert_eq!(
+            body_text(resp).await,
+            r#"{"status":200,"success":true,"total":1,"data":[{"upid":"U","node":"localhost","endtime":null}]}"#
+        );
     }
 
     #[test]

@@ -317,17 +317,16 @@ async fn call_handler(
 ) -> Response<Body> {
     let schema = &api_method.parameters;
     match &api_method.handler {
-        ApiHandler::Json(handler) => {
+        ApiHandler::Json(_) | ApiHandler::Serialized(_) => {
             let deflate = accepts_deflate(req.headers());
             let (parts, body) = req.into_parts();
-            let result = async {
+            let params = async {
                 let body = read_limited_body(body).await?;
-                let params = body_parameters(&parts, &body, &captures, schema)?;
-                handler(env.clone(), params).await
+                body_parameters(&parts, &body, &captures, schema)
             }
             .await;
-            let response = match result {
-                Ok(data) => format.format_data(data, env.result_attributes()),
+            let response = match params {
+                Ok(params) => run_json_handler(&api_method.handler, env, params, format).await,
                 Err(err) => format.format_error(&err),
             };
             if deflate {
@@ -370,6 +369,26 @@ async fn call_handler(
                 .unwrap_or_else(|err| format.format_error(&err))
         }
     }
+}
+
+async fn run_json_handler(
+    handler: &ApiHandler,
+    env: RpcEnv,
+    params: serde_json::Value,
+    format: OutputFormat,
+) -> Response<Body> {
+    let result = match handler {
+        ApiHandler::Json(handler) => handler(env.clone(), params)
+            .await
+            .map(|data| format.format_data(data, env.result_attributes())),
+        ApiHandler::Serialized(handler) => handler(env.clone(), params)
+            .await
+            .map(|data| format.format_serialized(&data, env.result_attributes())),
+        ApiHandler::Raw(_) | ApiHandler::Upgrade(_) => {
+            Err(HttpError::internal("method does not take JSON parameters"))
+        }
+    };
+    result.unwrap_or_else(|err| format.format_error(&err))
 }
 
 /// Checks an upgrade request: HTTP/1.x and an `Upgrade` header equal to `protocol`.

@@ -31,7 +31,7 @@ pub use formatter::OutputFormat;
 pub use handler::{upgrade_response, verify_upgrade_request, ServerConfig};
 pub use log::FileLogger;
 pub use router::{
-    ApiHandler, ApiMethod, BoxFuture, Permission, RawRequest, Router, RpcEnv, RpcEnvType,
+    ApiHandler, ApiMethod, BoxFuture, JsonText, Permission, RawRequest, Router, RpcEnv, RpcEnvType,
     UpgradeRequest,
 };
 pub use schema::{ObjectSchema, ParamKind, ParamSchema, StringFormat};

@@ -142,6 +142,29 @@ impl Permission {
 pub type JsonHandlerFn =
     Arc<dyn Fn(RpcEnv, Value) -> BoxFuture<'static, Result<Value, HttpError>> + Send + Sync>;
 
+/// The `data` member already serialized, so that struct field order is kept (streamed list
+/// endpoints such as the task and snapshot lists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// Serializes `value` compactly.
+    pub fn from_serialize<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, HttpError> {
+        serde_json::to_string(value)
+            .map(Self)
+            .map_err(|err| HttpError::internal(format!("unable to serialize result: {err}")))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The handler signature of methods answering pre-serialized data, after boxing.
+pub type SerializedHandlerFn =
+    Arc<dyn Fn(RpcEnv, Value) -> BoxFuture<'static, Result<JsonText, HttpError>> + Send + Sync>;
+
 /// What a raw handler receives: parameters from query string and path only, the body unread.
 pub struct RawRequest {
     /// Method, URI and headers.
@@ -180,6 +203,9 @@ pub type UpgradeHandlerFn = Arc<
 pub enum ApiHandler {
     /// Parameters from query/form/JSON body; result wrapped in the response envelope.
     Json(JsonHandlerFn),
+    /// Like `Json`, but the data comes pre-serialized and is written after the result
+    /// attributes (`{"total":N,"data":[...]}`).
+    Serialized(SerializedHandlerFn),
     /// Parameters from query string and path only; the handler reads the body and builds
     /// the response itself.
     Raw(RawHandlerFn),
@@ -222,6 +248,17 @@ impl ApiMethod {
         Fut: Future<Output = Result<Value, HttpError>> + Send + 'static,
     {
         Self::with_handler(ApiHandler::Json(Arc::new(move |env, params| {
+            Box::pin(handler(env, params))
+        })))
+    }
+
+    /// A JSON method whose result is serialized by the handler (field order kept).
+    pub fn serialized<F, Fut>(handler: F) -> Self
+    where
+        F: Fn(RpcEnv, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<JsonText, HttpError>> + Send + 'static,
+    {
+        Self::with_handler(ApiHandler::Serialized(Arc::new(move |env, params| {
             Box::pin(handler(env, params))
         })))
     }

@@ -145,6 +145,25 @@ fn test_router(marker: &'static str) -> Router {
         })
         .and_then(|r| {
             r.route(
+                "/tasks",
+                Method::GET,
+                ApiMethod::serialized(|env: RpcEnv, _p| async move {
+                    #[derive(serde::Serialize)]
+                    struct Item {
+                        zeta: u32,
+                        alpha: &'static str,
+                    }
+                    env.set_result_attrib("total", json!(1));
+                    JsonText::from_serialize(&[Item {
+                        zeta: 1,
+                        alpha: "a",
+                    }])
+                })
+                .permission(Permission::World),
+            )
+        })
+        .and_then(|r| {
+            r.route(
                 "/unauthorized",
                 Method::GET,
                 ApiMethod::new(|_env, _p| async {
@@ -280,8 +299,12 @@ async fn envelope_and_path_errors() {
     assert_eq!(
         r.json()["data"],
         json!([{"subdir":"admin"},{"subdir":"echo"},{"subdir":"ping"},{"subdir":"protected"},
-               {"subdir":"slow"},{"subdir":"store"},{"subdir":"unauthorized"},{"subdir":"upgrade"}])
+               {"subdir":"slow"},{"subdir":"store"},{"subdir":"tasks"},{"subdir":"unauthorized"},
+               {"subdir":"upgrade"}])
     );
+
+    let r = get(addr, "/api2/json/tasks", &[]).await;
+    assert_eq!(r.body, r#"{"total":1,"data":[{"zeta":1,"alpha":"a"}]}"#);
 
     let r = get(addr, "/api2/json/nope/x", &[USER1]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -874,6 +897,26 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         (StatusCode::OK, r#"{"data":"slow"}"#)
     );
     assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}
+
+#[tokio::test]
+async fn dropped_handle_keeps_serving_and_custom_pages() {
+    let mut cfg = config(RpcEnvType::Public, "ui");
+    cfg.non_api = Some(Arc::new(|parts: http::request::Parts, _client| {
+        Box::pin(async move {
+            http::Response::new(router::full_body(format!("page {}", parts.uri.path())))
+        })
+    }));
+    let server = start(cfg, Transport::Plain).await;
+    let addr = server.local_addr();
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get(addr, "/index.html", &[]).await.body, "page /index.html");
+    let r = call(addr, Method::PUT, "/index.html", &[], "").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid http method for path")
+    );
 }
 
 #[tokio::test]
