@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::auth::{ApiAuth, AuthInfo};
 use crate::error::HttpError;
 use crate::formatter::{plain_error, OutputFormat};
-use crate::log::{access_log_line, FileLogger};
+use crate::log::{access_log_line, access_log_time, FileLogger};
 use crate::params::{body_parameters, query_parameters, read_limited_body};
 use crate::router::{
     full_body, ApiHandler, ApiMethod, BoxFuture, Permission, RawRequest, Router, RpcEnv,
@@ -123,7 +123,7 @@ pub async fn handle_request(
             log.log(&access_log_line(
                 client.ip(),
                 outcome.auth_id.as_deref(),
-                pbs_api_types::time::epoch_now(),
+                &access_log_time(pbs_api_types::time::epoch_now()),
                 method.as_str(),
                 &path_and_query,
                 outcome.response.status().as_u16(),

@@ -85,19 +85,23 @@ fn truncate_chars(text: &str, max: usize) -> &str {
     }
 }
 
-/// One access log line (without newline).
+/// The access log time stamp, `dd/mm/YYYY:HH:MM:SS +zzzz` in local time.
+pub fn access_log_time(epoch: i64) -> String {
+    strftime_local("%d/%m/%Y:%H:%M:%S %z", epoch).unwrap_or_default()
+}
+
+/// One access log line (without newline); `time` comes from [`access_log_time`].
 #[allow(clippy::too_many_arguments)]
 pub fn access_log_line(
     client: IpAddr,
     auth_id: Option<&str>,
-    epoch: i64,
+    time: &str,
     method: &str,
     path_and_query: &str,
     status: u16,
     size_hint: u64,
     user_agent: Option<&str>,
 ) -> String {
-    let time = strftime_local("%d/%m/%Y:%H:%M:%S %z", epoch).unwrap_or_default();
     format!(
         "{client} - {} [{time}] \"{method} {}\" {status} {size_hint} {}",
         auth_id.unwrap_or("-"),
@@ -114,12 +118,10 @@ mod tests {
 
     #[test]
     fn access_line_format() {
-        std::env::set_var("TZ", "UTC");
-        pbs_api_types::time::reload_timezone();
         let line = access_log_line(
             "::ffff:10.0.0.1".parse().unwrap(),
             Some("root@pam"),
-            0x66603A80,
+            "05/06/2024:10:14:24 +0000",
             "GET",
             "/api2/json/version?x=1",
             200,
@@ -131,19 +133,38 @@ mod tests {
             "::ffff:10.0.0.1 - root@pam [05/06/2024:10:14:24 +0000] \"GET /api2/json/version?x=1\" 200 57 proxmox-backup-client/1.0"
         );
         let long_ua = "u".repeat(200);
+        let long_path = format!("/{}", "p".repeat(4000));
         let line = access_log_line(
             "127.0.0.1".parse().unwrap(),
             None,
-            0,
+            "01/01/1970:00:00:00 +0000",
             "POST",
-            "/",
+            &long_path,
             401,
             0,
             Some(&long_ua),
         );
-        assert!(line.starts_with("127.0.0.1 - - [01/01/1970:00:00:00 +0000] \"POST /\" 401 0 "));
-        assert!(line.ends_with(&"u".repeat(128)));
-        assert!(!line.ends_with(&"u".repeat(129)));
+        let expected_path = &long_path[..3072];
+        assert_eq!(
+            line,
+            format!(
+                "127.0.0.1 - - [01/01/1970:00:00:00 +0000] \"POST {expected_path}\" 401 0 {}",
+                "u".repeat(128)
+            )
+        );
+    }
+
+    #[test]
+    fn access_time_shape() {
+        let time = access_log_time(0x66603A80);
+        let bytes = time.as_bytes();
+        assert_eq!(bytes.len(), 25, "{time}");
+        assert_eq!(
+            (bytes[2], bytes[5], bytes[10], bytes[19]),
+            (b'/', b'/', b':', b' ')
+        );
+        assert!(bytes[20] == b'+' || bytes[20] == b'-', "{time}");
+        assert!(time.contains("/06/2024:"), "{time}");
     }
 
     #[test]
