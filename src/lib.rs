@@ -1,4 +1,8 @@
-//! The backup server: API router, authentication, tasks and jobs (arriving with later work), and
-//! the library code behind the binaries in `src/bin/`.
+//! The backup server: the REST API, authentication, daemon plumbing, and the library code behind
+//! the binaries in `src/bin/`.
 
+pub mod api2;
+pub mod auth;
 pub mod debug;
+pub mod manager;
+pub mod server;

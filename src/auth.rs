@@ -1,0 +1,1 @@
+//! Authentication and permission checks of API requests (being written).

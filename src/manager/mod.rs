@@ -1,0 +1,1 @@
+//! `proxmox-backup-manager` command implementations (being written).

@@ -1,0 +1,1 @@
+//! Daemon start-up, reload and shutdown (being written).
