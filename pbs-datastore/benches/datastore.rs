@@ -105,10 +105,12 @@ fn openssl_speed(alg: &str) -> Option<f64> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
+    // The result line spells the algorithm its own way (`sha256`, `AES-256-GCM`).
+    let wanted = alg.to_ascii_lowercase();
     let line = text
         .lines()
         .rev()
-        .find(|l| l.trim_start().starts_with(alg))?;
+        .find(|l| l.trim_start().to_ascii_lowercase().starts_with(&wanted))?;
     let last = line.split_whitespace().last()?;
     let kbytes: f64 = last.trim_end_matches('k').parse().ok()?;
     Some(kbytes * 1000.0 / 1e6)
