@@ -188,6 +188,11 @@ async fn datastore_config_status_version_and_node_status() {
     assert_eq!(version["version"], "3.2");
     assert_eq!(version["release"], "4");
     assert!(version["repoid"].is_string());
+    let reply = client.get("version", "").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // `ping` needs no authentication at all.
+    let pong = client.get("ping", "").await.data();
+    assert_eq!(pong, json!({"pong": true}));
 
     // -- create -------------------------------------------------------------------------
     let denied = client
@@ -428,6 +433,30 @@ async fn datastore_config_status_version_and_node_status() {
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
+    // A changed GC schedule makes "now" the reference of the next scheduled run.
+    let gc_state_path = pbs_buildcfg::state_dir().join("jobstates/garbage_collection-store1.json");
+    let finished = r#"{"finished":{"upid":"UPID:pbs:00000001:00000001:00000000:00000001:garbage_collection:store1:root@pam:","state":{"OK":{"endtime":5}},"updated":null}}"#;
+    for (schedule, touched) in [("weekly", true), ("weekly", false)] {
+        std::fs::write(&gc_state_path, finished).unwrap();
+        let reply = client
+            .call(
+                Method::PUT,
+                "config/datastore/store1",
+                "root@pam",
+                Some(json!({ "gc-schedule": schedule })),
+            )
+            .await;
+        assert_eq!(reply.data(), Value::Null);
+        let state = std::fs::read_to_string(&gc_state_path).unwrap();
+        if touched {
+            let prefix = r#"{"finished":{"upid":"UPID:pbs:00000001:00000001:00000000:00000001:garbage_collection:store1:root@pam:","state":{"OK":{"endtime":5}},"updated":"#;
+            assert!(state.starts_with(prefix), "{state}");
+            assert!(!state.ends_with("null}}"), "{state}");
+        } else {
+            assert_eq!(state, finished);
+        }
+    }
+
     // -- datastore usage ----------------------------------------------------------------
     let usage = client
         .get("status/datastore-usage", "root@pam")
@@ -562,7 +591,7 @@ async fn datastore_config_status_version_and_node_status() {
     assert!(!path2.exists(), "datastore directory still there");
     let remaining = read_config("datastore.cfg");
     assert!(!remaining.contains("store2"), "{remaining}");
-    assert!(remaining.starts_with("datastore: store1\n\tcomment changed\n"));
+    assert!(remaining.starts_with("datastore: store1\n\tcomment changed\n\tgc-schedule weekly\n"));
     assert_eq!(read_config("prune.cfg"), "");
     assert!(!read_config("acl.cfg").contains("store2"));
     assert!(read_config("acl.cfg").contains("/datastore/store1"));

@@ -1,4 +1,5 @@
-//! `GET /api2/json/version`: server version, release and source revision.
+//! Top-level informational calls: `GET /api2/json/version` (server version, release and
+//! source revision) and `GET /api2/json/ping`.
 
 use http::Method;
 use serde_json::{json, Value};
@@ -34,13 +35,21 @@ pub fn version_info() -> Value {
 
 /// Adds this module's routes to `router`.
 pub fn register(router: Router) -> Result<Router, RouteError> {
-    router.route(
-        "/version",
-        Method::GET,
-        ApiMethod::new(|_env, _params| async { Ok(version_info()) })
-            .permission(Permission::Anybody)
-            .description("Proxmox Backup Server API version."),
-    )
+    router
+        .route(
+            "/version",
+            Method::GET,
+            ApiMethod::new(|_env, _params| async { Ok(version_info()) })
+                .permission(Permission::Anybody)
+                .description("Proxmox Backup Server API version."),
+        )?
+        .route(
+            "/ping",
+            Method::GET,
+            ApiMethod::new(|_env, _params| async { Ok(json!({ "pong": true })) })
+                .permission(Permission::World)
+                .description("Dummy method which replies with `{ \"pong\": true }`."),
+        )
 }
 
 #[cfg(test)]
