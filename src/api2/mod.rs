@@ -4,6 +4,7 @@
 pub mod access;
 pub mod config;
 pub mod node;
+pub mod node_status;
 pub mod status;
 pub mod version;
 
@@ -16,6 +17,7 @@ pub fn router() -> Result<Router, RouteError> {
     let router = access::register(router)?;
     let router = config::register(router)?;
     let router = node::register(router)?;
+    let router = node_status::register(router)?;
     let router = status::register(router)?;
     version::register(router)
 }
