@@ -63,7 +63,7 @@ pub fn authid(name: &'static str) -> ParamSchema {
 /// The name part of an API token id.
 pub fn token_name() -> ParamSchema {
     ParamSchema::string("token-name")
-        .min_length(2)
+        .min_length(1)
         .max_length(64)
         .format(StringFormat::Pattern(is_safe_id))
         .description("The token ID part of an API token authentication id.")
