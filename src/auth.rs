@@ -47,6 +47,8 @@ pub struct ApiAuthState {
 impl ApiAuthState {
     /// Loads the ticket key (`authkey.pub` when `public`, else `authkey.key`) and `csrf.key`
     /// from the configuration directory.
+    // The daemons only need the trait object.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(public: bool) -> Result<Arc<dyn ApiAuth>, Error> {
         Ok(Arc::new(Self::load(public)?))
     }

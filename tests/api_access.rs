@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,10 +30,10 @@ struct TestEnv {
 }
 
 static ENV: OnceLock<TestEnv> = OnceLock::new();
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Sets up the shared configuration directory once and serializes the tests.
-fn setup() -> (MutexGuard<'static, ()>, &'static Path) {
+async fn setup() -> (tokio::sync::MutexGuard<'static, ()>, &'static Path) {
     let env = ENV.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         std::env::set_var(pbs_buildcfg::BASE_DIR_ENV, dir.path());
@@ -46,7 +46,7 @@ fn setup() -> (MutexGuard<'static, ()>, &'static Path) {
             config_dir,
         }
     });
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = SERIAL.lock().await;
     (guard, &env.config_dir)
 }
 
@@ -139,10 +139,7 @@ impl Client {
             .method(method)
             .uri(format!("/api2/json/{path}"));
         if let Some(ticket) = &self.ticket {
-            builder = builder.header(
-                "cookie",
-                pbs_auth::credentials::auth_cookie_header(ticket),
-            );
+            builder = builder.header("cookie", pbs_auth::credentials::auth_cookie_header(ticket));
         }
         if let Some(csrf) = &self.csrf {
             builder = builder.header("CSRFPreventionToken", csrf);
@@ -224,7 +221,7 @@ async fn grant(root: &Client, path: &str, auth_id: &str, role: &str) {
 
 #[tokio::test]
 async fn ticket_login_cookie_and_csrf() {
-    let (_serial, _dir) = setup();
+    let (_serial, _dir) = setup().await;
     let server = start_api_server().await;
     let addr = server.local_addr();
     let root = Client::root(addr);
@@ -330,7 +327,10 @@ async fn ticket_login_cookie_and_csrf() {
     );
     // a correctly signed ticket claiming another user
     let other = Client::with_ticket(addr, &ticket.replacen("alice@pbs", "root@pam", 1), None);
-    other.get("access/users").await.error(StatusCode::UNAUTHORIZED);
+    other
+        .get("access/users")
+        .await
+        .error(StatusCode::UNAUTHORIZED);
 
     // an expired ticket (signed with the real key)
     let key = PrivateAuthKey::load(&authkey_path()).unwrap();
@@ -350,12 +350,9 @@ async fn ticket_login_cookie_and_csrf() {
     );
 
     // a disabled user's ticket stops working
-    root.put(
-        "access/users/mallory@pbs",
-        json!({"enable": false}),
-    )
-    .await
-    .data();
+    root.put("access/users/mallory@pbs", json!({"enable": false}))
+        .await
+        .data();
     let mallory_ticket = proxmox_backup::auth::create_ticket(&"mallory@pbs".parse().unwrap())
         .unwrap()
         .0;
@@ -383,16 +380,13 @@ async fn ticket_login_cookie_and_csrf() {
             {"realm":"pbs","type":"pbs","comment":"Proxmox Backup authentication server"}
         ])
     );
-    assert_eq!(
-        domains["digest"],
-        json!(pbs_config::compute_digest(b""))
-    );
+    assert_eq!(domains["digest"], json!(pbs_config::compute_digest(b"")));
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn password_change() {
-    let (_serial, dir) = setup();
+    let (_serial, dir) = setup().await;
     let server = start_api_server().await;
     let addr = server.local_addr();
     let root = Client::root(addr);
@@ -453,8 +447,7 @@ async fn password_change() {
         .await
         .error(StatusCode::UNAUTHORIZED);
     let shadow: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("shadow.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("shadow.json")).unwrap()).unwrap();
     assert!(shadow["pwuser"].as_str().unwrap().starts_with("$y$"));
 
     // root sets any password without confirmation
@@ -470,7 +463,7 @@ async fn password_change() {
 
 #[tokio::test]
 async fn api_tokens_and_role_boundaries() {
-    let (_serial, _dir) = setup();
+    let (_serial, _dir) = setup().await;
     let server = start_api_server().await;
     let addr = server.local_addr();
     let root = Client::root(addr);
@@ -487,7 +480,10 @@ async fn api_tokens_and_role_boundaries() {
     let reply = auditor
         .post("access/users", json!({"userid": "new1@pbs"}))
         .await;
-    assert_eq!(reply.error(StatusCode::FORBIDDEN), "permission check failed");
+    assert_eq!(
+        reply.error(StatusCode::FORBIDDEN),
+        "permission check failed"
+    );
     manager
         .post("access/users", json!({"userid": "new1@pbs"}))
         .await
@@ -534,11 +530,23 @@ async fn api_tokens_and_role_boundaries() {
         .map(|list| assert_eq!(list.len(), 1))
         .unwrap();
     grant(&root, "/access", "manager@pbs!ro", "Audit").await;
-    assert!(token_client.get("access/users").await.data().as_array().unwrap().len() >= 3);
+    assert!(
+        token_client
+            .get("access/users")
+            .await
+            .data()
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3
+    );
     let reply = token_client
         .post("access/users", json!({"userid": "new2@pbs"}))
         .await;
-    assert_eq!(reply.error(StatusCode::FORBIDDEN), "permission check failed");
+    assert_eq!(
+        reply.error(StatusCode::FORBIDDEN),
+        "permission check failed"
+    );
     // the `=` separator form works as well, and no CSRF token is needed
     let eq_form = Client::with_token(addr, format!("PBSAPIToken=manager@pbs!ro:{secret}"));
     eq_form.get("access/acl").await.data();
@@ -560,14 +568,20 @@ async fn api_tokens_and_role_boundaries() {
     );
     let big_client = Client::with_token(
         addr,
-        format!("PBSAPIToken auditor@pbs!big:{}", big["value"].as_str().unwrap()),
+        format!(
+            "PBSAPIToken auditor@pbs!big:{}",
+            big["value"].as_str().unwrap()
+        ),
     );
     big_client.get("access/users").await.data();
     big_client
         .post("access/users", json!({"userid": "new3@pbs"}))
         .await
         .error(StatusCode::FORBIDDEN);
-    let perms = big_client.get("access/permissions?path=/access").await.data();
+    let perms = big_client
+        .get("access/permissions?path=/access")
+        .await
+        .data();
     assert_eq!(
         perms,
         json!({"/access": {"Datastore.Audit": true, "Sys.Audit": true}})
@@ -649,7 +663,7 @@ async fn api_tokens_and_role_boundaries() {
 
 #[tokio::test]
 async fn acl_update_and_list() {
-    let (_serial, dir) = setup();
+    let (_serial, dir) = setup().await;
     let server = start_api_server().await;
     let addr = server.local_addr();
     let root = Client::root(addr);
@@ -787,7 +801,7 @@ async fn acl_update_and_list() {
 
 #[tokio::test]
 async fn user_management_with_digests() {
-    let (_serial, dir) = setup();
+    let (_serial, dir) = setup().await;
     let server = start_api_server().await;
     let addr = server.local_addr();
     let root = Client::root(addr);
@@ -807,7 +821,10 @@ async fn user_management_with_digests() {
         "user 'carol@pbs' already exists."
     );
     let reply = root
-        .post("access/users", json!({"userid": "carol@pbs", "password": "abc"}))
+        .post(
+            "access/users",
+            json!({"userid": "carol@pbs", "password": "abc"}),
+        )
         .await;
     assert!(reply
         .error(StatusCode::BAD_REQUEST)
@@ -875,9 +892,12 @@ async fn user_management_with_digests() {
         .error(StatusCode::NOT_FOUND);
 
     // include_tokens
-    root.post("access/users/carol@pbs/token/backup", json!({"comment": "job"}))
-        .await
-        .data();
+    root.post(
+        "access/users/carol@pbs/token/backup",
+        json!({"comment": "job"}),
+    )
+    .await
+    .data();
     let with_tokens = root.get("access/users?include_tokens=1").await.data();
     let carol = with_tokens
         .as_array()
@@ -892,13 +912,19 @@ async fn user_management_with_digests() {
     );
 
     // root may set a password through the update call
-    root.put("access/users/carol@pbs", json!({"password": "carol-new-pass"}))
-        .await
-        .data();
+    root.put(
+        "access/users/carol@pbs",
+        json!({"password": "carol-new-pass"}),
+    )
+    .await
+    .data();
     let carol_client = login(addr, "carol@pbs", "carol-new-pass").await;
     // carol may update herself, but the password must be her current one
     carol_client
-        .put("access/users/carol@pbs", json!({"password": "changed-pass"}))
+        .put(
+            "access/users/carol@pbs",
+            json!({"password": "changed-pass"}),
+        )
         .await
         .error(StatusCode::BAD_REQUEST);
     carol_client
@@ -939,7 +965,7 @@ async fn user_management_with_digests() {
 
 #[tokio::test]
 async fn permissions_output() {
-    let (_serial, _dir) = setup();
+    let (_serial, _dir) = setup().await;
     let server = start_api_server().await;
     let addr = server.local_addr();
     let root = Client::root(addr);
@@ -947,15 +973,37 @@ async fn permissions_output() {
     root.post("access/users/permuser@pbs/token/t", json!({}))
         .await
         .data();
-    grant(&root, "/datastore/permstore", "permuser@pbs", "DatastoreAdmin").await;
-    grant(&root, "/datastore/permstore/sub", "permuser@pbs!t", "DatastoreAdmin").await;
-    grant(&root, "/datastore/permstore/sub", "permuser@pbs!t", "RemoteAdmin").await;
+    grant(
+        &root,
+        "/datastore/permstore",
+        "permuser@pbs",
+        "DatastoreAdmin",
+    )
+    .await;
+    grant(
+        &root,
+        "/datastore/permstore/sub",
+        "permuser@pbs!t",
+        "DatastoreAdmin",
+    )
+    .await;
+    grant(
+        &root,
+        "/datastore/permstore/sub",
+        "permuser@pbs!t",
+        "RemoteAdmin",
+    )
+    .await;
 
     let all = root.get("access/permissions?path=/").await.data();
     let names: Vec<&String> = all["/"].as_object().unwrap().keys().collect();
     assert_eq!(names.len(), 20);
     assert_eq!(names[0], "Datastore.Allocate");
-    assert!(all["/"].as_object().unwrap().values().all(|v| *v == json!(true)));
+    assert!(all["/"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| *v == json!(true)));
 
     let user = login(addr, "permuser@pbs", "permuser-pass").await;
     let reply = user.get("access/permissions").await;
@@ -984,7 +1032,10 @@ async fn permissions_output() {
         .get("access/permissions?auth-id=permuser@pbs!t&path=/datastore/permstore/sub")
         .await
         .data();
-    assert_eq!(token["/datastore/permstore/sub"].as_object().unwrap().len(), 6);
+    assert_eq!(
+        token["/datastore/permstore/sub"].as_object().unwrap().len(),
+        6
+    );
     assert!(token.to_string().contains("Datastore.Prune"));
     // other users' permissions are off limits
     let reply = user.get("access/permissions?auth-id=root@pam").await;
@@ -997,7 +1048,7 @@ async fn permissions_output() {
 
 #[tokio::test]
 async fn proxy_verifies_with_public_key_and_forwards_login() {
-    let (_serial, _dir) = setup();
+    let (_serial, _dir) = setup().await;
     let api = start_api_server().await;
     let mut proxy_config = server_config(RpcEnvType::Public);
     proxy_config.forward_to = Some(api.local_addr());
@@ -1052,7 +1103,7 @@ impl Drop for SystemUser {
 
 #[tokio::test]
 async fn pam_login_of_a_system_user() {
-    let (_serial, _dir) = setup();
+    let (_serial, _dir) = setup().await;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipping PAM test: needs root to create a system user");
@@ -1072,7 +1123,11 @@ async fn pam_login_of_a_system_user() {
         return;
     }
     let _user = SystemUser(name.clone());
-    assert!(run("chpasswd", &[], Some(&format!("{name}:pam-first-pass\n"))));
+    assert!(run(
+        "chpasswd",
+        &[],
+        Some(&format!("{name}:pam-first-pass\n"))
+    ));
 
     let server = start_api_server().await;
     let addr = server.local_addr();

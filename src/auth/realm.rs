@@ -101,7 +101,10 @@ pub fn authenticate_user(
         }
         RealmKind::Pbs => pbs_config::shadow::verify_password(userid.name(), password),
         RealmKind::Configured(ty) => {
-            bail!("password login to '{ty}' realm '{}' is not available", userid.realm())
+            bail!(
+                "password login to '{ty}' realm '{}' is not available",
+                userid.realm()
+            )
         }
     }
 }
@@ -147,7 +150,9 @@ mod tests {
         assert_eq!(ty, "ldap");
         assert_eq!(dir["default"], true);
         assert_eq!(
-            domains_section_config().write("domains.cfg", &data).unwrap(),
+            domains_section_config()
+                .write("domains.cfg", &data)
+                .unwrap(),
             text
         );
         assert!(domains_section_config()

@@ -10,7 +10,7 @@ use pbs_config::acl::{split_acl_path, AclTreeNode};
 use pbs_config::privileges::{PRIV_PERMISSIONS_MODIFY, PRIV_SYS_AUDIT};
 use pbs_config::{check_digest, CachedUserInfo};
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{ObjectSchema, ParamSchema, Permission, RpcEnv, Router};
+use pbs_rest_server::{ObjectSchema, ParamSchema, Permission, Router, RpcEnv};
 
 use super::{blocking_method, caller, schema, typed_params};
 

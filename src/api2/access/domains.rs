@@ -5,7 +5,7 @@ use http::Method;
 use serde_json::{json, Map, Value};
 
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{Permission, RpcEnv, Router};
+use pbs_rest_server::{Permission, Router, RpcEnv};
 
 use super::blocking_method;
 use crate::auth::realm::domains_config;

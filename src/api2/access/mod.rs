@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use pbs_api_types::Authid;
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{ApiMethod, HttpError, RpcEnv, Router};
+use pbs_rest_server::{ApiMethod, HttpError, Router, RpcEnv};
 
 /// The synchronous handler signature of the `access` endpoints; they read and write
 /// configuration files, hash passwords or talk to PAM, so they run on a blocking thread.
@@ -36,9 +36,9 @@ pub(crate) fn blocking_method(handler: BlockingHandler) -> ApiMethod {
 
 /// The authenticated caller of a request.
 pub(crate) fn caller(env: &RpcEnv) -> Result<Authid, Error> {
-    env.auth_id().cloned().ok_or_else(|| {
-        HttpError::new(StatusCode::UNAUTHORIZED, "no authenticated user").into()
-    })
+    env.auth_id()
+        .cloned()
+        .ok_or_else(|| HttpError::new(StatusCode::UNAUTHORIZED, "no authenticated user").into())
 }
 
 /// Deserializes the (already schema-checked) parameters into a typed struct.

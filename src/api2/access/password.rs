@@ -9,7 +9,7 @@ use pbs_api_types::{Authid, Userid};
 use pbs_config::privileges::PRIV_PERMISSIONS_MODIFY;
 use pbs_config::CachedUserInfo;
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{HttpError, ObjectSchema, Permission, RpcEnv, Router};
+use pbs_rest_server::{HttpError, ObjectSchema, Permission, Router, RpcEnv};
 
 use super::{blocking_method, caller, schema, typed_params};
 use crate::auth::{is_superuser, realm};
@@ -62,7 +62,9 @@ pub fn change_password(env: &RpcEnv, params: Value) -> Result<Value, Error> {
         return Err(unauthorized("API tokens cannot access this API endpoint"));
     }
     if !may_change(&info, &auth_id, &params.userid) {
-        return Err(unauthorized("you are not authorized to change the password."));
+        return Err(unauthorized(
+            "you are not authorized to change the password.",
+        ));
     }
     realm::store_password(&params.userid, &params.password)?;
     Ok(Value::Null)

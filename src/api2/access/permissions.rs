@@ -12,7 +12,7 @@ use pbs_config::acl::{split_acl_path, AclTreeNode};
 use pbs_config::privileges::{PRIVILEGES, PRIV_SYS_AUDIT};
 use pbs_config::CachedUserInfo;
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{ObjectSchema, Permission, RpcEnv, Router};
+use pbs_rest_server::{ObjectSchema, Permission, Router, RpcEnv};
 
 use super::{blocking_method, caller, schema, typed_params};
 
@@ -139,10 +139,7 @@ mod tests {
         assert_eq!(keys, sorted);
         let all = permission_map(&info, &id("root@pam"), None);
         let paths: Vec<&String> = all.as_object().unwrap().keys().collect();
-        assert_eq!(
-            paths,
-            ["/", "/access", "/datastore", "/remote", "/system"]
-        );
+        assert_eq!(paths, ["/", "/access", "/datastore", "/remote", "/system"]);
     }
 
     #[test]

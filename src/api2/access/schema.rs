@@ -38,7 +38,9 @@ fn is_acl_path(value: &str) -> bool {
 fn check_role(value: &str) -> Result<(), String> {
     match pbs_config::privileges::find_role(value) {
         Some(_) => Ok(()),
-        None => Err(format!("value '{value}' is not defined in the enumeration.")),
+        None => Err(format!(
+            "value '{value}' is not defined in the enumeration."
+        )),
     }
 }
 
@@ -87,9 +89,9 @@ pub fn user_text(name: &'static str) -> ParamSchema {
 
 /// The `enable` flag.
 pub fn enable() -> ParamSchema {
-    ParamSchema::boolean("enable")
-        .optional()
-        .description("Enable the account (default). You can set this to '0' to disable the account.")
+    ParamSchema::boolean("enable").optional().description(
+        "Enable the account (default). You can set this to '0' to disable the account.",
+    )
 }
 
 /// The `expire` epoch (0 = never).
@@ -123,9 +125,7 @@ pub fn digest() -> ParamSchema {
     ParamSchema::string("digest")
         .format(StringFormat::Pattern(is_digest))
         .optional()
-        .description(
-            "Prevent changes if current configuration file has different SHA256 digest.",
-        )
+        .description("Prevent changes if current configuration file has different SHA256 digest.")
 }
 
 /// An ACL path.

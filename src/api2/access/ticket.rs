@@ -15,7 +15,7 @@ use pbs_auth::PrivateAuthKey;
 use pbs_config::privileges::PRIVILEGES;
 use pbs_config::CachedUserInfo;
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{HttpError, ObjectSchema, ParamSchema, Permission, RpcEnv, Router};
+use pbs_rest_server::{HttpError, ObjectSchema, ParamSchema, Permission, Router, RpcEnv};
 
 use super::{blocking_method, schema, typed_params};
 use crate::auth::{auth_log, realm, USER_INACTIVE};
@@ -87,8 +87,7 @@ fn authenticate(params: &TicketParams, client: SocketAddr) -> Result<Login, Erro
             }
             bail!("ticket login failed - wrong userid");
         }
-    } else if let (Some(path), Some(privs), Some(port)) =
-        (&params.path, &params.privs, params.port)
+    } else if let (Some(path), Some(privs), Some(port)) = (&params.path, &params.privs, params.port)
     {
         if password.starts_with("PBSTERM:") {
             check_terminal_ticket(userid, password, path, privs, port)?;

@@ -9,7 +9,7 @@ use pbs_api_types::{Authid, Userid};
 use pbs_config::user::{ApiToken, TOKEN_TYPE};
 use pbs_config::{check_digest, SectionConfigData};
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{ObjectSchema, RpcEnv, Router};
+use pbs_rest_server::{ObjectSchema, Router, RpcEnv};
 
 use super::users::{audit_or_self, modify_or_self, require_user};
 use super::{blocking_method, not_found, schema, typed_params};

@@ -10,7 +10,7 @@ use pbs_config::privileges::{PRIV_PERMISSIONS_MODIFY, PRIV_SYS_AUDIT};
 use pbs_config::user::{ApiToken, User, TOKEN_TYPE, USER_TYPE};
 use pbs_config::{check_digest, CachedUserInfo, SectionConfigData};
 use pbs_rest_server::router::RouteError;
-use pbs_rest_server::{ObjectSchema, ParamSchema, Permission, RpcEnv, Router};
+use pbs_rest_server::{ObjectSchema, ParamSchema, Permission, Router, RpcEnv};
 
 use super::{blocking_method, caller, not_found, schema, typed_params};
 use crate::auth::{is_superuser, realm};
@@ -35,10 +35,7 @@ pub(crate) fn audit_or_self() -> Permission {
 
 /// Permissions.Modify on `/access/users`, or the caller is the user (never a token).
 pub(crate) fn modify_or_self() -> Permission {
-    Permission::Or(vec![
-        modify_users(),
-        Permission::UserParam("userid"),
-    ])
+    Permission::Or(vec![modify_users(), Permission::UserParam("userid")])
 }
 
 fn modify_users() -> Permission {
