@@ -2,6 +2,7 @@
 //! route permission checks against the ACLs, plus the realm password back-ends.
 
 pub mod realm;
+pub mod tfa;
 
 use std::sync::{Arc, RwLock};
 

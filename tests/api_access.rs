@@ -1169,3 +1169,36 @@ async fn pam_login_of_a_system_user() {
         .error(StatusCode::UNAUTHORIZED);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn users_with_second_factors_get_no_password_ticket() {
+    let (_serial, dir) = setup().await;
+    let server = start_api_server().await;
+    let addr = server.local_addr();
+    let root = Client::root(addr);
+    create_user(&root, "tfauser@pbs", Some("tfauser-pass")).await;
+    create_user(&root, "notfa@pbs", Some("notfa-pass")).await;
+    std::fs::write(
+        dir.join("tfa.json"),
+        r#"{"users":{"tfauser@pbs":{"totp":[{"info":{"id":"t1","description":"phone","created":0,"enable":true},"entry":"otpauth://totp/x"}]},"notfa@pbs":{"totp":[]}}}"#,
+    )
+    .unwrap();
+
+    Client::anonymous(addr)
+        .post(
+            "access/ticket",
+            json!({"username": "tfauser@pbs", "password": "tfauser-pass"}),
+        )
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    login(addr, "notfa@pbs", "notfa-pass").await;
+
+    root.delete("access/users/tfauser@pbs", json!({}))
+        .await
+        .data();
+    let tfa: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tfa.json")).unwrap()).unwrap();
+    assert_eq!(tfa, json!({"users":{"notfa@pbs":{"totp":[]}}}));
+    std::fs::remove_file(dir.join("tfa.json")).unwrap();
+    server.shutdown().await;
+}

@@ -18,7 +18,7 @@ use pbs_rest_server::router::RouteError;
 use pbs_rest_server::{HttpError, ObjectSchema, ParamSchema, Permission, Router, RpcEnv};
 
 use super::{blocking_method, schema, typed_params};
-use crate::auth::{auth_log, realm, USER_INACTIVE};
+use crate::auth::{auth_log, realm, tfa, USER_INACTIVE};
 
 /// The message of every failed login (the reason only goes to the auth log).
 pub const LOGIN_FAILED: &str = "permission check failed.";
@@ -95,6 +95,10 @@ fn authenticate(params: &TicketParams, client: SocketAddr) -> Result<Login, Erro
         }
     }
     realm::authenticate_user(userid, password, Some(client.ip()))?;
+    // Second factors cannot be checked here: never hand out a full ticket instead.
+    if tfa::user_has_second_factors(userid)? {
+        bail!("second factor authentication is not available on this server");
+    }
     Ok(Login::Full)
 }
 

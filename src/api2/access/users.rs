@@ -13,7 +13,7 @@ use pbs_rest_server::router::RouteError;
 use pbs_rest_server::{ObjectSchema, ParamSchema, Permission, Router, RpcEnv};
 
 use super::{blocking_method, caller, not_found, schema, typed_params};
-use crate::auth::{is_superuser, realm};
+use crate::auth::{is_superuser, realm, tfa};
 
 /// ACL path guarding user management.
 pub const USERS_ACL_PATH: &str = "/access/users";
@@ -242,8 +242,9 @@ pub fn delete_user(_env: &RpcEnv, params: Value) -> Result<Value, Error> {
     require_user(&config, &userid)?;
     config.remove(userid.as_str());
     pbs_config::user::save_config(&config)?;
-    // The password entry is only bookkeeping once the user is gone.
+    // Password and second factors are only bookkeeping once the user is gone.
     let _ = realm::remove_password(&userid);
+    let _ = tfa::remove_user(&userid);
     Ok(Value::Null)
 }
 
