@@ -1202,3 +1202,48 @@ async fn users_with_second_factors_get_no_password_ticket() {
     std::fs::remove_file(dir.join("tfa.json")).unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn configured_realms() {
+    let (_serial, dir) = setup().await;
+    let server = start_api_server().await;
+    let addr = server.local_addr();
+    let root = Client::root(addr);
+    let domains = "openid: corp\n\tclient-id pbs\n\tcomment Company login\n\tissuer-url https://id.example.com\n";
+    std::fs::write(dir.join("domains.cfg"), domains).unwrap();
+
+    let listed = Client::anonymous(addr).get("access/domains").await.json();
+    assert_eq!(
+        listed["data"][2],
+        json!({"realm": "corp", "type": "openid", "comment": "Company login"})
+    );
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        listed["digest"],
+        json!(pbs_config::compute_digest(domains.as_bytes()))
+    );
+
+    create_user(&root, "erin@corp", None).await;
+    let reply = root
+        .put(
+            "access/password",
+            json!({"userid": "erin@corp", "password": "whatever"}),
+        )
+        .await;
+    assert_eq!(
+        reply.error(StatusCode::NOT_IMPLEMENTED),
+        "storing passwords is not implemented for 'openid' realms"
+    );
+    Client::anonymous(addr)
+        .post(
+            "access/ticket",
+            json!({"username": "erin@corp", "password": "whatever"}),
+        )
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    root.delete("access/users/erin@corp", json!({}))
+        .await
+        .data();
+    std::fs::remove_file(dir.join("domains.cfg")).unwrap();
+    server.shutdown().await;
+}
