@@ -15,6 +15,6 @@ pub use csrf::{
     assemble_csrf_prevention_token, verify_csrf_prevention_token, CsrfError, CsrfSecret,
 };
 pub use keys::{PrivateAuthKey, PublicAuthKey, SignatureVerifier};
-pub use pam::{pam_authenticate_user, PamError};
+pub use pam::{pam_authenticate_user, pam_change_password, PamError};
 pub use ticket::{Ticket, TicketError, TICKET_LIFETIME};
 pub use uuid::random_uuid_v4;

@@ -71,6 +71,7 @@ extern "C" {
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_chauthtok(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_strerror(pamh: *mut PamHandle, errnum: c_int) -> *const c_char;
 }
 
@@ -87,6 +88,8 @@ pub enum PamError {
     Authenticate(String),
     #[error("account check failed: {0}")]
     AccountManagement(String),
+    #[error("password change failed: {0}")]
+    ChangeAuthToken(String),
 }
 
 /// Data the conversation function answers prompts with.
@@ -234,6 +237,50 @@ pub fn pam_authenticate_service(
     result.map_err(|(_, err)| err)
 }
 
+/// Sets a new password for `user` through the password stack of [`PAM_SERVICE`]
+/// (`pam_chauthtok`). Run as root, the modules do not ask for the old password; every
+/// hidden prompt ("New password", "Retype new password") is answered with `new_password`.
+pub fn pam_change_password(user: &str, new_password: &str) -> Result<(), PamError> {
+    pam_change_password_service(PAM_SERVICE, user, new_password)
+}
+
+/// [`pam_change_password`] with an explicit PAM service name.
+pub fn pam_change_password_service(
+    service: &str,
+    user: &str,
+    new_password: &str,
+) -> Result<(), PamError> {
+    let c_service = CString::new(service).map_err(|_| PamError::NulByte)?;
+    let data = Box::new(ConvData {
+        user: CString::new(user).map_err(|_| PamError::NulByte)?,
+        password: CString::new(new_password).map_err(|_| PamError::NulByte)?,
+    });
+    let conv = PamConv {
+        conv: Some(conversation),
+        appdata_ptr: &*data as *const ConvData as *mut c_void,
+    };
+    let mut handle: *mut PamHandle = std::ptr::null_mut();
+    // SAFETY: all strings are NUL-terminated; conv and data outlive the handle (pam_end below).
+    let rc = unsafe { pam_start(c_service.as_ptr(), data.user.as_ptr(), &conv, &mut handle) };
+    if rc != PAM_SUCCESS || handle.is_null() {
+        return Err(PamError::Start {
+            service: service.to_string(),
+            message: pam_error_text(handle, rc),
+        });
+    }
+    // SAFETY: valid handle.
+    let rc = unsafe { pam_chauthtok(handle, 0) };
+    let result = if rc == PAM_SUCCESS {
+        Ok(())
+    } else {
+        Err(PamError::ChangeAuthToken(pam_error_text(handle, rc)))
+    };
+    // SAFETY: handle came from pam_start and is not used afterwards.
+    unsafe { pam_end(handle, rc) };
+    drop(data);
+    result
+}
+
 /// Writes [`PAM_SERVICE_FILE_CONTENT`] to `path` unless the file exists; returns whether it
 /// was written.
 pub fn install_pam_service_file(path: &Path) -> std::io::Result<bool> {
@@ -347,5 +394,11 @@ mod tests {
             matches!(unknown, Err(PamError::Authenticate(_))),
             "{unknown:?}"
         );
+
+        let changed = "An0ther long: passphrase here";
+        assert_eq!(pam_change_password(&name, changed), Ok(()));
+        assert_eq!(pam_authenticate_user(&name, changed, None), Ok(()));
+        let old = pam_authenticate_user(&name, password, None);
+        assert!(matches!(old, Err(PamError::Authenticate(_))), "{old:?}");
     }
 }
