@@ -392,7 +392,7 @@ mod tests {
         options.noheader = true;
         assert!(render_text(&data, &options)
             .unwrap()
-            .starts_with("┌────────┬──────┬───────┬────┐\n│ store1 │"));
+            .starts_with("┌────────┬────┬───────┬────┐\n│ store1 │"));
     }
 
     #[test]
