@@ -6,6 +6,7 @@ pub mod auth;
 pub mod control;
 pub mod error;
 pub mod formatter;
+pub mod invoke;
 pub mod forward;
 pub mod handler;
 pub mod log;
