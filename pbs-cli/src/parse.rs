@@ -55,6 +55,13 @@ impl ParsedArgs {
         }
     }
 
+    /// Every `(name, value)` pair, repeated parameters once per value, names sorted.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |v| (name.as_str(), v.as_str())))
+    }
+
     fn push(&mut self, name: &str, value: String) {
         self.values.entry(name.to_string()).or_default().push(value);
     }
