@@ -103,7 +103,10 @@ fn help_lists_the_commands() {
         "proxmox-backup-manager user generate-token <userid> <token-name> [OPTIONS]",
         "proxmox-backup-manager garbage-collection start <store> [OPTIONS]",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in {text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in {text}"
+        );
     }
     let text = assert_ok(&env.run(&["help", "datastore", "list"]));
     assert!(
@@ -133,10 +136,16 @@ fn argument_errors_exit_255_with_usage() {
 
     let err = assert_fails(&env.run(&["datas", "list", "--bogus", "1"]));
     assert!(err.contains("'bogus'"), "{err}");
-    assert!(err.contains("Usage: proxmox-backup-manager datastore list"), "{err}");
+    assert!(
+        err.contains("Usage: proxmox-backup-manager datastore list"),
+        "{err}"
+    );
 
     let err = assert_fails(&env.run(&["user", "list", "surplus"]));
-    assert!(err.contains("got additional arguments: [\"surplus\"]"), "{err}");
+    assert!(
+        err.contains("got additional arguments: [\"surplus\"]"),
+        "{err}"
+    );
 
     let err = assert_fails(&env.run(&["task", "list", "--limit", "0"]));
     assert!(err.contains("'limit'"), "{err}");
@@ -154,7 +163,12 @@ fn versions_in_all_output_formats() {
     assert!(lines[0].starts_with("proxmox-backup-server "), "{text}");
     assert!(lines[0].ends_with(" running version: 3.2.4"), "{text}");
 
-    let json: Value = serde_json::from_str(&assert_ok(&env.run(&["versions", "--output-format", "json"]))).unwrap();
+    let json: Value = serde_json::from_str(&assert_ok(&env.run(&[
+        "versions",
+        "--output-format",
+        "json",
+    ])))
+    .unwrap();
     assert_eq!(json[0]["Package"], "proxmox-backup-server");
     assert_eq!(json[0]["ExtraInfo"], "running version: 3.2.4");
     assert_eq!(json.as_array().unwrap().len(), 1);
@@ -163,7 +177,10 @@ fn versions_in_all_output_formats() {
     assert!(pretty.starts_with("[\n  {\n"), "{pretty}");
     let list: Value = serde_json::from_str(&pretty).unwrap();
     assert_eq!(list[0]["Package"], "proxmox-backup");
-    assert!(list[0]["ExtraInfo"].as_str().unwrap().starts_with("running kernel: "));
+    assert!(list[0]["ExtraInfo"]
+        .as_str()
+        .unwrap()
+        .starts_with("running kernel: "));
     assert_eq!(list[1]["Package"], "proxmox-backup-server");
 
     let out = env
@@ -192,14 +209,23 @@ fn cert_update_and_info() {
 
     assert_ok(&env.run(&["cert", "update"]));
     let dir = env.config_dir();
-    for file in ["authkey.key", "authkey.pub", "csrf.key", "proxy.key", "proxy.pem"] {
+    for file in [
+        "authkey.key",
+        "authkey.pub",
+        "csrf.key",
+        "proxy.key",
+        "proxy.pem",
+    ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
     let fingerprint = pbs_auth::tls::cert_file_fingerprint(&dir.join("proxy.pem")).unwrap();
 
     let text = assert_ok(&env.run(&["cert", "info"]));
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("Subject: O = Proxmox Backup Server, OU = "), "{text}");
+    assert!(
+        lines[0].starts_with("Subject: O = Proxmox Backup Server, OU = "),
+        "{text}"
+    );
     assert!(lines.contains(&"    IP:[127, 0, 0, 1]"), "{text}");
     assert!(
         lines.contains(&"    IP:[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]"),
@@ -207,7 +233,10 @@ fn cert_update_and_info() {
     );
     assert!(lines.contains(&"    DNS:localhost"), "{text}");
     let subject = lines[0].strip_prefix("Subject: ").unwrap();
-    assert!(lines.contains(&format!("Issuer: {subject}").as_str()), "{text}");
+    assert!(
+        lines.contains(&format!("Issuer: {subject}").as_str()),
+        "{text}"
+    );
     let validity = lines.iter().position(|l| *l == "Validity:").unwrap();
     assert!(lines[validity + 1].starts_with("    Not Before: "));
     assert!(lines[validity + 1].ends_with(" GMT"));
@@ -331,7 +360,9 @@ fn task_router(dir: TaskDir, stopped: Arc<std::sync::Mutex<Vec<String>>>) -> Rou
             let limit = params["limit"].as_u64().unwrap_or(50);
             let page = pbs_tasks::list_tasks(&dir, &filter, start, limit, |_| true)
                 .map_err(|err| HttpError::internal(err.to_string()))?;
-            Ok(Value::Array(page.tasks.iter().map(task_info_json).collect()))
+            Ok(Value::Array(
+                page.tasks.iter().map(task_info_json).collect(),
+            ))
         }
     })
     .permission(Permission::Anybody)
@@ -346,9 +377,13 @@ fn task_router(dir: TaskDir, stopped: Arc<std::sync::Mutex<Vec<String>>>) -> Rou
     let log = ApiMethod::new(move |env: RpcEnv, params: Value| {
         let dir = log_dir.clone();
         async move {
-            let upid: UPID = params["upid"].as_str().unwrap_or_default().parse().map_err(
-                |err: pbs_api_types::upid::UpidError| HttpError::bad_request(err.to_string()),
-            )?;
+            let upid: UPID = params["upid"]
+                .as_str()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|err: pbs_api_types::upid::UpidError| {
+                    HttpError::bad_request(err.to_string())
+                })?;
             let start = params["start"].as_u64().unwrap_or(0);
             let limit = params["limit"].as_u64().unwrap_or(50);
             let page = dir
@@ -377,9 +412,13 @@ fn task_router(dir: TaskDir, stopped: Arc<std::sync::Mutex<Vec<String>>>) -> Rou
     let status = ApiMethod::new(move |_env: RpcEnv, params: Value| {
         let dir = status_dir.clone();
         async move {
-            let upid: UPID = params["upid"].as_str().unwrap_or_default().parse().map_err(
-                |err: pbs_api_types::upid::UpidError| HttpError::bad_request(err.to_string()),
-            )?;
+            let upid: UPID = params["upid"]
+                .as_str()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|err: pbs_api_types::upid::UpidError| {
+                    HttpError::bad_request(err.to_string())
+                })?;
             if pbs_tasks::worker_is_active(&upid) {
                 return Ok(json!({"status": "running"}));
             }
@@ -422,7 +461,12 @@ fn task_router(dir: TaskDir, stopped: Arc<std::sync::Mutex<Vec<String>>>) -> Rou
 }
 
 /// Runs a finished task with the given log lines and result in `dir`.
-fn finished_task(dir: &TaskDir, worker_id: &str, lines: &[&str], result: Result<(), &str>) -> String {
+fn finished_task(
+    dir: &TaskDir,
+    worker_id: &str,
+    lines: &[&str],
+    result: Result<(), &str>,
+) -> String {
     let worker = WorkerTask::new_in(
         dir,
         "garbage_collection",
@@ -457,9 +501,14 @@ fn task_list_log_and_stop_over_https() {
          └───────────┴─────────┴──────┴────────┘\n"
     );
 
-    let json: Value =
-        serde_json::from_str(&assert_ok(&env.run(&["task", "list", "--all", "--output-format", "json"])))
-            .unwrap();
+    let json: Value = serde_json::from_str(&assert_ok(&env.run(&[
+        "task",
+        "list",
+        "--all",
+        "--output-format",
+        "json",
+    ])))
+    .unwrap();
     let upids: Vec<&str> = json
         .as_array()
         .unwrap()
@@ -494,7 +543,7 @@ fn task_list_log_and_stop_over_https() {
     assert_eq!(out.status.code(), Some(255));
 
     assert_eq!(assert_ok(&env.run(&["task", "stop", &ok_upid])), "");
-    assert_eq!(stopped.lock().unwrap().as_slice(), [ok_upid.clone()]);
+    assert_eq!(*stopped.lock().unwrap(), vec![ok_upid.clone()]);
 
     runtime().block_on(server.shutdown());
 }
@@ -514,7 +563,10 @@ fn https_needs_the_right_certificate() {
 // ---------------------------------------------------------------------------------------
 // Configuration commands against the real API tree.
 
+/// Serves the real API tree. Its handlers run in this test process and find their files
+/// through `PBS_BASE_DIR`, so this is the only test that sets it here.
 fn api_proxy(env: &mut TestEnv) -> ServerHandle {
+    std::env::set_var("PBS_BASE_DIR", env.base());
     let router = proxmox_backup::api2::router().unwrap();
     start_proxy(env, router)
 }
@@ -530,7 +582,10 @@ const EMPTY_DATASTORE_LIST: &str = "\
 #[ignore = "needs the config API (merge pending)"]
 fn datastore_list_empty() {
     let env = TestEnv::new();
-    assert_eq!(assert_ok(&env.run(&["datastore", "list"])), EMPTY_DATASTORE_LIST);
+    assert_eq!(
+        assert_ok(&env.run(&["datastore", "list"])),
+        EMPTY_DATASTORE_LIST
+    );
     assert_eq!(
         assert_ok(&env.run(&["datastore", "list", "--output-format", "json"])),
         "[]\n"
@@ -545,7 +600,14 @@ fn datastore_create_show_update_remove() {
     let store_path = env.base().join("store1");
     let store_path = store_path.to_str().unwrap();
 
-    let text = assert_ok(&env.run(&["datastore", "create", "store1", store_path, "--comment", "my store"]));
+    let text = assert_ok(&env.run(&[
+        "datastore",
+        "create",
+        "store1",
+        store_path,
+        "--comment",
+        "my store",
+    ]));
     assert!(text.lines().last() == Some("TASK OK"), "{text}");
     assert!(Path::new(store_path).join(".chunks").is_dir());
 
@@ -564,12 +626,27 @@ fn datastore_create_show_update_remove() {
     );
     assert_eq!(assert_ok(&env.run(&["datastore", "list"])), expected);
 
-    assert_ok(&env.run(&["datastore", "update", "store1", "--gc-schedule", "daily", "--delete", "comment"]));
+    assert_ok(&env.run(&[
+        "datastore",
+        "update",
+        "store1",
+        "--gc-schedule",
+        "daily",
+        "--delete",
+        "comment",
+    ]));
     let show: Value = serde_json::from_str(&assert_ok(&env.run(&[
-        "datastore", "show", "store1", "--output-format", "json",
+        "datastore",
+        "show",
+        "store1",
+        "--output-format",
+        "json",
     ])))
     .unwrap();
-    assert_eq!(show, json!({"name": "store1", "path": store_path, "gc-schedule": "daily"}));
+    assert_eq!(
+        show,
+        json!({"name": "store1", "path": store_path, "gc-schedule": "daily"})
+    );
     let text = assert_ok(&env.run(&["datastore", "show", "store1"]));
     assert!(text.contains("│ gc-schedule │ daily"), "{text}");
 
@@ -580,7 +657,10 @@ fn datastore_create_show_update_remove() {
     );
 
     assert_ok(&env.run(&["datastore", "remove", "store1"]));
-    assert_eq!(assert_ok(&env.run(&["datastore", "list"])), EMPTY_DATASTORE_LIST);
+    assert_eq!(
+        assert_ok(&env.run(&["datastore", "list"])),
+        EMPTY_DATASTORE_LIST
+    );
     let err = assert_fails(&env.run(&["datastore", "remove", "store1"]));
     assert!(err.contains("datastore 'store1' does not exist."), "{err}");
     runtime().block_on(server.shutdown());
@@ -590,12 +670,25 @@ fn datastore_create_show_update_remove() {
 #[ignore = "needs the config API (merge pending)"]
 fn users_and_tokens() {
     let env = TestEnv::new();
-    assert_ok(&env.run(&["user", "create", "alice@pbs", "--comment", "Alice", "--email", "a@example.com"]));
+    assert_ok(&env.run(&[
+        "user",
+        "create",
+        "alice@pbs",
+        "--comment",
+        "Alice",
+        "--email",
+        "a@example.com",
+    ]));
     let err = assert_fails(&env.run(&["user", "create", "alice@pbs"]));
     assert!(err.contains("user 'alice@pbs' already exists."), "{err}");
 
-    let users: Value =
-        serde_json::from_str(&assert_ok(&env.run(&["user", "list", "--output-format", "json"]))).unwrap();
+    let users: Value = serde_json::from_str(&assert_ok(&env.run(&[
+        "user",
+        "list",
+        "--output-format",
+        "json",
+    ])))
+    .unwrap();
     let alice = users
         .as_array()
         .unwrap()
@@ -613,9 +706,22 @@ fn users_and_tokens() {
     let row = text.lines().find(|l| l.starts_with("alice@pbs ")).unwrap();
     assert!(row.contains(" 1 never "), "{row}");
 
-    assert_ok(&env.run(&["user", "update", "alice@pbs", "--enable", "0", "--delete", "comment"]));
-    let users: Value =
-        serde_json::from_str(&assert_ok(&env.run(&["user", "list", "--output-format", "json"]))).unwrap();
+    assert_ok(&env.run(&[
+        "user",
+        "update",
+        "alice@pbs",
+        "--enable",
+        "0",
+        "--delete",
+        "comment",
+    ]));
+    let users: Value = serde_json::from_str(&assert_ok(&env.run(&[
+        "user",
+        "list",
+        "--output-format",
+        "json",
+    ])))
+    .unwrap();
     let alice = users
         .as_array()
         .unwrap()
@@ -630,16 +736,29 @@ fn users_and_tokens() {
     let token: Value = serde_json::from_str(json).unwrap();
     assert_eq!(token["tokenid"], "alice@pbs!t1");
     assert_eq!(token["value"].as_str().unwrap().len(), 36);
-    assert!(json.starts_with("{\n  \"tokenid\": \"alice@pbs!t1\",\n  \"value\": "), "{json}");
+    assert!(
+        json.starts_with("{\n  \"tokenid\": \"alice@pbs!t1\",\n  \"value\": "),
+        "{json}"
+    );
 
     let tokens: Value = serde_json::from_str(&assert_ok(&env.run(&[
-        "user", "list-tokens", "alice@pbs", "--output-format", "json",
+        "user",
+        "list-tokens",
+        "alice@pbs",
+        "--output-format",
+        "json",
     ])))
     .unwrap();
     assert_eq!(tokens[0]["tokenid"], "alice@pbs!t1");
     assert_ok(&env.run(&["user", "delete-token", "alice@pbs", "t1"]));
     assert_eq!(
-        assert_ok(&env.run(&["user", "list-tokens", "alice@pbs", "--output-format", "json"])),
+        assert_ok(&env.run(&[
+            "user",
+            "list-tokens",
+            "alice@pbs",
+            "--output-format",
+            "json"
+        ])),
         "[]\n"
     );
 
@@ -653,11 +772,21 @@ fn users_and_tokens() {
 fn acl_update_list_and_permissions() {
     let env = TestEnv::new();
     assert_ok(&env.run(&["user", "create", "bob@pbs"]));
-    assert_ok(&env.run(&["acl", "update", "/datastore", "DatastoreAudit", "--auth-id", "bob@pbs"]));
+    assert_ok(&env.run(&[
+        "acl",
+        "update",
+        "/datastore",
+        "DatastoreAudit",
+        "--auth-id",
+        "bob@pbs",
+    ]));
     let err = assert_fails(&env.run(&["acl", "update", "/", "Admin", "--group", "g1"]));
     assert!(err.contains("groups are currently not supported"), "{err}");
     let err = assert_fails(&env.run(&["acl", "update", "/", "Admin"]));
-    assert!(err.contains("missing 'userid' or 'group' parameter."), "{err}");
+    assert!(
+        err.contains("missing 'userid' or 'group' parameter."),
+        "{err}"
+    );
 
     let out = env
         .command(&["acl", "list"])
@@ -674,7 +803,13 @@ fn acl_update_list_and_permissions() {
     assert!(text.contains("- Datastore.Audit (*)\n"), "{text}");
 
     assert_ok(&env.run(&[
-        "acl", "update", "/datastore", "DatastoreAudit", "--auth-id", "bob@pbs", "--delete",
+        "acl",
+        "update",
+        "/datastore",
+        "DatastoreAudit",
+        "--auth-id",
+        "bob@pbs",
+        "--delete",
     ]));
     let out = env
         .command(&["acl", "list"])

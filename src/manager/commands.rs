@@ -6,8 +6,8 @@ use http::Method;
 use serde_json::{json, Value};
 
 use pbs_cli::format::{
-    format_and_print_result, render_bool_default_true, render_bytes, render_duration,
-    render_epoch, render_expire, render_task_status, ColumnConfig, TableOptions,
+    format_and_print_result, render_bool_default_true, render_bytes, render_duration, render_epoch,
+    render_expire, render_task_status, ColumnConfig, TableOptions,
 };
 use pbs_cli::{OutputFormat, ParsedArgs};
 
@@ -129,8 +129,7 @@ async fn datastore(sub: &str, args: &ParsedArgs) -> Result<()> {
         }
         "update" => {
             let path = format!("config/datastore/{}", path_arg(args, "name")?);
-            local::call_data(Method::PUT, &path, api_params(args, &["name"])).await?;
-            Ok(())
+            print_result(&local::call_data(Method::PUT, &path, api_params(args, &["name"])).await?)
         }
         "remove" => {
             let path = format!("config/datastore/{}", path_arg(args, "name")?);
@@ -141,9 +140,8 @@ async fn datastore(sub: &str, args: &ParsedArgs) -> Result<()> {
 }
 
 async fn user(sub: &str, args: &ParsedArgs) -> Result<()> {
-    let user_path = || -> Result<String> {
-        Ok(format!("access/users/{}", path_arg(args, "userid")?))
-    };
+    let user_path =
+        || -> Result<String> { Ok(format!("access/users/{}", path_arg(args, "userid")?)) };
     match sub {
         "list" => {
             let data = local::call_data(Method::GET, "access/users", vec![]).await?;
@@ -154,24 +152,27 @@ async fn user(sub: &str, args: &ParsedArgs) -> Result<()> {
                         .renderer(render_bool_default_true)
                         .right_align(true),
                 )
-                .column(ColumnConfig::new("expire").renderer(render_expire).right_align(true))
+                .column(
+                    ColumnConfig::new("expire")
+                        .renderer(render_expire)
+                        .right_align(true),
+                )
                 .column(ColumnConfig::new("firstname"))
                 .column(ColumnConfig::new("lastname"))
                 .column(ColumnConfig::new("email"))
                 .column(ColumnConfig::new("comment"));
             print(&data, args, options)
         }
-        "create" => {
-            local::call_data(Method::POST, "access/users", api_params(args, &[])).await?;
-            Ok(())
-        }
+        "create" => print_result(
+            &local::call_data(Method::POST, "access/users", api_params(args, &[])).await?,
+        ),
         "update" => {
-            local::call_data(Method::PUT, &user_path()?, api_params(args, &["userid"])).await?;
-            Ok(())
+            let params = api_params(args, &["userid"]);
+            print_result(&local::call_data(Method::PUT, &user_path()?, params).await?)
         }
         "remove" => {
-            local::call_data(Method::DELETE, &user_path()?, api_params(args, &["userid"])).await?;
-            Ok(())
+            let params = api_params(args, &["userid"]);
+            print_result(&local::call_data(Method::DELETE, &user_path()?, params).await?)
         }
         "list-tokens" => {
             let path = format!("{}/token", user_path()?);
@@ -183,16 +184,16 @@ async fn user(sub: &str, args: &ParsedArgs) -> Result<()> {
                         .renderer(render_bool_default_true)
                         .right_align(true),
                 )
-                .column(ColumnConfig::new("expire").renderer(render_expire).right_align(true))
+                .column(
+                    ColumnConfig::new("expire")
+                        .renderer(render_expire)
+                        .right_align(true),
+                )
                 .column(ColumnConfig::new("comment"));
             print(&data, args, options)
         }
         "generate-token" | "delete-token" => {
-            let path = format!(
-                "{}/token/{}",
-                user_path()?,
-                path_arg(args, "token-name")?
-            );
+            let path = format!("{}/token/{}", user_path()?, path_arg(args, "token-name")?);
             let method = if sub == "generate-token" {
                 Method::POST
             } else {
@@ -266,8 +267,7 @@ async fn acl(sub: &str, args: &ParsedArgs) -> Result<()> {
             print(&data, args, options)
         }
         "update" => {
-            local::call_data(Method::PUT, "access/acl", api_params(args, &[])).await?;
-            Ok(())
+            print_result(&local::call_data(Method::PUT, "access/acl", api_params(args, &[])).await?)
         }
         other => bail!("unhandled command 'acl {other}'"),
     }
@@ -379,9 +379,15 @@ async fn garbage_collection(sub: &str, args: &ParsedArgs) -> Result<()> {
                 .column(left(
                     ColumnConfig::new("last-run-endtime").renderer(render_epoch),
                 ))
-                .column(left(ColumnConfig::new("duration").renderer(render_duration)))
-                .column(left(ColumnConfig::new("removed-bytes").renderer(render_bytes)))
-                .column(left(ColumnConfig::new("pending-bytes").renderer(render_bytes)))
+                .column(left(
+                    ColumnConfig::new("duration").renderer(render_duration),
+                ))
+                .column(left(
+                    ColumnConfig::new("removed-bytes").renderer(render_bytes),
+                ))
+                .column(left(
+                    ColumnConfig::new("pending-bytes").renderer(render_bytes),
+                ))
                 .column(left(ColumnConfig::new("last-run-state")))
                 .column(left(ColumnConfig::new("schedule")))
                 .column(left(ColumnConfig::new("next-run").renderer(render_epoch)));

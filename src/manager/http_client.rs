@@ -76,10 +76,8 @@ impl LocalClient {
         let csrf_token = pbs_auth::csrf::load_csrf_secret()
             .ok()
             .map(|secret| pbs_auth::assemble_csrf_prevention_token(&secret, &root));
-        let fingerprint = pbs_auth::tls::cert_file_fingerprint(&config_file(
-            pbs_auth::tls::PROXY_CERT_FILE,
-        ))
-        .ok();
+        let fingerprint =
+            pbs_auth::tls::cert_file_fingerprint(&config_file(pbs_auth::tls::PROXY_CERT_FILE)).ok();
         Ok(Self {
             address: proxy_address()?,
             connector: build_connector(fingerprint)?,
@@ -90,7 +88,12 @@ impl LocalClient {
 
     /// Sends a request; `GET`/`DELETE` carry `params` in the query string, `POST`/`PUT` as
     /// JSON body. Returns the whole response envelope (`data` plus attributes).
-    pub async fn request(&self, method: Method, path: &str, params: Option<&Value>) -> Result<Value> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        params: Option<&Value>,
+    ) -> Result<Value> {
         let mut uri = format!("/api2/json/{}", path.trim_start_matches('/'));
         let mut body = Bytes::new();
         let with_body = matches!(method, Method::POST | Method::PUT);
@@ -196,7 +199,9 @@ fn build_connector(expected_fingerprint: Option<String>) -> Result<SslConnector>
         let Some(expected) = expected.as_deref() else {
             return false;
         };
-        let leaf = ctx.chain().and_then(|chain| chain.get(0).map(|c| c.to_owned()));
+        let leaf = ctx
+            .chain()
+            .and_then(|chain| chain.get(0).map(|c| c.to_owned()));
         leaf.and_then(|cert| cert.digest(MessageDigest::sha256()).ok())
             .is_some_and(|digest| pbs_auth::tls::format_fingerprint(&digest) == expected)
     });
@@ -210,7 +215,8 @@ mod tests {
 
     #[test]
     fn query_strings() {
-        let params = json!({"running": true, "start": 0, "upid": "UPID:n:1:a b:", "x": ["a", "b/c"]});
+        let params =
+            json!({"running": true, "start": 0, "upid": "UPID:n:1:a b:", "x": ["a", "b/c"]});
         assert_eq!(
             query_string(&params).unwrap(),
             "running=1&start=0&upid=UPID%3An%3A1%3Aa%20b%3A&x=a&x=b%2Fc"

@@ -91,7 +91,11 @@ pub async fn wait_for_local_worker(upid: &str) -> Result<()> {
 }
 
 /// Calls a method that returns the UPID of a worker task and waits for the task.
-pub async fn call_and_wait(method: Method, path: &str, params: Vec<(String, String)>) -> Result<()> {
+pub async fn call_and_wait(
+    method: Method,
+    path: &str,
+    params: Vec<(String, String)>,
+) -> Result<()> {
     let data = call_data(method, path, params).await?;
     match data.as_str() {
         Some(upid) => wait_for_local_worker(upid).await,

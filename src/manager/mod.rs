@@ -21,7 +21,10 @@ pub const PROGRAM: &str = "proxmox-backup-manager";
 
 /// Walks the tree along `args` as far as the names go (exact or unique prefix) and returns
 /// the leaf reached with its full name path.
-pub fn find_leaf<'a>(tree: &'a CommandTree, args: &[String]) -> Option<(Vec<&'static str>, &'a Command)> {
+pub fn find_leaf<'a>(
+    tree: &'a CommandTree,
+    args: &[String],
+) -> Option<(Vec<&'static str>, &'a Command)> {
     let mut node = tree;
     let mut path = Vec::new();
     let mut words = args.iter();
@@ -30,16 +33,13 @@ pub fn find_leaf<'a>(tree: &'a CommandTree, args: &[String]) -> Option<(Vec<&'st
             CommandTree::Leaf(cmd) => return Some((path, cmd)),
             CommandTree::Group(entries) => {
                 let word = words.next()?;
-                let found = entries
-                    .iter()
-                    .find(|(n, _)| n == word)
-                    .or_else(|| {
-                        let mut matches = entries.iter().filter(|(n, _)| n.starts_with(word.as_str()));
-                        match (matches.next(), matches.next()) {
-                            (Some(one), None) => Some(one),
-                            _ => None,
-                        }
-                    })?;
+                let found = entries.iter().find(|(n, _)| n == word).or_else(|| {
+                    let mut matches = entries.iter().filter(|(n, _)| n.starts_with(word.as_str()));
+                    match (matches.next(), matches.next()) {
+                        (Some(one), None) => Some(one),
+                        _ => None,
+                    }
+                })?;
                 path.push(found.0);
                 node = &found.1;
             }
@@ -47,7 +47,12 @@ pub fn find_leaf<'a>(tree: &'a CommandTree, args: &[String]) -> Option<(Vec<&'st
     }
 }
 
-fn collect_usage(tree: &CommandTree, path: &mut Vec<&'static str>, verbose: bool, out: &mut String) {
+fn collect_usage(
+    tree: &CommandTree,
+    path: &mut Vec<&'static str>,
+    verbose: bool,
+    out: &mut String,
+) {
     match tree {
         CommandTree::Leaf(cmd) => {
             if verbose {
@@ -126,7 +131,9 @@ fn serve_control_socket() -> Result<()> {
     })?;
     socket.register("worker-task-status", |args| {
         let upid = upid_arg(args)?;
-        Ok(serde_json::Value::Bool(pbs_tasks::worker_is_active_local(&upid)))
+        Ok(serde_json::Value::Bool(pbs_tasks::worker_is_active_local(
+            &upid,
+        )))
     })?;
     socket.spawn()?;
     Ok(())
@@ -179,8 +186,18 @@ fn log_debug(msg: &str) {
     }
 }
 
+/// Commands run by the tool must not depend on the caller's `PATH` or shell settings.
+fn setup_safe_path_env() {
+    std::env::set_var("PATH", "/sbin:/bin:/usr/sbin:/usr/bin");
+    for name in ["ENV", "BASH_ENV", "CDPATH", "IFS"] {
+        std::env::remove_var(name);
+    }
+}
+
 /// Runs the tool with `args` (without the program name); returns the exit status.
+/// Call before any other thread exists (it adjusts the environment).
 pub fn main_with_args(args: &[String]) -> i32 {
+    setup_safe_path_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

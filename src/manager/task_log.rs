@@ -115,7 +115,11 @@ pub async fn follow_task_log(
 
 /// Shows the result of a call that started a task: in text mode the task log is followed
 /// (Ctrl-C aborts the task), otherwise the UPID is printed as JSON.
-pub async fn view_task_result(client: &LocalClient, data: &Value, format: OutputFormat) -> Result<()> {
+pub async fn view_task_result(
+    client: &LocalClient,
+    data: &Value,
+    format: OutputFormat,
+) -> Result<()> {
     match format {
         OutputFormat::Text => {
             let upid = data
@@ -144,7 +148,10 @@ mod tests {
             strip_date("2024-06-05T14:24:36+02:00: starting garbage collection"),
             "starting garbage collection"
         );
-        assert_eq!(strip_date("2024-06-05T14:24:36+02:00: "), "2024-06-05T14:24:36+02:00: ");
+        assert_eq!(
+            strip_date("2024-06-05T14:24:36+02:00: "),
+            "2024-06-05T14:24:36+02:00: "
+        );
         assert_eq!(strip_date("short line"), "short line");
         assert_eq!(strip_date("TASK OK"), "TASK OK");
     }

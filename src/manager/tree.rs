@@ -2,7 +2,11 @@
 
 use pbs_cli::{Command, CommandTree, Param, ValueKind};
 
-fn leaf(description: &'static str, params: Vec<Param>, positionals: Vec<&'static str>) -> CommandTree {
+fn leaf(
+    description: &'static str,
+    params: Vec<Param>,
+    positionals: Vec<&'static str>,
+) -> CommandTree {
     CommandTree::Leaf(Command {
         description,
         params,
@@ -43,19 +47,43 @@ fn boolean_default_true(name: &'static str, description: &'static str) -> Param 
 fn datastore_properties() -> Vec<Param> {
     vec![
         Param::optional("comment", "Comment."),
-        Param::optional("gc-schedule", "Run garbage collection job at specified schedule."),
-        boolean("verify-new", "If enabled, all new backups will be verified right after completion."),
-        Param::optional("notify-user", "User ID of the notification recipient (legacy)."),
-        Param::optional("notify", "Datastore notification setting: [gc=<n>][,verify=<n>][,sync=<n>][,prune=<n>]."),
-        Param::optional("notification-mode", "Notification mode: legacy-sendmail or notification-system."),
-        Param::optional("tuning", "Datastore tuning options: [chunk-order=none|inode][,sync-level=none|file|filesystem]."),
-        Param::optional("maintenance-mode", "Maintenance mode: type=<read-only|offline|delete>[,message=<text>]."),
+        Param::optional(
+            "gc-schedule",
+            "Run garbage collection job at specified schedule.",
+        ),
+        boolean(
+            "verify-new",
+            "If enabled, all new backups will be verified right after completion.",
+        ),
+        Param::optional(
+            "notify-user",
+            "User ID of the notification recipient (legacy).",
+        ),
+        Param::optional(
+            "notify",
+            "Datastore notification setting: [gc=<n>][,verify=<n>][,sync=<n>][,prune=<n>].",
+        ),
+        Param::optional(
+            "notification-mode",
+            "Notification mode: legacy-sendmail or notification-system.",
+        ),
+        Param::optional(
+            "tuning",
+            "Datastore tuning options: [chunk-order=none|inode][,sync-level=none|file|filesystem].",
+        ),
+        Param::optional(
+            "maintenance-mode",
+            "Maintenance mode: type=<read-only|offline|delete>[,message=<text>].",
+        ),
     ]
 }
 
 fn prune_properties() -> Vec<Param> {
     vec![
-        Param::optional("prune-schedule", "Run prune job at specified schedule (creates a prune job)."),
+        Param::optional(
+            "prune-schedule",
+            "Run prune job at specified schedule (creates a prune job).",
+        ),
         Param::integer("keep-last", "Number of backups to keep."),
         Param::integer("keep-hourly", "Number of hourly backups to keep."),
         Param::integer("keep-daily", "Number of daily backups to keep."),
@@ -106,8 +134,14 @@ fn datastore_tree() -> CommandTree {
 fn user_properties() -> Vec<Param> {
     vec![
         Param::optional("comment", "Comment."),
-        boolean_default_true("enable", "Enable the account (default). You can set this to '0' to disable the account."),
-        Param::integer("expire", "Account expiration date (seconds since epoch). '0' means no expiration date."),
+        boolean_default_true(
+            "enable",
+            "Enable the account (default). You can set this to '0' to disable the account.",
+        ),
+        Param::integer(
+            "expire",
+            "Account expiration date (seconds since epoch). '0' means no expiration date.",
+        ),
         Param::optional("firstname", "First name."),
         Param::optional("lastname", "Last name."),
         Param::optional("email", "E-Mail Address."),
@@ -116,7 +150,10 @@ fn user_properties() -> Vec<Param> {
 
 fn user_tree() -> CommandTree {
     let userid = Param::required("userid", "User ID.");
-    let token_name = Param::required("token-name", "The token ID part of an API token authentication id.");
+    let token_name = Param::required(
+        "token-name",
+        "The token ID part of an API token authentication id.",
+    );
     let mut create = vec![userid.clone()];
     create.extend(user_properties());
     create.push(Param::optional("password", "User Password."));
@@ -181,7 +218,10 @@ fn user_tree() -> CommandTree {
 
 fn acl_tree() -> CommandTree {
     CommandTree::Group(vec![
-        ("list", leaf("List access control list.", vec![output_format()], vec![])),
+        (
+            "list",
+            leaf("List access control list.", vec![output_format()], vec![]),
+        ),
         (
             "update",
             leaf(
@@ -209,15 +249,24 @@ fn task_tree() -> CommandTree {
             leaf(
                 "List running server tasks.",
                 vec![
-                    Param::integer("limit", "The maximal number of tasks to list (1..1000, default 50)."),
+                    Param::integer(
+                        "limit",
+                        "The maximal number of tasks to list (1..1000, default 50).",
+                    ),
                     boolean("all", "Also list stopped tasks."),
                     output_format(),
                 ],
                 vec![],
             ),
         ),
-        ("log", leaf("Display the task log.", vec![upid.clone()], vec!["upid"])),
-        ("stop", leaf("Try to stop a specific task.", vec![upid], vec!["upid"])),
+        (
+            "log",
+            leaf("Display the task log.", vec![upid.clone()], vec!["upid"]),
+        ),
+        (
+            "stop",
+            leaf("Try to stop a specific task.", vec![upid], vec!["upid"]),
+        ),
     ])
 }
 
@@ -226,7 +275,11 @@ fn gc_tree() -> CommandTree {
     CommandTree::Group(vec![
         (
             "list",
-            leaf("List garbage collection job status.", vec![output_format()], vec![]),
+            leaf(
+                "List garbage collection job status.",
+                vec![output_format()],
+                vec![],
+            ),
         ),
         (
             "start",
@@ -249,7 +302,10 @@ fn gc_tree() -> CommandTree {
 
 fn cert_tree() -> CommandTree {
     CommandTree::Group(vec![
-        ("info", leaf("Display node certificate information.", vec![], vec![])),
+        (
+            "info",
+            leaf("Display node certificate information.", vec![], vec![]),
+        ),
         (
             "update",
             leaf(
@@ -276,7 +332,10 @@ pub fn command_tree() -> CommandTree {
             leaf(
                 "Get help about specified command (or sub-command).",
                 vec![
-                    Param::array("command", "Command. This may be a list in order to specify nested sub-commands."),
+                    Param::array(
+                        "command",
+                        "Command. This may be a list in order to specify nested sub-commands.",
+                    ),
                     boolean("verbose", "Verbose help."),
                 ],
                 vec!["command"],
@@ -288,7 +347,10 @@ pub fn command_tree() -> CommandTree {
             "versions",
             leaf(
                 "List package versions for important Proxmox Backup Server packages.",
-                vec![boolean("verbose", "Output verbose package information."), output_format()],
+                vec![
+                    boolean("verbose", "Output verbose package information."),
+                    output_format(),
+                ],
                 vec![],
             ),
         ),

@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::OutputFormat;
 
 pub use render::{
-    format_bytes_binary, format_time_span, render_bool_default_true, render_bytes,
-    render_duration, render_epoch, render_expire, render_task_status, RenderFn,
+    format_bytes_binary, format_time_span, render_bool_default_true, render_bytes, render_duration,
+    render_epoch, render_expire, render_task_status, RenderFn,
 };
 pub use table::{display_width, draw, Cell, Column, Layout};
 
@@ -137,8 +137,7 @@ fn terminal_width() -> Option<usize> {
             return None;
         }
         let mut size: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) != 0 || size.ws_col == 0
-        {
+        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) != 0 || size.ws_col == 0 {
             return None;
         }
         Some(size.ws_col as usize)
@@ -328,12 +327,32 @@ mod tests {
     #[test]
     fn benchmark_table() {
         let rows = [
-            ("tls", "TLS (maximal backup upload speed)", "1267.41 MB/s (103%)"),
-            ("sha256", "SHA256 checksum computation speed", "2066.73 MB/s (102%)"),
-            ("compress", "ZStd level 1 compression speed", "775.11 MB/s (103%)"),
-            ("decompress", "ZStd level 1 decompression speed", "1233.35 MB/s (103%)"),
+            (
+                "tls",
+                "TLS (maximal backup upload speed)",
+                "1267.41 MB/s (103%)",
+            ),
+            (
+                "sha256",
+                "SHA256 checksum computation speed",
+                "2066.73 MB/s (102%)",
+            ),
+            (
+                "compress",
+                "ZStd level 1 compression speed",
+                "775.11 MB/s (103%)",
+            ),
+            (
+                "decompress",
+                "ZStd level 1 decompression speed",
+                "1233.35 MB/s (103%)",
+            ),
             ("verify", "Chunk verification speed", "783.43 MB/s (103%)"),
-            ("aes256_gcm", "AES256 GCM encryption speed", "3688.27 MB/s (101%)"),
+            (
+                "aes256_gcm",
+                "AES256 GCM encryption speed",
+                "3688.27 MB/s (101%)",
+            ),
         ];
         let mut data = serde_json::Map::new();
         let mut options = plain();
@@ -358,7 +377,10 @@ mod tests {
 │ AES256 GCM encryption speed       │ 3688.27 MB/s (101%) │
 └───────────────────────────────────┴─────────────────────┘
 ";
-        assert_eq!(render_text(&Value::Object(data), &options).unwrap(), expected);
+        assert_eq!(
+            render_text(&Value::Object(data), &options).unwrap(),
+            expected
+        );
     }
 
     #[test]
@@ -402,11 +424,20 @@ mod tests {
             .noborder(true)
             .column(ColumnConfig::new("n"))
             .column(ColumnConfig::new("s"));
-        assert_eq!(render_text(&data, &options).unwrap(), "  9 b\n 10 a\n100 c\n");
+        assert_eq!(
+            render_text(&data, &options).unwrap(),
+            "  9 b\n 10 a\n100 c\n"
+        );
         let options = options.sortby("s", true);
-        assert_eq!(render_text(&data, &options).unwrap(), "100 c\n  9 b\n 10 a\n");
+        assert_eq!(
+            render_text(&data, &options).unwrap(),
+            "100 c\n  9 b\n 10 a\n"
+        );
         let options = options.disable_sort();
-        assert_eq!(render_text(&data, &options).unwrap(), " 10 a\n  9 b\n100 c\n");
+        assert_eq!(
+            render_text(&data, &options).unwrap(),
+            " 10 a\n  9 b\n100 c\n"
+        );
     }
 
     #[test]

@@ -45,7 +45,12 @@ pub fn render_bytes(value: &Value, _record: &Value) -> Result<String> {
 
 /// `1`/`0`; anything but a boolean counts as true.
 pub fn render_bool_default_true(value: &Value, _record: &Value) -> Result<String> {
-    Ok(if value.as_bool().unwrap_or(true) { "1" } else { "0" }.to_string())
+    Ok(if value.as_bool().unwrap_or(true) {
+        "1"
+    } else {
+        "0"
+    }
+    .to_string())
 }
 
 /// The status string; when missing, `running` for tasks without `endtime`, else `unknown`.
@@ -184,28 +189,46 @@ mod tests {
         }
         assert_eq!(format_time_span(55.5), "56s");
         assert_eq!(format_time_span(0.5), "0.5s");
-        assert_eq!(render_duration(&json!(61), &Value::Null).unwrap(), "1min 1s");
+        assert_eq!(
+            render_duration(&json!(61), &Value::Null).unwrap(),
+            "1min 1s"
+        );
         assert_eq!(render_duration(&Value::Null, &Value::Null).unwrap(), "");
     }
 
     #[test]
     fn simple_renderers() {
-        assert_eq!(render_bool_default_true(&Value::Null, &Value::Null).unwrap(), "1");
-        assert_eq!(render_bool_default_true(&json!(false), &Value::Null).unwrap(), "0");
+        assert_eq!(
+            render_bool_default_true(&Value::Null, &Value::Null).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            render_bool_default_true(&json!(false), &Value::Null).unwrap(),
+            "0"
+        );
         let running = json!({"upid": "x"});
-        assert_eq!(render_task_status(&Value::Null, &running).unwrap(), "running");
+        assert_eq!(
+            render_task_status(&Value::Null, &running).unwrap(),
+            "running"
+        );
         let ended = json!({"upid": "x", "endtime": 5});
         assert_eq!(render_task_status(&Value::Null, &ended).unwrap(), "unknown");
         assert_eq!(render_task_status(&json!("OK"), &ended).unwrap(), "OK");
         assert_eq!(render_expire(&Value::Null, &Value::Null).unwrap(), "never");
         assert_eq!(render_expire(&json!(0), &Value::Null).unwrap(), "never");
         assert_eq!(render_epoch(&Value::Null, &Value::Null).unwrap(), "");
-        assert_eq!(render_epoch(&json!("abc"), &Value::Null).unwrap(), "\"abc\"");
+        assert_eq!(
+            render_epoch(&json!("abc"), &Value::Null).unwrap(),
+            "\"abc\""
+        );
         let epoch = render_epoch(&json!(1_700_000_000), &Value::Null).unwrap();
         assert_eq!(
             epoch,
             pbs_api_types::time::strftime_local("%c", 1_700_000_000).unwrap()
         );
-        assert_eq!(render_expire(&json!(1_700_000_000), &Value::Null).unwrap(), epoch);
+        assert_eq!(
+            render_expire(&json!(1_700_000_000), &Value::Null).unwrap(),
+            epoch
+        );
     }
 }
