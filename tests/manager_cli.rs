@@ -198,6 +198,18 @@ fn versions_in_all_output_formats() {
     assert!(assert_fails(&out).contains("undefined output format 'yaml'"));
 }
 
+#[test]
+fn bash_completion() {
+    let env = TestEnv::new();
+    let out = env
+        .command(&["bashcomplete", "proxmox-backup-manager", "g", "garbage-collection"])
+        .env("COMP_LINE", "proxmox-backup-manager garbage-collection st")
+        .env("COMP_POINT", "44")
+        .output()
+        .unwrap();
+    assert_eq!(assert_ok(&out), "start\nstatus\n");
+}
+
 // ---------------------------------------------------------------------------------------
 // Certificates
 

@@ -9,7 +9,7 @@ use pbs_cli::format::{
     format_and_print_result, render_bool_default_true, render_bytes, render_duration, render_epoch,
     render_expire, render_task_status, ColumnConfig, TableOptions,
 };
-use pbs_cli::{OutputFormat, ParsedArgs};
+use pbs_cli::{Command, OutputFormat, ParsedArgs, ValueKind};
 
 use super::http_client::{encode_component, LocalClient};
 use super::local;
@@ -24,22 +24,30 @@ fn api_params(args: &ParsedArgs, skip: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The same parameters as a JSON object for HTTP requests (repeated names as arrays).
-fn api_params_json(args: &ParsedArgs, skip: &[&str]) -> Value {
+/// The same parameters as a JSON object for HTTP requests: integers and booleans typed by
+/// the command's parameter definitions, repeatable parameters as arrays.
+fn api_params_json(command: &Command, args: &ParsedArgs, skip: &[&str]) -> Result<Value> {
     let mut map = serde_json::Map::new();
-    for (name, value) in api_params(args, skip) {
-        match map.get_mut(&name) {
-            Some(Value::Array(list)) => list.push(Value::String(value)),
-            Some(existing) => {
-                let first = existing.take();
-                *existing = Value::Array(vec![first, Value::String(value)]);
+    for (name, text) in api_params(args, skip) {
+        let kind = command.param(&name).map(|p| p.kind);
+        let value = match kind {
+            Some(ValueKind::Integer) => match args.integer(&name)? {
+                Some(n) => Value::from(n),
+                None => continue,
+            },
+            Some(ValueKind::Boolean { default }) => Value::Bool(args.flag(&name, default)?),
+            _ => Value::String(text),
+        };
+        if kind == Some(ValueKind::Array) {
+            match map.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
+                Value::Array(list) => list.push(value),
+                other => *other = Value::Array(vec![value]),
             }
-            None => {
-                map.insert(name, Value::String(value));
-            }
+        } else {
+            map.insert(name, value);
         }
     }
-    Value::Object(map)
+    Ok(Value::Object(map))
 }
 
 fn path_arg(args: &ParsedArgs, name: &str) -> Result<String> {
@@ -63,10 +71,10 @@ fn table() -> TableOptions {
     TableOptions::new()
 }
 
-/// Runs the command at `path` (without `help`, handled by the caller).
-pub async fn run(path: &[&str], args: &ParsedArgs) -> Result<()> {
+/// Runs `command` found at `path` (without `help`, handled by the caller).
+pub async fn run(path: &[&str], command: &Command, args: &ParsedArgs) -> Result<()> {
     match path {
-        ["datastore", sub] => datastore(sub, args).await,
+        ["datastore", sub] => datastore(sub, command, args).await,
         ["user", sub] => user(sub, args).await,
         ["acl", sub] => acl(sub, args).await,
         ["cert", "info"] => super::cert::cert_info(),
@@ -99,7 +107,7 @@ const DATASTORE_PROPERTIES: [&str; 17] = [
     "verify-new",
 ];
 
-async fn datastore(sub: &str, args: &ParsedArgs) -> Result<()> {
+async fn datastore(sub: &str, command: &Command, args: &ParsedArgs) -> Result<()> {
     match sub {
         "list" => {
             let data = local::call_data(Method::GET, "config/datastore", vec![]).await?;
@@ -121,7 +129,7 @@ async fn datastore(sub: &str, args: &ParsedArgs) -> Result<()> {
         "create" => {
             let format = OutputFormat::from_args(args)?;
             let client = LocalClient::connect()?;
-            let params = api_params_json(args, &[]);
+            let params = api_params_json(command, args, &[])?;
             let data = client
                 .data(Method::POST, "config/datastore", Some(&params))
                 .await?;
@@ -400,6 +408,31 @@ async fn garbage_collection(sub: &str, args: &ParsedArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_parameters_are_typed() {
+        let tree = super::super::tree::command_tree();
+        let argv: Vec<String> = [
+            "datastore",
+            "create",
+            "s1",
+            "/p",
+            "--keep-last",
+            "3",
+            "--verify-new",
+            "--output-format",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let inv = pbs_cli::parse_command_line(&tree, &argv).unwrap();
+        let params = api_params_json(inv.command, &inv.args, &[]).unwrap();
+        assert_eq!(
+            params,
+            json!({"name": "s1", "path": "/p", "keep-last": 3, "verify-new": true})
+        );
+    }
 
     #[test]
     fn permission_text() {

@@ -6,6 +6,7 @@
 
 pub mod cert;
 pub mod commands;
+pub mod completion;
 pub mod http_client;
 pub mod local;
 pub mod task_log;
@@ -112,9 +113,32 @@ pub fn help_text(tree: &CommandTree, words: &[String], verbose: bool) -> Result<
     }
 }
 
+/// Group id of the `backup` group, if it exists.
+fn backup_gid() -> Option<u32> {
+    let name = std::ffi::CString::new("backup").ok()?;
+    // SAFETY: grp is plain data filled by getgrnam_r; all pointers reference live buffers
+    // of the given sizes.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        Some(grp.gr_gid)
+    }
+}
+
 fn serve_control_socket() -> Result<()> {
     let name = pbs_rest_server::control::control_socket_name(std::process::id());
-    let mut socket = pbs_rest_server::control::CommandSocket::new(name, None);
+    let mut socket = pbs_rest_server::control::CommandSocket::new(name, backup_gid());
     fn upid_arg(args: Option<serde_json::Value>) -> Result<pbs_api_types::UPID> {
         let text = args
             .as_ref()
@@ -149,6 +173,10 @@ fn print_error_with_usage(tree: &CommandTree, args: &[String], err: &anyhow::Err
 
 async fn run_async(args: &[String]) -> i32 {
     let tree = tree::command_tree();
+    if args.first().map(String::as_str) == Some("bashcomplete") {
+        completion::print_completions(&tree);
+        return 0;
+    }
     let invocation = match pbs_cli::parse_command_line(&tree, args) {
         Ok(inv) => inv,
         Err(err) => {
@@ -169,7 +197,7 @@ async fn run_async(args: &[String]) -> i32 {
         if let Err(err) = serve_control_socket() {
             log_debug(&format!("control socket not available: {err:#}"));
         }
-        commands::run(&invocation.path, &invocation.args).await
+        commands::run(&invocation.path, invocation.command, &invocation.args).await
     };
     match result {
         Ok(()) => 0,
