@@ -202,7 +202,12 @@ fn versions_in_all_output_formats() {
 fn bash_completion() {
     let env = TestEnv::new();
     let out = env
-        .command(&["bashcomplete", "proxmox-backup-manager", "g", "garbage-collection"])
+        .command(&[
+            "bashcomplete",
+            "proxmox-backup-manager",
+            "g",
+            "garbage-collection",
+        ])
         .env("COMP_LINE", "proxmox-backup-manager garbage-collection st")
         .env("COMP_POINT", "44")
         .output()
@@ -512,6 +517,12 @@ fn task_list_log_and_stop_over_https() {
          ╞═══════════╪═════════╪══════╪════════╡\n\
          └───────────┴─────────┴──────┴────────┘\n"
     );
+    let out = env
+        .command(&["task", "list"])
+        .env("PROXMOX_OUTPUT_NO_HEADER", "")
+        .output()
+        .unwrap();
+    assert_eq!(assert_ok(&out), "┌──┬──┬──┬──┐\n└──┴──┴──┴──┘\n");
 
     let json: Value = serde_json::from_str(&assert_ok(&env.run(&[
         "task",

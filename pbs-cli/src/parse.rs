@@ -338,6 +338,8 @@ mod tests {
         );
         let inv = parse_command_line(&t, &argv("inspect chunk a --exclude x --exclude y")).unwrap();
         assert_eq!(inv.args.get_all("exclude"), ["x", "y"]);
+        let pairs: Vec<_> = inv.args.pairs().collect();
+        assert_eq!(pairs, [("chunk", "a"), ("exclude", "x"), ("exclude", "y")]);
         let inv = parse_command_line(&t, &argv("inspect chunk --keyfile=-k a")).unwrap();
         assert_eq!(inv.args.get("keyfile"), Some("-k"));
     }
