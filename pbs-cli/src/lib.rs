@@ -5,6 +5,7 @@
 //! single dash; booleans may stand alone; `--` ends option parsing; required positionals must be
 //! given positionally; an array-typed last positional takes all remaining words.
 
+pub mod format;
 mod parse;
 mod usage;
 

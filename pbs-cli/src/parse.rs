@@ -55,6 +55,13 @@ impl ParsedArgs {
         }
     }
 
+    /// Every `(name, value)` pair, repeated parameters once per value, names sorted.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |v| (name.as_str(), v.as_str())))
+    }
+
     fn push(&mut self, name: &str, value: String) {
         self.values.entry(name.to_string()).or_default().push(value);
     }
@@ -331,6 +338,8 @@ mod tests {
         );
         let inv = parse_command_line(&t, &argv("inspect chunk a --exclude x --exclude y")).unwrap();
         assert_eq!(inv.args.get_all("exclude"), ["x", "y"]);
+        let pairs: Vec<_> = inv.args.pairs().collect();
+        assert_eq!(pairs, [("chunk", "a"), ("exclude", "x"), ("exclude", "y")]);
         let inv = parse_command_line(&t, &argv("inspect chunk --keyfile=-k a")).unwrap();
         assert_eq!(inv.args.get("keyfile"), Some("-k"));
     }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod formatter;
 pub mod forward;
 pub mod handler;
+pub mod invoke;
 pub mod log;
 pub mod params;
 pub mod reload;
