@@ -602,7 +602,6 @@ const EMPTY_DATASTORE_LIST: &str = "\
 ";
 
 #[test]
-#[ignore = "needs the config API (merge pending)"]
 fn datastore_list_empty() {
     let env = TestEnv::new();
     assert_eq!(
@@ -616,7 +615,6 @@ fn datastore_list_empty() {
 }
 
 #[test]
-#[ignore = "needs the config API (merge pending)"]
 fn datastore_create_show_update_remove() {
     let mut env = TestEnv::new();
     let server = api_proxy(&mut env);
@@ -690,7 +688,6 @@ fn datastore_create_show_update_remove() {
 }
 
 #[test]
-#[ignore = "needs the config API (merge pending)"]
 fn users_and_tokens() {
     let env = TestEnv::new();
     assert_ok(&env.run(&[
@@ -791,7 +788,6 @@ fn users_and_tokens() {
 }
 
 #[test]
-#[ignore = "needs the config API (merge pending)"]
 fn acl_update_list_and_permissions() {
     let env = TestEnv::new();
     assert_ok(&env.run(&["user", "create", "bob@pbs"]));
@@ -803,7 +799,7 @@ fn acl_update_list_and_permissions() {
         "--auth-id",
         "bob@pbs",
     ]));
-    let err = assert_fails(&env.run(&["acl", "update", "/", "Admin", "--group", "g1"]));
+    let err = assert_fails(&env.run(&["acl", "update", "/", "Admin", "--group", "grp1"]));
     assert!(err.contains("groups are currently not supported"), "{err}");
     let err = assert_fails(&env.run(&["acl", "update", "/", "Admin"]));
     assert!(

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +21,9 @@ pub const BACKUP_USER_NAME: &str = "backup";
 
 /// Mode of the lock files.
 pub const LOCK_FILE_MODE: u32 = 0o660;
+
+/// Mode of `/etc/proxmox-backup` when this code has to create it.
+pub const CONFIG_DIR_MODE: u32 = 0o700;
 
 /// Who should own a written file (applied only when running as root).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +151,17 @@ impl ConfigLockGuard {
 /// Creates (mode 0660, `backup:backup` when root) and exclusively locks `path`, waiting up to
 /// `timeout`.
 pub fn lock_file(path: &Path, timeout: Duration) -> Result<ConfigLockGuard, Error> {
+    // A fresh base directory (tests, `make run`) has no config directory yet; the package
+    // creates it in production. Create it with the restrictive mode upstream uses.
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(CONFIG_DIR_MODE)
+                .create(dir)
+                .map_err(|err| format_err!("unable to create config directory {dir:?} - {err}"))?;
+        }
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
