@@ -322,3 +322,45 @@ async fn hand_over(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        // Variable names unique to this test: the environment is process-global.
+        std::env::set_var("PBS_TEST_LISTEN_A", "[::1]:8008");
+        assert_eq!(
+            listen_address_from("PBS_TEST_LISTEN_A", "127.0.0.1:82").unwrap(),
+            "[::1]:8008".parse().unwrap()
+        );
+        assert_eq!(
+            listen_address_from("PBS_TEST_LISTEN_UNSET", "[::]:8007").unwrap(),
+            "[::]:8007".parse().unwrap()
+        );
+        std::env::set_var("PBS_TEST_LISTEN_B", "localhost");
+        let err = listen_address_from("PBS_TEST_LISTEN_B", "127.0.0.1:82").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("PBS_TEST_LISTEN_B: invalid listen address 'localhost'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pid_file_of_a_successor_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.pid");
+        write_pid_file(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        remove_own_pid_file(&path);
+        assert!(!path.exists());
+        std::fs::write(&path, "1\n").unwrap();
+        remove_own_pid_file(&path);
+        assert!(path.exists());
+    }
+}

@@ -153,3 +153,27 @@ pub fn prepare_api_daemon() -> Result<(), Error> {
     pbs_auth::csrf::ensure_csrf_key().context("unable to create CSRF secret")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_get_their_mode_despite_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/active-operations");
+        create_dir(&path, 0o750, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o750);
+        // Existing directories are left alone.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        create_dir(&path, 0o750, None).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o700);
+    }
+
+    #[test]
+    fn user_lookup() {
+        assert_eq!(lookup_user("root").unwrap(), Some(UserIds { uid: 0, gid: 0 }));
+        assert_eq!(lookup_user("no-such-user-pbs-test").unwrap(), None);
+    }
+}
