@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{encode, wait_until, Reply, TestServer, Target, API_BIN};
+use common::{encode, wait_until, Reply, Target, TestServer, API_BIN};
 use http::StatusCode;
 use serde_json::{json, Value};
 
@@ -47,7 +47,10 @@ fn both_daemons_start_and_log_where_they_listen() {
     let api_log = server.daemon_log(Target::Api);
     let proxy_log = server.daemon_log(Target::Proxy);
     assert!(
-        api_log.contains(&format!("proxmox-backup-api: listening on {}", server.api_addr)),
+        api_log.contains(&format!(
+            "proxmox-backup-api: listening on {}",
+            server.api_addr
+        )),
         "{api_log}"
     );
     assert!(
@@ -66,7 +69,13 @@ fn both_daemons_start_and_log_where_they_listen() {
         Some(server.child_pid(Target::Proxy))
     );
     let config = server.config_dir();
-    for file in ["authkey.key", "authkey.pub", "csrf.key", "proxy.key", "proxy.pem"] {
+    for file in [
+        "authkey.key",
+        "authkey.pub",
+        "csrf.key",
+        "proxy.key",
+        "proxy.pem",
+    ] {
         assert!(config.join(file).is_file(), "{file} missing");
     }
     use std::os::unix::fs::PermissionsExt;
@@ -91,7 +100,12 @@ fn protected_call_on_proxy_runs_in_api_daemon() {
     let upid = start_task(&root, Target::Proxy, "test/worker", json!({ "lines": 1 }));
     assert_eq!(upid_pid(&upid), server.child_pid(Target::Api));
     // Not protected: runs in the proxy itself.
-    let local = start_task(&root, Target::Proxy, "test/local-worker", json!({ "lines": 1 }));
+    let local = start_task(
+        &root,
+        Target::Proxy,
+        "test/local-worker",
+        json!({ "lines": 1 }),
+    );
     assert_eq!(upid_pid(&local), server.child_pid(Target::Proxy));
     // Forwarded calls are logged by the API daemon only.
     wait_task_stopped(&root, &upid);
@@ -140,7 +154,12 @@ fn task_list_status_and_log() {
     );
     assert_eq!(log.status, StatusCode::OK);
     assert_eq!(log.content_type.as_deref(), Some("application/json"));
-    assert!(log.body.starts_with("{\"active\":false,\"data\":[{\"n\":2,"), "{}", log.body);
+    assert!(
+        log.body
+            .starts_with("{\"active\":false,\"data\":[{\"n\":2,"),
+        "{}",
+        log.body
+    );
     let body = log.json();
     assert_eq!(body["total"], 4);
     assert_eq!(body["success"], 1);
@@ -152,7 +171,11 @@ fn task_list_status_and_log() {
         Target::Proxy,
         &format!("nodes/localhost/tasks/{}/log?limit=1", encode(&ok)),
     );
-    assert!(no_status.body.starts_with("{\"data\":[{\"n\":1,"), "{}", no_status.body);
+    assert!(
+        no_status.body.starts_with("{\"data\":[{\"n\":1,"),
+        "{}",
+        no_status.body
+    );
 
     let download = root.get(
         Target::Proxy,
@@ -168,7 +191,11 @@ fn task_list_status_and_log() {
 
     // The list: newest first, field order, `total`, filters.
     let list: Reply = root.get(Target::Proxy, "nodes/localhost/tasks");
-    assert!(list.body.starts_with("{\"total\":2,\"data\":[{\"upid\":"), "{}", list.body);
+    assert!(
+        list.body.starts_with("{\"total\":2,\"data\":[{\"upid\":"),
+        "{}",
+        list.body
+    );
     let items = list.data();
     let upids: Vec<&str> = items
         .as_array()
@@ -178,7 +205,9 @@ fn task_list_status_and_log() {
         .collect();
     assert_eq!(upids.len(), 2);
     assert!(upids.contains(&ok.as_str()) && upids.contains(&failed.as_str()));
-    let errors = root.get(Target::Proxy, "nodes/localhost/tasks?errors=1").data();
+    let errors = root
+        .get(Target::Proxy, "nodes/localhost/tasks?errors=1")
+        .data();
     assert_eq!(errors.as_array().unwrap().len(), 1);
     assert_eq!(errors[0]["upid"], failed.as_str());
     assert_eq!(errors[0]["status"], "failed on request");
@@ -201,7 +230,10 @@ fn task_list_status_and_log() {
 
     // Subdirectories of a task.
     let index = root
-        .get(Target::Proxy, &format!("nodes/localhost/tasks/{}", encode(&ok)))
+        .get(
+            Target::Proxy,
+            &format!("nodes/localhost/tasks/{}", encode(&ok)),
+        )
         .data();
     assert_eq!(index, json!([{ "subdir": "log" }, { "subdir": "status" }]));
 }
@@ -222,13 +254,27 @@ fn tasks_of_other_users_are_hidden() {
         "user: user1@pbs\n\nuser: auditor@pbs\n\n",
     )
     .unwrap();
-    std::fs::write(config.join("acl.cfg"), "acl:1:/system/tasks:auditor@pbs:Audit\n").unwrap();
+    std::fs::write(
+        config.join("acl.cfg"),
+        "acl:1:/system/tasks:auditor@pbs:Audit\n",
+    )
+    .unwrap();
     let server = TestServer::start_in(base);
     let root = server.client("root@pam");
     let user = server.client("user1@pbs");
     let auditor = server.client("auditor@pbs");
-    let roots = start_task(&root, Target::Proxy, "test/local-worker", json!({ "lines": 1 }));
-    let own = start_task(&user, Target::Proxy, "test/local-worker", json!({ "lines": 1 }));
+    let roots = start_task(
+        &root,
+        Target::Proxy,
+        "test/local-worker",
+        json!({ "lines": 1 }),
+    );
+    let own = start_task(
+        &user,
+        Target::Proxy,
+        "test/local-worker",
+        json!({ "lines": 1 }),
+    );
     wait_task_stopped(&root, &roots);
     wait_task_stopped(&root, &own);
 
@@ -267,7 +313,10 @@ fn stop_task_of_the_proxy_through_the_api_daemon() {
     // The API daemon asks the proxy over its control socket.
     let status = task_status(&root, Target::Api, &upid);
     assert_eq!(status["status"], "running");
-    let stop = root.delete(Target::Proxy, &format!("nodes/localhost/tasks/{}", encode(&upid)));
+    let stop = root.delete(
+        Target::Proxy,
+        &format!("nodes/localhost/tasks/{}", encode(&upid)),
+    );
     assert_eq!(stop.data(), Value::Null);
     let status = wait_task_stopped(&root, &upid);
     assert_eq!(status["exitstatus"], "abort requested - aborting task");
@@ -340,7 +389,9 @@ fn failed_start_says_why() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("unable to listen on {addr} - Address already in use")),
+        stderr.contains(&format!(
+            "unable to listen on {addr} - Address already in use"
+        )),
         "{stderr}"
     );
     // A broken configuration line names file and line (checked before binding; the port
@@ -350,6 +401,9 @@ fn failed_start_says_why() {
     let out = run(base.path());
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("user.cfg") && stderr.contains('2'), "{stderr}");
+    assert!(
+        stderr.contains("user.cfg") && stderr.contains('2'),
+        "{stderr}"
+    );
     drop(taken);
 }

@@ -14,8 +14,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use pbs_rest_server::control::{control_socket_name, CommandSocket};
 use pbs_rest_server::reload::{import_listener, reexec_command, spawn_with_listeners};
 use pbs_rest_server::{
-    spawn_server, FileLogger, RpcEnvType, ServerConfig, ServerHandle, TlsAcceptorHandle,
-    TlsConfig, Transport,
+    spawn_server, FileLogger, RpcEnvType, ServerConfig, ServerHandle, TlsAcceptorHandle, TlsConfig,
+    Transport,
 };
 
 use super::layout::{self, UserIds};
@@ -146,7 +146,7 @@ fn write_pid_file(path: &Path) -> Result<(), Error> {
         data.as_bytes(),
         pbs_tools::fs::ReplaceOptions::mode(0o644),
     )
-        .with_context(|| format!("unable to write PID file {path:?}"))
+    .with_context(|| format!("unable to write PID file {path:?}"))
 }
 
 /// Removes the PID file if it still names this process (a successor may have rewritten it).

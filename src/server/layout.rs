@@ -173,7 +173,10 @@ mod tests {
 
     #[test]
     fn user_lookup() {
-        assert_eq!(lookup_user("root").unwrap(), Some(UserIds { uid: 0, gid: 0 }));
+        assert_eq!(
+            lookup_user("root").unwrap(),
+            Some(UserIds { uid: 0, gid: 0 })
+        );
         assert_eq!(lookup_user("no-such-user-pbs-test").unwrap(), None);
     }
 }

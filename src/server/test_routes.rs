@@ -33,8 +33,12 @@ fn worker_method(protected: bool) -> ApiMethod {
         let lines = params["lines"].as_u64().unwrap_or(3);
         let pause = Duration::from_millis(params["sleep-ms"].as_u64().unwrap_or(0));
         let fail = params["fail"].as_bool().unwrap_or(false);
-        let upid = WorkerTask::spawn_async("testworker", None, auth_id, false, move |worker| {
-            async move {
+        let upid = WorkerTask::spawn_async(
+            "testworker",
+            None,
+            auth_id,
+            false,
+            move |worker| async move {
                 for n in 1..=lines {
                     worker.log_message(format!("line {n}"));
                     tokio::select! {
@@ -47,8 +51,8 @@ fn worker_method(protected: bool) -> ApiMethod {
                     anyhow::bail!("failed on request");
                 }
                 Ok(())
-            }
-        })
+            },
+        )
         .map_err(|err| HttpError::internal(format!("{err:#}")))?;
         Ok(json!(upid))
     })

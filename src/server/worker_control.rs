@@ -55,7 +55,13 @@ pub async fn worker_is_active(upid: &UPID) -> bool {
         return false;
     }
     let args = json!({ "upid": upid.to_string() });
-    match send_command(&control_socket_name(upid.pid), "worker-task-status", Some(args)).await {
+    match send_command(
+        &control_socket_name(upid.pid),
+        "worker-task-status",
+        Some(args),
+    )
+    .await
+    {
         Ok(Value::Bool(active)) => active,
         _ => true,
     }
@@ -71,8 +77,12 @@ pub async fn abort_worker(upid: &UPID) -> Result<(), Error> {
         return Ok(());
     }
     let args = json!({ "upid": upid.to_string() });
-    send_command(&control_socket_name(upid.pid), "worker-task-abort", Some(args))
-        .await
-        .map_err(|err| format_err!("unable to abort task {upid}: {err}"))?;
+    send_command(
+        &control_socket_name(upid.pid),
+        "worker-task-abort",
+        Some(args),
+    )
+    .await
+    .map_err(|err| format_err!("unable to abort task {upid}: {err}"))?;
     Ok(())
 }

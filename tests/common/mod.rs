@@ -113,15 +113,20 @@ impl TestServer {
     fn launch(&mut self) {
         let base = self.base.path().to_path_buf();
         self.api = Some(self.spawn(API_BIN, "api.log"));
-        wait_accepting(self.api_addr, self.api.as_mut().unwrap(), &base.join("api.log"));
+        wait_accepting(
+            self.api_addr,
+            self.api.as_mut().unwrap(),
+            &base.join("api.log"),
+        );
         self.proxy = Some(self.spawn(PROXY_BIN, "proxy.log"));
         wait_accepting(
             self.proxy_addr,
             self.proxy.as_mut().unwrap(),
             &base.join("proxy.log"),
         );
-        self.fingerprint = pbs_auth::tls::cert_file_fingerprint(&self.config_dir().join("proxy.pem"))
-            .expect("certificate fingerprint");
+        self.fingerprint =
+            pbs_auth::tls::cert_file_fingerprint(&self.config_dir().join("proxy.pem"))
+                .expect("certificate fingerprint");
     }
 
     fn spawn(&self, bin: &str, log_name: &str) -> Child {
@@ -228,7 +233,11 @@ impl TestServer {
             .into_iter()
             .flatten()
             .collect();
-        for pid in children.iter().map(|c| c.id() as i32).chain(extra.iter().copied()) {
+        for pid in children
+            .iter()
+            .map(|c| c.id() as i32)
+            .chain(extra.iter().copied())
+        {
             // SAFETY: signalling processes this harness started (or their successors).
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
@@ -330,7 +339,13 @@ impl Client {
     }
 
     /// Sends one request and reads the whole answer.
-    pub fn request(&self, target: Target, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub fn request(
+        &self,
+        target: Target,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -404,8 +419,10 @@ impl Client {
     async fn tls_connect(
         &self,
         stream: tokio::net::TcpStream,
-    ) -> Result<tokio_openssl::SslStream<tokio::net::TcpStream>, Box<dyn std::error::Error + Send + Sync>>
-    {
+    ) -> Result<
+        tokio_openssl::SslStream<tokio::net::TcpStream>,
+        Box<dyn std::error::Error + Send + Sync>,
+    > {
         let mut connector = SslConnector::builder(SslMethod::tls())?;
         let expected = self.fingerprint.clone();
         connector.set_verify_callback(SslVerifyMode::PEER, move |_ok, ctx| {

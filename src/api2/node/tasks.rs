@@ -26,8 +26,16 @@ pub(super) fn register(router: Router) -> Result<Router, RouteError> {
     router
         .route("nodes/{node}/tasks", Method::GET, list_tasks_method())?
         .route("nodes/{node}/tasks/{upid}", Method::GET, task_index())?
-        .route("nodes/{node}/tasks/{upid}", Method::DELETE, stop_task_method())?
-        .route("nodes/{node}/tasks/{upid}/log", Method::GET, read_log_method())?
+        .route(
+            "nodes/{node}/tasks/{upid}",
+            Method::DELETE,
+            stop_task_method(),
+        )?
+        .route(
+            "nodes/{node}/tasks/{upid}/log",
+            Method::GET,
+            read_log_method(),
+        )?
         .route(
             "nodes/{node}/tasks/{upid}/status",
             Method::GET,
@@ -171,9 +179,13 @@ fn list_tasks(env: &RpcEnv, params: &Value) -> Result<JsonText, HttpError> {
     let limit = params["limit"].as_u64().unwrap_or(50);
     let see_all = info.is_superuser(&auth_id)
         || info.lookup_privs(&auth_id, &["system", "tasks"]) & PRIV_SYS_AUDIT != 0;
-    let page = pbs_tasks::list_tasks(&TaskDir::default_location(), &filter, start, limit, |task| {
-        see_all || check_task_access(&info, &auth_id, &task.upid).is_ok()
-    })
+    let page = pbs_tasks::list_tasks(
+        &TaskDir::default_location(),
+        &filter,
+        start,
+        limit,
+        |task| see_all || check_task_access(&info, &auth_id, &task.upid).is_ok(),
+    )
     .map_err(|err| internal(format!("unable to list tasks: {err:#}")))?;
     env.set_result_attrib("total", json!(page.total));
     let items: Vec<TaskListItem> = page.tasks.iter().map(TaskListItem::new).collect();
@@ -290,14 +302,11 @@ async fn download_log(params: &Value, upid: &UPID) -> Result<Response<Body>, Htt
         }
     }
     let path = TaskDir::default_location().log_path(upid);
-    let data = tokio::fs::read(&path)
-        .await
-        .map_err(|err| HttpError::bad_request(format!("unable to read task log {path:?}: {err}")))?;
+    let data = tokio::fs::read(&path).await.map_err(|err| {
+        HttpError::bad_request(format!("unable to read task log {path:?}: {err}"))
+    })?;
     let time = pbs_api_types::time::epoch_to_rfc3339_utc(upid.starttime).map_err(internal)?;
-    let filename = format!(
-        "task-{}-{}-{}.log",
-        upid.node, upid.worker_type, time
-    );
+    let filename = format!("task-{}-{}-{}.log", upid.node, upid.worker_type, time);
     Response::builder()
         .header(CONTENT_TYPE, "text/plain")
         .header(
