@@ -407,3 +407,47 @@ fn failed_start_says_why() {
     );
     drop(taken);
 }
+
+#[test]
+fn control_socket_commands() {
+    use pbs_rest_server::control::{control_socket_name, send_command};
+    let server = TestServer::start();
+    let root = server.client("root@pam");
+    let api_upid = start_task(&root, Target::Api, "test/worker", json!({ "lines": 1 }));
+    wait_task_stopped(&root, &api_upid);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let proxy = control_socket_name(server.child_pid(Target::Proxy) as u32);
+    let api = control_socket_name(server.child_pid(Target::Api) as u32);
+    runtime.block_on(async {
+        for command in [
+            "reload-certificate",
+            "api-access-log-reopen",
+            "api-auth-log-reopen",
+            "datastore-removed",
+        ] {
+            assert_eq!(
+                send_command(&proxy, command, None).await.unwrap(),
+                Value::Null,
+                "{command}"
+            );
+        }
+        // Certificate reload is a proxy command only.
+        let err = send_command(&api, "reload-certificate", None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "got unknown command 'reload-certificate'");
+        // Task commands answer for the own process only.
+        let args = json!({ "upid": api_upid });
+        let err = send_command(&proxy, "worker-task-status", Some(args.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "upid does not belong to this process");
+        let active = send_command(&api, "worker-task-status", Some(args))
+            .await
+            .unwrap();
+        assert_eq!(active, Value::Bool(false));
+    });
+}
