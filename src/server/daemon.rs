@@ -17,9 +17,10 @@ use pbs_rest_server::{
     spawn_server, FileLogger, RpcEnvType, ServerConfig, ServerHandle, TlsAcceptorHandle, TlsConfig,
     Transport,
 };
+use std::process::Command;
 
 use super::layout::{self, UserIds};
-use super::{log, test_routes, worker_control};
+use super::{log, notify, test_routes, worker_control};
 
 /// Environment variable carrying the inherited listening socket of a reloaded daemon.
 pub const LISTEN_FD_ENV: &str = "PROXMOX_BACKUP_LISTEN_FD";
@@ -261,14 +262,18 @@ pub async fn run(kind: DaemonKind) -> Result<(), Error> {
     let pid_file = kind.pid_file();
     write_pid_file(&pid_file)?;
     let control = start_control_socket(kind, access_log, auth_log, tls)?;
+    report_notify_error(notify::notify("READY=1"));
 
     let exit = loop {
         tokio::select! {
             _ = sighup.recv() => {
                 log::info("reload requested");
+                report_notify_error(notify::notify("RELOADING=1"));
                 match hand_over(&mut server).await {
                     Ok(pid) => {
                         log::info(format!("successor started (pid {pid}), finishing open requests"));
+                        // The successor is the main process from now on.
+                        report_notify_error(notify::notify(&format!("MAINPID={pid}")));
                         break Exit::Reload;
                     }
                     Err((err, listener)) => {
@@ -305,6 +310,28 @@ pub async fn run(kind: DaemonKind) -> Result<(), Error> {
     Ok(())
 }
 
+fn report_notify_error(result: Result<(), Error>) {
+    if let Err(err) = result {
+        log::info(format!("{err:#}"));
+    }
+}
+
+/// The successor runs the binary now installed at this program's path (an update replaces
+/// the file; `/proc/self/exe` would still name the old one), with the same arguments.
+fn successor_command() -> Command {
+    let Ok(exe) = std::env::current_exe() else {
+        return reexec_command();
+    };
+    let text = exe.to_string_lossy();
+    let path = PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text));
+    if !path.is_file() {
+        return reexec_command();
+    }
+    let mut command = Command::new(path);
+    command.args(std::env::args_os().skip(1));
+    command
+}
+
 /// Stops accepting and starts the successor with the listening socket. On failure the
 /// listener (if it was taken back) is returned so that this process can go on serving.
 async fn hand_over(
@@ -314,7 +341,7 @@ async fn hand_over(
         .hand_over_listener()
         .await
         .map_err(|err| (Error::from(err), None))?;
-    match spawn_with_listeners(reexec_command(), &[(&listener, LISTEN_FD_ENV)]) {
+    match spawn_with_listeners(successor_command(), &[(&listener, LISTEN_FD_ENV)]) {
         Ok(child) => Ok(child.id()),
         Err(err) => Err((
             format_err!("unable to start successor: {err}"),

@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod dev_setup;
 pub mod layout;
 pub mod log;
+pub mod notify;
 pub mod test_auth;
 pub mod test_routes;
 pub mod worker_control;
