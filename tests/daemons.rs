@@ -228,6 +228,30 @@ fn task_list_status_and_log() {
     assert_eq!(by_status.as_array().unwrap().len(), 1);
     assert_eq!(by_status[0]["status"], "OK");
 
+    let now = pbs_api_types::time::epoch_now();
+    let future = root
+        .get(
+            Target::Proxy,
+            &format!("nodes/localhost/tasks?since={}", now + 3600),
+        )
+        .data();
+    assert_eq!(future, json!([]));
+    let past = root
+        .get(Target::Proxy, "nodes/localhost/tasks?until=1000")
+        .data();
+    assert_eq!(past, json!([]));
+    let window = root
+        .get(
+            Target::Proxy,
+            &format!(
+                "nodes/localhost/tasks?since={}&until={}",
+                now - 3600,
+                now + 3600
+            ),
+        )
+        .data();
+    assert_eq!(window.as_array().unwrap().len(), 2);
+
     // Subdirectories of a task.
     let index = root
         .get(
@@ -352,6 +376,18 @@ fn reload_finishes_in_flight_request_and_keeps_serving() {
         unsafe { libc::waitpid(old_pid, &mut status, libc::WNOHANG) == old_pid }
     });
     assert_eq!(root.get(Target::Proxy, "nodes").status, StatusCode::OK);
+
+    // The API daemon reloads the same way; forwarded calls keep working.
+    let old_api = server.child_pid(Target::Api);
+    server.signal(Target::Api, libc::SIGHUP);
+    wait_until(Duration::from_secs(30), "API daemon successor", || {
+        server
+            .pid_file_pid(Target::Api)
+            .is_some_and(|pid| pid != old_api)
+    });
+    let upid = start_task(&root, Target::Proxy, "test/worker", json!({ "lines": 1 }));
+    assert_eq!(Some(upid_pid(&upid)), server.pid_file_pid(Target::Api));
+
     let log = server.daemon_log(Target::Proxy);
     assert!(log.contains("reload requested"), "{log}");
     assert_eq!(log.matches("listening on").count(), 2, "{log}");
