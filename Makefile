@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all deps build test bench fmt clippy check fuzz-smoke
+.PHONY: all deps build test bench fmt clippy check fuzz-smoke run
 
 all: build
 
@@ -20,6 +20,10 @@ test: deps
 # Throughput benchmarks, each printed beside a reference figure measured in the same run.
 bench: deps
 	$(CARGO) bench -p pbs-datastore --bench datastore
+
+# Both daemons in the foreground on a local instance under ./run (see scripts/run-dev.sh).
+run: deps
+	@./scripts/run-dev.sh
 
 fmt:
 	$(CARGO) fmt --all
