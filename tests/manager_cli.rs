@@ -673,7 +673,10 @@ fn datastore_create_show_update_remove() {
 
     let err = assert_fails(&env.run(&["datastore", "update", "store1", "--keep-last", "3"]));
     assert!(
-        err.contains("keep-last: datastore prune settings have been replaced by prune jobs"),
+        err.contains(
+            "parameter verification failed - 'keep-last': \
+             datastore prune settings have been replaced by prune jobs"
+        ),
         "{err}"
     );
 

@@ -221,6 +221,8 @@ pub async fn run(kind: DaemonKind) -> Result<(), Error> {
     let router = Arc::new(daemon_router()?);
     let auth = super::api_auth(kind == DaemonKind::Proxy)?;
     let (access_log, auth_log) = open_logs(owner)?;
+    // Logins handled by the access API write their own auth log lines.
+    crate::auth::set_auth_logger(Some(Arc::clone(&auth_log)));
 
     let tls = match kind {
         DaemonKind::Api => None,

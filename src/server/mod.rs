@@ -6,7 +6,6 @@ pub mod dev_setup;
 pub mod layout;
 pub mod log;
 pub mod notify;
-pub mod test_auth;
 pub mod test_routes;
 pub mod worker_control;
 
@@ -17,10 +16,8 @@ pub use daemon::{run, DaemonKind};
 /// The authentication hook of a daemon (`public` = the proxy, which only has the public
 /// ticket key).
 ///
-/// TEMPORARY until the `crate::auth` module is merged: replace the body with
-/// `crate::auth::ApiAuthState::new(public)`.
 pub fn api_auth(public: bool) -> anyhow::Result<Arc<dyn pbs_rest_server::ApiAuth>> {
-    Ok(Arc::new(test_auth::TicketAuth::load(public)?))
+    crate::auth::ApiAuthState::new(public)
 }
 
 /// Entry point of both daemon binaries: runs the daemon on a multi-threaded runtime and
