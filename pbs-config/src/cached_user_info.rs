@@ -1,9 +1,9 @@
 //! Users and ACLs loaded together: who is active and which privileges an auth id has where.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::Error;
 use thiserror::Error;
@@ -14,9 +14,6 @@ use crate::acl::{AclTree, RoleMap};
 use crate::privileges::{role_privs, PRIVILEGES};
 use crate::section_config::SectionConfigData;
 use crate::user::{is_active_at, TOKEN_TYPE, USER_TYPE};
-
-/// How long a process reuses loaded permission data.
-pub const CACHE_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// A permission check failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -38,9 +35,39 @@ pub struct CachedUserInfo {
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 struct CacheEntry {
-    loaded: Instant,
+    dir: PathBuf,
+    stamps: [Option<FileStamp>; 2],
     generation: u64,
     info: Arc<CachedUserInfo>,
+}
+
+/// Identity of a config file version. Writers replace files by rename, so a new version has a
+/// new inode; size and change time catch in-place edits by an administrator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+    })
+}
+
+fn config_stamps(dir: &Path) -> [Option<FileStamp>; 2] {
+    [
+        file_stamp(&dir.join(crate::user::USER_CFG.name)),
+        file_stamp(&dir.join(crate::acl::ACL_CFG.name)),
+    ]
 }
 
 static CACHE: Mutex<Option<CacheEntry>> = Mutex::new(None);
@@ -58,20 +85,25 @@ fn optional_flags(value: &serde_json::Value) -> (Option<bool>, Option<i64>) {
 }
 
 impl CachedUserInfo {
-    /// Permission data of the configuration directory, reused for up to 5 s.
+    /// Permission data of the configuration directory, reloaded whenever `user.cfg` or
+    /// `acl.cfg` changed on disk — also when another process (the other daemon, the manager)
+    /// wrote them.
     pub fn new() -> Result<Arc<Self>, Error> {
         let generation = GENERATION.load(Ordering::SeqCst);
+        let dir = pbs_buildcfg::config_dir();
+        let stamps = config_stamps(&dir);
         let mut cache = CACHE
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(entry) = cache.as_ref() {
-            if entry.generation == generation && entry.loaded.elapsed() < CACHE_MAX_AGE {
+            if entry.generation == generation && entry.dir == dir && entry.stamps == stamps {
                 return Ok(Arc::clone(&entry.info));
             }
         }
-        let info = Arc::new(Self::load_in(&pbs_buildcfg::config_dir())?);
+        let info = Arc::new(Self::load_in(&dir)?);
         *cache = Some(CacheEntry {
-            loaded: Instant::now(),
+            dir,
+            stamps,
             generation,
             info: Arc::clone(&info),
         });

@@ -207,6 +207,26 @@ impl TestServer {
                 utf8_percent_encode(&ticket, NON_ALPHANUMERIC)
             )),
             csrf: Some(csrf),
+            authorization: None,
+        }
+    }
+
+    /// A client sending exactly the given credentials: a ticket (as `PBSAuthCookie`), a CSRF
+    /// token (on non-GET requests) and an `Authorization` header value.
+    pub fn client_with(
+        &self,
+        ticket: Option<&str>,
+        csrf: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Client {
+        Client {
+            api: self.api_addr,
+            proxy: self.proxy_addr,
+            fingerprint: self.fingerprint.clone(),
+            cookie: ticket
+                .map(|t| format!("PBSAuthCookie={}", utf8_percent_encode(t, NON_ALPHANUMERIC))),
+            csrf: csrf.map(str::to_string),
+            authorization: authorization.map(str::to_string),
         }
     }
 
@@ -218,6 +238,7 @@ impl TestServer {
             fingerprint: self.fingerprint.clone(),
             cookie: None,
             csrf: None,
+            authorization: None,
         }
     }
 
@@ -320,6 +341,7 @@ pub struct Client {
     fingerprint: String,
     cookie: Option<String>,
     csrf: Option<String>,
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -336,6 +358,11 @@ impl Client {
     /// `DELETE` on `path`.
     pub fn delete(&self, target: Target, path: &str) -> Reply {
         self.request(target, Method::DELETE, path, None)
+    }
+
+    /// `PUT` with a JSON body.
+    pub fn put(&self, target: Target, path: &str, body: Value) -> Reply {
+        self.request(target, Method::PUT, path, Some(body))
     }
 
     /// Sends one request and reads the whole answer.
@@ -372,6 +399,9 @@ impl Client {
             .header("host", addr.to_string());
         if let Some(cookie) = &self.cookie {
             builder = builder.header("cookie", cookie);
+        }
+        if let Some(authorization) = &self.authorization {
+            builder = builder.header("authorization", authorization);
         }
         if method != Method::GET {
             if let Some(csrf) = &self.csrf {
