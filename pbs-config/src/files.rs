@@ -151,17 +151,6 @@ impl ConfigLockGuard {
 /// Creates (mode 0660, `backup:backup` when root) and exclusively locks `path`, waiting up to
 /// `timeout`.
 pub fn lock_file(path: &Path, timeout: Duration) -> Result<ConfigLockGuard, Error> {
-    // A fresh base directory (tests, `make run`) has no config directory yet; the package
-    // creates it in production. Create it with the restrictive mode upstream uses.
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(CONFIG_DIR_MODE)
-                .create(dir)
-                .map_err(|err| format_err!("unable to create config directory {dir:?} - {err}"))?;
-        }
-    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -249,7 +238,17 @@ impl ConfigFile {
     }
 
     /// Takes the exclusive lock in `dir` with the default timeout.
+    ///
+    /// A fresh base directory (tests, `make run`) has no configuration directory yet (the
+    /// package creates it in production): it is created with the restrictive mode upstream uses.
     pub fn lock_in(&self, dir: &Path) -> Result<ConfigLockGuard, Error> {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(CONFIG_DIR_MODE)
+                .create(dir)
+                .map_err(|err| format_err!("unable to create config directory {dir:?} - {err}"))?;
+        }
         lock_file(&self.lock_path_in(dir), LOCK_TIMEOUT)
     }
 }
