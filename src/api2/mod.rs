@@ -2,9 +2,11 @@
 //! `proxmox-backup-manager` (which calls it in-process).
 
 pub mod access;
+pub mod admin;
 pub mod config;
 pub mod node;
 pub mod node_status;
+pub mod reader;
 pub mod status;
 pub mod version;
 
@@ -15,6 +17,8 @@ use pbs_rest_server::Router;
 pub fn router() -> Result<Router, RouteError> {
     let router = Router::new();
     let router = access::register(router)?;
+    let router = admin::register(router)?;
+    let router = reader::register(router)?;
     let router = config::register(router)?;
     let router = node::register(router)?;
     let router = node_status::register(router)?;

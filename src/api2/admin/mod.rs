@@ -1,0 +1,16 @@
+//! `admin/datastore/{store}/…`: browsing and maintaining the content of a datastore.
+
+pub mod content;
+pub mod maintenance;
+pub mod namespace;
+pub mod store_access;
+
+use pbs_rest_server::router::RouteError;
+use pbs_rest_server::Router;
+
+/// Adds the `admin/datastore/{store}` routes.
+pub fn register(router: Router) -> Result<Router, RouteError> {
+    let router = content::register(router)?;
+    let router = maintenance::register(router)?;
+    namespace::register(router)
+}
