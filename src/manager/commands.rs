@@ -82,6 +82,7 @@ pub async fn run(path: &[&str], command: &Command, args: &ParsedArgs) -> Result<
         ["task", sub] => task(sub, args).await,
         ["garbage-collection", sub] => garbage_collection(sub, args).await,
         ["versions"] => super::versions::versions(args),
+        ["verify"] => verify(args).await,
         other => bail!("unhandled command {other:?}"),
     }
 }
@@ -403,6 +404,30 @@ async fn garbage_collection(sub: &str, args: &ParsedArgs) -> Result<()> {
         }
         other => bail!("unhandled command 'garbage-collection {other}'"),
     }
+}
+
+async fn verify(args: &ParsedArgs) -> Result<()> {
+    let format = OutputFormat::from_args(args)?;
+    let client = LocalClient::connect()?;
+    let path = format!("admin/datastore/{}/verify", path_arg(args, "store")?);
+    let mut params = serde_json::Map::new();
+    if let Some(ns) = args.get("ns") {
+        params.insert("ns".into(), Value::from(ns));
+    }
+    if args.get("ignore-verified").is_some() {
+        params.insert(
+            "ignore-verified".into(),
+            Value::from(args.flag("ignore-verified", true)?),
+        );
+    }
+    for name in ["max-depth", "outdated-after"] {
+        if let Some(value) = args.integer(name)? {
+            params.insert(name.into(), Value::from(value));
+        }
+    }
+    let params = Value::Object(params);
+    let data = client.data(Method::POST, &path, Some(&params)).await?;
+    view_task_result(&client, &data, format).await
 }
 
 #[cfg(test)]

@@ -300,6 +300,30 @@ fn gc_tree() -> CommandTree {
     ])
 }
 
+fn verify_leaf() -> CommandTree {
+    leaf(
+        "Verify backups of a datastore (as a task).",
+        vec![
+            Param::required("store", "Datastore name."),
+            Param::optional("ns", "Namespace to verify (default: root)."),
+            Param::integer(
+                "max-depth",
+                "How many levels of namespaces below 'ns' are included.",
+            ),
+            boolean(
+                "ignore-verified",
+                "Skip snapshots that were verified already (default true).",
+            ),
+            Param::integer(
+                "outdated-after",
+                "Re-verify snapshots whose last verification is older than this many days.",
+            ),
+            output_format(),
+        ],
+        vec!["store"],
+    )
+}
+
 fn cert_tree() -> CommandTree {
     CommandTree::Group(vec![
         (
@@ -343,6 +367,7 @@ pub fn command_tree() -> CommandTree {
         ),
         ("task", task_tree()),
         ("user", user_tree()),
+        ("verify", verify_leaf()),
         (
             "versions",
             leaf(

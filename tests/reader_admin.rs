@@ -1,0 +1,672 @@
+//! End-to-end tests of the reader protocol and the `admin/datastore` API against the real
+//! daemons, on a datastore whose snapshots are written directly with the datastore library.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::{encode, wait_until, Client, Target, TestServer};
+use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
+use pbs_datastore::manifest::BackupManifest;
+use pbs_datastore::{DataBlob, DataChunkBuilder, DataStore, DynamicIndexWriter, FixedIndexWriter};
+
+const STORE: &str = "store1";
+const T1: i64 = 1_700_000_000;
+const T2: i64 = 1_700_086_400;
+const T3: i64 = 1_700_172_800;
+
+fn chunk_data(i: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
+    (0..4096 + i * 97)
+        .map(|n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if n % 2 == 0 {
+                b'z'
+            } else {
+                (x >> 32) as u8
+            }
+        })
+        .collect()
+}
+
+/// Writes a finished snapshot (a `.didx` of 5 chunks, a `.fidx` of 2, a config blob and the
+/// manifest) owned by `owner`; returns the chunk digests.
+fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid) -> Vec<[u8; 32]> {
+    let ns = BackupNamespace::root();
+    let (_, _group_guard) = store
+        .create_locked_backup_group(&ns, &dir.group, owner)
+        .unwrap();
+    let (relative, _dir_guard) = store.create_new_locked_backup_dir(&ns, dir).unwrap();
+    let path = store.base_path().join(relative);
+    let mut manifest = BackupManifest::new(dir.group.ty.as_str(), &dir.group.id, dir.time);
+    let mut digests = Vec::new();
+
+    let mut writer =
+        DynamicIndexWriter::create(store.chunk_store().clone(), path.join("root.pxar.didx"))
+            .unwrap();
+    let mut end = 0u64;
+    for i in 0..5 {
+        let data = chunk_data(i);
+        let (blob, digest) = DataChunkBuilder::new(&data).compress(true).build().unwrap();
+        store
+            .chunk_store()
+            .insert_chunk(blob.raw_data(), &digest)
+            .unwrap();
+        end += data.len() as u64;
+        writer.add_chunk(end, &digest).unwrap();
+        digests.push(digest);
+    }
+    let csum = writer.close().unwrap();
+    manifest
+        .add_file("root.pxar.didx", end, csum, CryptMode::None)
+        .unwrap();
+
+    let image: Vec<u8> = (0..2)
+        .flat_map(|i| chunk_data(50 + i)[..4096].to_vec())
+        .collect();
+    let mut writer = FixedIndexWriter::create(
+        store.chunk_store().clone(),
+        path.join("disk.img.fidx"),
+        image.len() as u64,
+        4096,
+    )
+    .unwrap();
+    for (i, data) in image.chunks(4096).enumerate() {
+        let (blob, digest) = DataChunkBuilder::new(data).build().unwrap();
+        store
+            .chunk_store()
+            .insert_chunk(blob.raw_data(), &digest)
+            .unwrap();
+        writer.add_digest(i, &digest).unwrap();
+        digests.push(digest);
+    }
+    let csum = writer.close().unwrap();
+    manifest
+        .add_file("disk.img.fidx", image.len() as u64, csum, CryptMode::None)
+        .unwrap();
+
+    let conf = DataBlob::encode(b"memory: 1024\n", None, true).unwrap();
+    std::fs::write(path.join("qemu-server.conf.blob"), conf.raw_data()).unwrap();
+    manifest
+        .add_file(
+            "qemu-server.conf.blob",
+            conf.raw_size(),
+            openssl::sha::sha256(conf.raw_data()),
+            CryptMode::None,
+        )
+        .unwrap();
+
+    let json = manifest.to_string(None).unwrap();
+    let blob = DataBlob::encode(json.as_bytes(), None, true).unwrap();
+    std::fs::write(path.join("index.json.blob"), blob.raw_data()).unwrap();
+    digests
+}
+
+/// The proxy runs as `backup` when the tests run as root: hand the files over.
+fn chown_to_backup(path: &Path) {
+    // SAFETY: plain system call without arguments.
+    if unsafe { libc::geteuid() } != 0 || !path.exists() {
+        return;
+    }
+    let status = std::process::Command::new("chown")
+        .args(["-R", "backup:backup"])
+        .arg(path)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown {path:?} failed");
+}
+
+fn wait_task(client: &Client, upid: &str) -> Value {
+    let mut status = Value::Null;
+    wait_until(Duration::from_secs(60), "task end", || {
+        status = client
+            .get(
+                Target::Proxy,
+                &format!("nodes/localhost/tasks/{}/status", encode(upid)),
+            )
+            .data();
+        status["status"] == "stopped"
+    });
+    status
+}
+
+fn ticket_cookie(server: &TestServer, userid: &str) -> String {
+    let dir = server.config_dir();
+    let key = pbs_auth::PrivateAuthKey::load(&dir.join("authkey.key")).expect("auth key");
+    let userid: pbs_api_types::Userid = userid.parse().expect("user id");
+    let ticket = pbs_auth::ticket::assemble_api_ticket(&key, &userid).expect("ticket");
+    format!(
+        "PBSAuthCookie={}",
+        utf8_percent_encode(&ticket, NON_ALPHANUMERIC)
+    )
+}
+
+/// Outcome of an upgrade attempt.
+enum Upgrade {
+    /// The HTTP/2 request sender of the session.
+    Session(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    /// Status and body of a refused upgrade.
+    Refused(u16, String),
+}
+
+/// Sends the HTTP/1.1 upgrade request over TLS by hand and, on `101`, starts HTTP/2.
+async fn open_reader(addr: std::net::SocketAddr, cookie: &str, query: &str) -> Upgrade {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
+    connector.set_verify(SslVerifyMode::NONE);
+    let ssl = connector
+        .build()
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .into_ssl("localhost")
+        .unwrap();
+    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut tls).connect().await.unwrap();
+
+    let request = format!(
+        "GET //api2/json/reader?{query} HTTP/1.1\r\nhost: localhost:8007\r\ncookie: {cookie}\r\nconnection: upgrade\r\nupgrade: proxmox-backup-reader-protocol-v1\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tls.read(&mut byte).await.unwrap();
+        assert_eq!(n, 1, "connection closed in response head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    if status != 101 {
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        tls.read_exact(&mut body).await.unwrap();
+        return Upgrade::Refused(status, String::from_utf8_lossy(&body).into_owned());
+    }
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("upgrade: proxmox-backup-reader-protocol-v1"),
+        "{head}"
+    );
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(2_147_483_646)
+        .initial_connection_window_size(2_147_483_646)
+        .max_frame_size(4 * 1024 * 1024)
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    Upgrade::Session(sender)
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> (StatusCode, Option<String>, Vec<u8>) {
+    sender.ready().await.unwrap();
+    let request = Request::get(format!("https://localhost:8007/{path}"))
+        .body(Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, body.to_vec())
+}
+
+fn reader_query(dir: &BackupDir) -> String {
+    format!(
+        "backup-id={}&backup-time={}&backup-type={}&debug=true&store={STORE}",
+        dir.group.id, dir.time, dir.group.ty
+    )
+}
+
+fn snapshot_query(dir: &BackupDir) -> String {
+    format!(
+        "backup-type={}&backup-id={}&backup-time={}",
+        dir.group.ty, dir.group.id, dir.time
+    )
+}
+
+fn snapshot_body(dir: &BackupDir) -> Value {
+    json!({
+        "backup-type": dir.group.ty.as_str(),
+        "backup-id": dir.group.id,
+        "backup-time": dir.time,
+    })
+}
+
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("pbs-reader-admin")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .expect("scratch directory")
+}
+
+struct Fixture {
+    server: TestServer,
+    root: Client,
+    store_path: PathBuf,
+    _scratch: tempfile::TempDir,
+    group: BackupGroup,
+    digests: Vec<[u8; 32]>,
+}
+
+fn setup() -> Fixture {
+    let server = TestServer::start();
+    let root = server.client("root@pam");
+    let scratch = scratch_dir();
+    let store_path = scratch.path().join(STORE);
+    let upid = root
+        .post(
+            Target::Proxy,
+            "config/datastore",
+            json!({"name": STORE, "path": store_path.to_str().unwrap()}),
+        )
+        .data();
+    let status = wait_task(&root, upid.as_str().unwrap());
+    assert_eq!(status["exitstatus"], "OK", "{status}");
+
+    for user in ["alice@pbs", "carol@pbs"] {
+        root.post(Target::Proxy, "access/users", json!({ "userid": user }))
+            .data();
+    }
+    root.put(
+        Target::Proxy,
+        "access/acl",
+        json!({"path": "/datastore/store1", "auth-id": "carol@pbs", "role": "DatastoreBackup"}),
+    )
+    .data();
+
+    let lock_dir = server.base.path().join("run/proxmox-backup/locks");
+    let store = DataStore::open_with_lock_dir(STORE, &store_path, &lock_dir).unwrap();
+    let owner: Authid = "root@pam".parse().unwrap();
+    let group = BackupGroup::new(BackupType::Vm, "100").unwrap();
+    let mut digests = Vec::new();
+    for time in [T1, T2, T3] {
+        digests = write_snapshot(
+            &store,
+            &BackupDir::new(group.clone(), time).unwrap(),
+            &owner,
+        );
+    }
+    chown_to_backup(&store_path);
+    chown_to_backup(&lock_dir);
+    Fixture {
+        server,
+        root,
+        store_path,
+        _scratch: scratch,
+        group,
+        digests,
+    }
+}
+
+#[test]
+fn reader_and_datastore_admin_end_to_end() {
+    let fx = setup();
+    let root = &fx.root;
+    let base = format!("admin/datastore/{STORE}");
+    let newest = BackupDir::new(fx.group.clone(), T3).unwrap();
+
+    // ---- listing ----
+    let groups = root.get(Target::Proxy, &format!("{base}/groups")).data();
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
+    assert_eq!(groups[0]["backup-type"], "vm");
+    assert_eq!(groups[0]["backup-id"], "100");
+    assert_eq!(groups[0]["backup-count"], 3);
+    assert_eq!(groups[0]["last-backup"], T3);
+    assert_eq!(groups[0]["owner"], "root@pam");
+
+    let snapshots = root.get(Target::Proxy, &format!("{base}/snapshots")).data();
+    let times: Vec<i64> = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["backup-time"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times, vec![T1, T2, T3]);
+    assert_eq!(snapshots[0]["protected"], false);
+
+    let files = root
+        .get(
+            Target::Proxy,
+            &format!("{base}/files?{}", snapshot_query(&newest)),
+        )
+        .data();
+    let names: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "root.pxar.didx",
+            "disk.img.fidx",
+            "qemu-server.conf.blob",
+            "index.json.blob"
+        ]
+    );
+    assert_eq!(files[3]["crypt-mode"], "none");
+
+    let snapshot_dir = fx
+        .store_path
+        .join("vm/100")
+        .join(newest.time_string().unwrap());
+    let download = root.get(
+        Target::Proxy,
+        &format!(
+            "{base}/download?{}&file-name=qemu-server.conf.blob",
+            snapshot_query(&newest)
+        ),
+    );
+    assert_eq!(download.status, StatusCode::OK);
+    let decoded = root.get(
+        Target::Proxy,
+        &format!(
+            "{base}/download-decoded?{}&file-name=qemu-server.conf.blob",
+            snapshot_query(&newest)
+        ),
+    );
+    assert_eq!(decoded.body, "memory: 1024\n");
+
+    // ---- reader session ----
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let root_cookie = ticket_cookie(&fx.server, "root@pam");
+    runtime.block_on(async {
+        let Upgrade::Session(mut h2) =
+            open_reader(fx.server.proxy_addr, &root_cookie, &reader_query(&newest)).await
+        else {
+            panic!("upgrade refused");
+        };
+        let (status, _, index) = h2_get(&mut h2, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            String::from_utf8(index).unwrap(),
+            r#"{"data":[{"subdir":"chunk"},{"subdir":"download"},{"subdir":"speedtest"}]}"#
+        );
+
+        // chunks are not downloadable before their index was fetched
+        let first = hex::encode(fx.digests[0]);
+        let (status, _, body) = h2_get(&mut h2, &format!("chunk?digest={first}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            format!("download chunk {first} not allowed")
+        );
+
+        let (status, ctype, manifest) = h2_get(&mut h2, "download?file-name=index.json.blob").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ctype.as_deref(), Some("application/octet-stream"));
+        assert_eq!(
+            manifest,
+            std::fs::read(snapshot_dir.join("index.json.blob")).unwrap()
+        );
+        for index in ["root.pxar.didx", "disk.img.fidx"] {
+            let (status, _, data) = h2_get(&mut h2, &format!("download?file-name={index}")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(data, std::fs::read(snapshot_dir.join(index)).unwrap());
+        }
+        for digest in &fx.digests {
+            let hex = hex::encode(digest);
+            let (status, _, data) = h2_get(&mut h2, &format!("chunk?digest={hex}")).await;
+            assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&data));
+            let path = fx.store_path.join(".chunks").join(&hex[..4]).join(&hex);
+            assert_eq!(data, std::fs::read(path).unwrap());
+        }
+
+        let (status, _, body) = h2_get(&mut h2, "download?file-name=missing.blob").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&body).contains("not found"));
+        let (status, _, body) = h2_get(&mut h2, "download?file-name=notes.txt").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "unknown archive type: \"notes.txt\""
+        );
+        let (status, _, body) = h2_get(&mut h2, "speedtest").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.len(), 1024 * 1024);
+        assert!(body.iter().all(|b| *b == b'A'));
+        let (status, _, body) = h2_get(&mut h2, "nothing/here").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "Path '/nothing/here' not found."
+        );
+
+        // no privileges at all: refused before anything else
+        let alice = ticket_cookie(&fx.server, "alice@pbs");
+        match open_reader(fx.server.proxy_addr, &alice, &reader_query(&newest)).await {
+            Upgrade::Refused(status, body) => {
+                assert_eq!(status, 400);
+                assert_eq!(body, "no permissions on /datastore/store1");
+            }
+            Upgrade::Session(_) => panic!("alice got a reader session"),
+        }
+        // Datastore.Backup only: the group must be owned by the caller
+        let carol = ticket_cookie(&fx.server, "carol@pbs");
+        match open_reader(fx.server.proxy_addr, &carol, &reader_query(&newest)).await {
+            Upgrade::Refused(status, body) => {
+                assert_eq!(status, 400);
+                assert_eq!(body, "backup owner check failed!");
+            }
+            Upgrade::Session(_) => panic!("carol got a reader session"),
+        }
+        // unknown snapshot
+        let missing = BackupDir::new(fx.group.clone(), T3 + 1).unwrap();
+        match open_reader(fx.server.proxy_addr, &root_cookie, &reader_query(&missing)).await {
+            Upgrade::Refused(status, body) => {
+                assert_eq!(status, 400);
+                assert!(body.contains("does not exist"), "{body}");
+            }
+            Upgrade::Session(_) => panic!("session on a missing snapshot"),
+        }
+        drop(h2);
+    });
+
+    // the admin API refuses users without privileges and hides foreign groups
+    let carol = fx.server.client("carol@pbs");
+    let carol_groups = carol.get(Target::Proxy, &format!("{base}/groups")).data();
+    assert_eq!(carol_groups, json!([]));
+    let alice = fx.server.client("alice@pbs");
+    assert_eq!(
+        alice.get(Target::Proxy, &format!("{base}/groups")).status,
+        StatusCode::FORBIDDEN
+    );
+
+    // ---- notes and protection ----
+    let mut notes_body = snapshot_body(&newest);
+    notes_body["notes"] = json!("first line\nsecond line");
+    root.put(Target::Proxy, &format!("{base}/notes"), notes_body)
+        .data();
+    let notes = root
+        .get(
+            Target::Proxy,
+            &format!("{base}/notes?{}", snapshot_query(&newest)),
+        )
+        .data();
+    assert_eq!(notes, "first line\nsecond line");
+    let snapshots = root.get(Target::Proxy, &format!("{base}/snapshots")).data();
+    assert_eq!(snapshots[2]["comment"], "first line");
+
+    let oldest = BackupDir::new(fx.group.clone(), T1).unwrap();
+    let mut protect = snapshot_body(&oldest);
+    protect["protected"] = json!(true);
+    root.put(Target::Proxy, &format!("{base}/protected"), protect)
+        .data();
+    let protected = root
+        .get(
+            Target::Proxy,
+            &format!("{base}/protected?{}", snapshot_query(&oldest)),
+        )
+        .data();
+    assert_eq!(protected, true);
+
+    // ---- prune ----
+    let mut prune =
+        json!({"backup-type": "vm", "backup-id": "100", "keep-last": 1, "dry-run": true});
+    let marks = root
+        .post(Target::Proxy, &format!("{base}/prune"), prune.clone())
+        .data();
+    let summary: Vec<(i64, bool, bool)> = marks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["backup-time"].as_i64().unwrap(),
+                m["keep"].as_bool().unwrap(),
+                m["protected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(T1, true, true), (T2, false, false), (T3, true, false)]
+    );
+    assert_eq!(
+        root.get(Target::Proxy, &format!("{base}/snapshots"))
+            .data()
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "dry run removed something"
+    );
+    prune["dry-run"] = json!(false);
+    root.post(Target::Proxy, &format!("{base}/prune"), prune)
+        .data();
+    let times: Vec<i64> = root
+        .get(Target::Proxy, &format!("{base}/snapshots"))
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["backup-time"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times, vec![T1, T3]);
+
+    // a protected snapshot cannot be forgotten
+    let forget_oldest = root.delete(
+        Target::Proxy,
+        &format!("{base}/snapshots?{}", snapshot_query(&oldest)),
+    );
+    assert_eq!(forget_oldest.status, StatusCode::BAD_REQUEST);
+    let mut unprotect = snapshot_body(&oldest);
+    unprotect["protected"] = json!(false);
+    root.put(Target::Proxy, &format!("{base}/protected"), unprotect)
+        .data();
+
+    // ---- verify ----
+    let upid = root
+        .post(
+            Target::Proxy,
+            &format!("{base}/verify"),
+            snapshot_body(&newest),
+        )
+        .data();
+    let upid = upid.as_str().unwrap().to_string();
+    assert!(upid.contains(":verify_snapshot:"), "{upid}");
+    let status = wait_task(root, &upid);
+    assert_eq!(status["exitstatus"], "OK", "{status}");
+    let snapshots = root.get(Target::Proxy, &format!("{base}/snapshots")).data();
+    assert_eq!(snapshots[1]["backup-time"], T3);
+    assert_eq!(snapshots[1]["verification"]["state"], "ok");
+    assert_eq!(snapshots[1]["verification"]["upid"], upid.as_str());
+
+    // ---- forget ----
+    root.delete(
+        Target::Proxy,
+        &format!("{base}/snapshots?{}", snapshot_query(&oldest)),
+    )
+    .data();
+    let times: Vec<i64> = root
+        .get(Target::Proxy, &format!("{base}/snapshots"))
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["backup-time"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times, vec![T3]);
+
+    // ---- garbage collection ----
+    let upid = root
+        .post(Target::Proxy, &format!("{base}/gc"), json!({}))
+        .data();
+    let upid = upid.as_str().unwrap().to_string();
+    assert!(upid.contains(":garbage_collection:store1:"), "{upid}");
+    let status = wait_task(root, &upid);
+    assert_eq!(status["exitstatus"], "OK", "{status}");
+    let gc = root.get(Target::Proxy, &format!("{base}/gc")).data();
+    assert_eq!(gc["store"], STORE);
+    assert_eq!(gc["upid"], upid.as_str());
+    assert_eq!(gc["index-file-count"], 2, "{gc}");
+    let status = root
+        .get(Target::Proxy, &format!("{base}/status?verbose=1"))
+        .data();
+    assert!(status["total"].as_u64().unwrap() > 0, "{status}");
+    assert_eq!(status["counts"]["vm"]["snapshots"], 1, "{status}");
+
+    // ---- namespaces ----
+    let created = root
+        .post(
+            Target::Proxy,
+            &format!("{base}/namespace"),
+            json!({"name": "team"}),
+        )
+        .data();
+    assert_eq!(created, "team");
+    let nested = root
+        .post(
+            Target::Proxy,
+            &format!("{base}/namespace"),
+            json!({"name": "sub", "parent": "team"}),
+        )
+        .data();
+    assert_eq!(nested, "team/sub");
+    let list = root.get(Target::Proxy, &format!("{base}/namespace")).data();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["ns"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["", "team", "team/sub"]);
+    root.delete(Target::Proxy, &format!("{base}/namespace?ns=team"))
+        .data();
+    let list = root.get(Target::Proxy, &format!("{base}/namespace")).data();
+    assert_eq!(list, json!([{"ns": ""}]));
+    assert!(!fx.store_path.join("ns/team").exists());
+}
