@@ -604,6 +604,7 @@ fn reader_and_datastore_admin_end_to_end() {
     assert_eq!(snapshots[1]["backup-time"], T3);
     assert_eq!(snapshots[1]["verification"]["state"], "ok");
     assert_eq!(snapshots[1]["verification"]["upid"], upid.as_str());
+    let first_verify_upid = upid;
 
     // ---- forget ----
     root.delete(
@@ -638,6 +639,36 @@ fn reader_and_datastore_admin_end_to_end() {
         .data();
     assert!(status["total"].as_u64().unwrap() > 0, "{status}");
     assert_eq!(status["counts"]["vm"]["snapshots"], 1, "{status}");
+
+    // ---- the manager's verify and gc status commands ----
+    let manager = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxmox-backup-manager"))
+            .args(args)
+            .env("PBS_BASE_DIR", fx.server.base.path())
+            .env("PBS_PROXY_LISTEN", fx.server.proxy_addr.to_string())
+            .output()
+            .expect("run proxmox-backup-manager");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let text = manager(&["verify", STORE, "--ignore-verified", "false"]);
+    assert!(text.contains("TASK OK") || text.contains("verify"), "{text}");
+    let gc: Value =
+        serde_json::from_str(&manager(&["garbage-collection", "status", STORE, "--output-format", "json"]))
+            .unwrap();
+    assert_eq!(gc["upid"], upid.as_str());
+    let snapshots = root.get(Target::Proxy, &format!("{base}/snapshots")).data();
+    assert_ne!(
+        snapshots[0]["verification"]["upid"],
+        json!(first_verify_upid),
+        "manager verify did not verify again"
+    );
+    assert_eq!(snapshots[0]["verification"]["state"], "ok");
 
     // ---- namespaces ----
     let created = root
