@@ -399,6 +399,16 @@ fn reader_and_datastore_admin_end_to_end() {
         ),
     );
     assert_eq!(decoded.body, "memory: 1024\n");
+    let decoded = root.get(
+        Target::Proxy,
+        &format!(
+            "{base}/download-decoded?{}&file-name=root.pxar.didx",
+            snapshot_query(&newest)
+        ),
+    );
+    assert_eq!(decoded.status, StatusCode::OK);
+    let stream: Vec<u8> = (0..5).flat_map(chunk_data).collect();
+    assert_eq!(decoded.body, String::from_utf8_lossy(&stream));
 
     // ---- reader session ----
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -634,6 +644,7 @@ fn reader_and_datastore_admin_end_to_end() {
     assert_eq!(gc["store"], STORE);
     assert_eq!(gc["upid"], upid.as_str());
     assert_eq!(gc["index-file-count"], 2, "{gc}");
+    assert_eq!(gc["last-run-state"], "ok", "{gc}");
     let status = root
         .get(Target::Proxy, &format!("{base}/status?verbose=1"))
         .data();
@@ -657,10 +668,18 @@ fn reader_and_datastore_admin_end_to_end() {
         stdout
     };
     let text = manager(&["verify", STORE, "--ignore-verified", "false"]);
-    assert!(text.contains("TASK OK") || text.contains("verify"), "{text}");
-    let gc: Value =
-        serde_json::from_str(&manager(&["garbage-collection", "status", STORE, "--output-format", "json"]))
-            .unwrap();
+    assert!(
+        text.contains("TASK OK") || text.contains("verify"),
+        "{text}"
+    );
+    let gc: Value = serde_json::from_str(&manager(&[
+        "garbage-collection",
+        "status",
+        STORE,
+        "--output-format",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!(gc["upid"], upid.as_str());
     let snapshots = root.get(Target::Proxy, &format!("{base}/snapshots")).data();
     assert_ne!(
@@ -669,6 +688,30 @@ fn reader_and_datastore_admin_end_to_end() {
         "manager verify did not verify again"
     );
     assert_eq!(snapshots[0]["verification"]["state"], "ok");
+
+    // ---- ownership ----
+    root.post(
+        Target::Proxy,
+        &format!("{base}/change-owner"),
+        json!({"backup-type": "vm", "backup-id": "100", "new-owner": "carol@pbs"}),
+    )
+    .data();
+    let carol_groups = carol.get(Target::Proxy, &format!("{base}/groups")).data();
+    assert_eq!(carol_groups[0]["owner"], "carol@pbs", "{carol_groups}");
+    // carol (Datastore.Backup only) may not hand the group to another user
+    let refused = carol.post(
+        Target::Proxy,
+        &format!("{base}/change-owner"),
+        json!({"backup-type": "vm", "backup-id": "100", "new-owner": "alice@pbs"}),
+    );
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    let carol_notes = carol
+        .get(
+            Target::Proxy,
+            &format!("{base}/notes?{}", snapshot_query(&newest)),
+        )
+        .data();
+    assert_eq!(carol_notes, "first line\nsecond line");
 
     // ---- namespaces ----
     let created = root

@@ -458,7 +458,11 @@ fn octet_stream(data: Vec<u8>) -> Response<Body> {
     response
 }
 
-fn read_snapshot_file(auth_id: &Authid, params: &Value) -> Result<(Vec<u8>, String), HttpError> {
+/// Opens the store for a download and returns it with the path of the requested file.
+fn snapshot_file(
+    auth_id: &Authid,
+    params: &Value,
+) -> Result<(DataStore, std::path::PathBuf, String), HttpError> {
     let (store, ns, dir) = open_for_snapshot(
         auth_id,
         params,
@@ -471,14 +475,22 @@ fn read_snapshot_file(auth_id: &Authid, params: &Value) -> Result<(Vec<u8>, Stri
         .snapshot_path(&ns, &dir)
         .map_err(bad_request)?
         .join(&name);
-    let data = std::fs::read(&path)
-        .map_err(|err| HttpError::not_found(format!("open file {path:?} failed - {err}")))?;
-    Ok((data, name))
+    Ok((store, path, name))
 }
 
-fn decode_file(store_data: Vec<u8>, name: &str) -> Result<Vec<u8>, HttpError> {
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, HttpError> {
+    std::fs::read(path)
+        .map_err(|err| HttpError::not_found(format!("open file {path:?} failed - {err}")))
+}
+
+/// The decoded content: a blob's payload, or the concatenated chunks of an index.
+fn decode_file(
+    store: &DataStore,
+    path: &std::path::Path,
+    name: &str,
+) -> Result<Vec<u8>, HttpError> {
     if name.ends_with(".blob") {
-        let blob = DataBlob::from_raw(store_data)
+        let blob = DataBlob::from_raw(read_file(path)?)
             .map_err(|err| HttpError::bad_request(format!("blob {name:?}: {err}")))?;
         if blob.is_encrypted() {
             return Err(HttpError::bad_request(format!(
@@ -489,20 +501,45 @@ fn decode_file(store_data: Vec<u8>, name: &str) -> Result<Vec<u8>, HttpError> {
             .decode(None, None)
             .map_err(|err| HttpError::bad_request(format!("blob {name:?}: {err}")));
     }
-    Err(HttpError::bad_request(format!(
-        "unable to decode {name:?}: only blobs are supported"
-    )))
+    if !(name.ends_with(".didx") || name.ends_with(".fidx")) {
+        return Err(HttpError::bad_request(format!(
+            "unknown archive type: {name:?}"
+        )));
+    }
+    let index = pbs_datastore::open_index(path).map_err(bad_request)?;
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    for pos in 0..index.index_count() {
+        let Some(digest) = index.index_digest(pos) else {
+            break;
+        };
+        let chunk_path = store.chunk_store().chunk_path(digest);
+        let blob = DataBlob::from_raw(read_file(&chunk_path)?).map_err(|err| {
+            HttpError::bad_request(format!("chunk {}: {err}", hex::encode(digest)))
+        })?;
+        if blob.is_encrypted() {
+            return Err(HttpError::bad_request(format!(
+                "file {name:?} is encrypted"
+            )));
+        }
+        blob.decode_into(None, Some(digest), &mut buffer)
+            .map_err(|err| {
+                HttpError::bad_request(format!("chunk {}: {err}", hex::encode(digest)))
+            })?;
+        out.extend_from_slice(&buffer);
+    }
+    Ok(out)
 }
 
 async fn download(req: RawRequest, decoded: bool) -> Result<Response<Body>, HttpError> {
     let auth_id = caller(&req.env)?;
     let params = req.params;
     blocking(move || {
-        let (data, name) = read_snapshot_file(&auth_id, &params)?;
+        let (store, path, name) = snapshot_file(&auth_id, &params)?;
         if decoded {
-            return Ok(octet_stream(decode_file(data, &name)?));
+            return Ok(octet_stream(decode_file(&store, &path, &name)?));
         }
-        Ok(octet_stream(data))
+        Ok(octet_stream(read_file(&path)?))
     })
     .await
 }

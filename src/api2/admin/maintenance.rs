@@ -248,10 +248,40 @@ fn gc_status(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
     let mut value =
         serde_json::to_value(&status).map_err(|err| HttpError::internal(err.to_string()))?;
     if let Value::Object(map) = &mut value {
-        map.insert("store".to_string(), Value::from(store_name));
+        map.insert("store".to_string(), Value::from(store_name.clone()));
         map.entry("upid").or_insert(Value::Null);
+        if let Some(schedule) = gc_schedule(&store_name) {
+            map.insert("schedule".to_string(), Value::from(schedule));
+        }
+        if let Some((endtime, state, duration)) = last_run(status.upid.as_deref()) {
+            map.insert("last-run-endtime".to_string(), Value::from(endtime));
+            map.insert("last-run-state".to_string(), state);
+            map.insert("duration".to_string(), Value::from(duration));
+        }
     }
     Ok(value)
+}
+
+/// The configured `gc-schedule` of a datastore.
+fn gc_schedule(store: &str) -> Option<String> {
+    let (config, _) = pbs_config::datastore::config().ok()?;
+    pbs_config::datastore::lookup(&config, store)
+        .ok()?
+        .gc_schedule
+}
+
+/// End time, state and duration of the finished task `upid`.
+fn last_run(upid: Option<&str>) -> Option<(i64, Value, i64)> {
+    let upid: pbs_api_types::UPID = upid?.parse().ok()?;
+    if pbs_tasks::worker::worker_is_active(&upid) {
+        return None;
+    }
+    let state = pbs_tasks::TaskDir::default_location()
+        .read_task_state(&upid)
+        .ok()?;
+    let endtime = state.endtime();
+    let kind = serde_json::to_value(state.state_type()).ok()?;
+    Some((endtime, kind, endtime - upid.starttime))
 }
 
 // ---- status -------------------------------------------------------------------------------
