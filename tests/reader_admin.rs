@@ -161,8 +161,9 @@ enum Upgrade {
     Refused(u16, String),
 }
 
-/// Sends the HTTP/1.1 upgrade request over TLS by hand and, on `101`, starts HTTP/2.
-async fn open_reader(addr: std::net::SocketAddr, cookie: &str, query: &str) -> Upgrade {
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+) -> tokio_openssl::SslStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
     connector.set_verify(SslVerifyMode::NONE);
@@ -175,11 +176,11 @@ async fn open_reader(addr: std::net::SocketAddr, cookie: &str, query: &str) -> U
         .unwrap();
     let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
     std::pin::Pin::new(&mut tls).connect().await.unwrap();
+    tls
+}
 
-    let request = format!(
-        "GET //api2/json/reader?{query} HTTP/1.1\r\nhost: localhost:8007\r\ncookie: {cookie}\r\nconnection: upgrade\r\nupgrade: proxmox-backup-reader-protocol-v1\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
+/// Reads a response head byte by byte up to the empty line.
+async fn read_head(tls: &mut tokio_openssl::SslStream<tokio::net::TcpStream>) -> (u16, String) {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -193,18 +194,56 @@ async fn open_reader(addr: std::net::SocketAddr, cookie: &str, query: &str) -> U
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status code");
+    (status, head)
+}
+
+/// Reads a `content-length` delimited body.
+async fn read_body(
+    tls: &mut tokio_openssl::SslStream<tokio::net::TcpStream>,
+    head: &str,
+) -> String {
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    tls.read_exact(&mut body).await.unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Posts `body` unchanged (e.g. an encoded blob) with ticket and CSRF token.
+async fn post_raw(server: &TestServer, userid: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let dir = server.config_dir();
+    let csrf = pbs_auth::CsrfSecret::load(&dir.join("csrf.key")).expect("csrf key");
+    let csrf = pbs_auth::assemble_csrf_prevention_token(&csrf, &userid.parse().unwrap());
+    let mut tls = tls_connect(server.proxy_addr).await;
+    let head = format!(
+        "POST /api2/json/{path} HTTP/1.1\r\nhost: localhost\r\ncookie: {}\r\ncsrfpreventiontoken: {csrf}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        ticket_cookie(server, userid),
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(body).await.unwrap();
+    let (status, head) = read_head(&mut tls).await;
+    let text = read_body(&mut tls, &head).await;
+    (status, text)
+}
+
+/// Sends the HTTP/1.1 upgrade request over TLS by hand and, on `101`, starts HTTP/2.
+async fn open_reader(addr: std::net::SocketAddr, cookie: &str, query: &str) -> Upgrade {
+    let mut tls = tls_connect(addr).await;
+    let request = format!(
+        "GET //api2/json/reader?{query} HTTP/1.1\r\nhost: localhost:8007\r\ncookie: {cookie}\r\nconnection: upgrade\r\nupgrade: proxmox-backup-reader-protocol-v1\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let (status, head) = read_head(&mut tls).await;
     if status != 101 {
-        let length: usize = head
-            .lines()
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        let mut body = vec![0u8; length];
-        tls.read_exact(&mut body).await.unwrap();
-        return Upgrade::Refused(status, String::from_utf8_lossy(&body).into_owned());
+        let body = read_body(&mut tls, &head).await;
+        return Upgrade::Refused(status, body);
     }
     assert!(
         head.to_ascii_lowercase()
@@ -712,6 +751,32 @@ fn reader_and_datastore_admin_end_to_end() {
         )
         .data();
     assert_eq!(carol_notes, "first line\nsecond line");
+
+    // client log upload: Datastore.Backup + owner only, CRC checked, only once
+    runtime.block_on(async {
+        let log = DataBlob::encode(b"client log line\n", None, true).unwrap();
+        let path = format!(
+            "admin/datastore/{STORE}/upload-backup-log?{}",
+            snapshot_query(&newest)
+        );
+        let (status, body) = post_raw(&fx.server, "alice@pbs", &path, log.raw_data()).await;
+        assert_eq!(status, 403, "{body}");
+        let mut broken = log.raw_data().to_vec();
+        let last = broken.len() - 1;
+        broken[last] ^= 1;
+        let (status, body) = post_raw(&fx.server, "carol@pbs", &path, &broken).await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = post_raw(&fx.server, "carol@pbs", &path, log.raw_data()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, r#"{"data":null}"#);
+        assert_eq!(
+            std::fs::read(snapshot_dir.join("client.log.blob")).unwrap(),
+            log.raw_data()
+        );
+        let (status, body) = post_raw(&fx.server, "carol@pbs", &path, log.raw_data()).await;
+        assert_eq!(status, 400);
+        assert_eq!(body, "backup already contains a log.");
+    });
 
     // ---- namespaces ----
     let created = root
