@@ -494,6 +494,24 @@ fn reader_and_datastore_admin_end_to_end() {
             assert_eq!(data, std::fs::read(path).unwrap());
         }
 
+        // a `:path` without leading slash is routed like one with it
+        let relative: http::uri::PathAndQuery = "download?file-name=index.json.blob"
+            .parse()
+            .expect("relative path accepted by the http crate");
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority = Some("localhost:8007".parse().unwrap());
+        parts.path_and_query = Some(relative);
+        let uri = http::Uri::from_parts(parts).unwrap();
+        h2.ready().await.unwrap();
+        let response = h2
+            .send_request(Request::get(uri).body(Empty::new()).unwrap())
+            .await
+            .expect("relative :path request answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        let data = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(data.as_ref(), manifest.as_slice());
+
         let (status, _, body) = h2_get(&mut h2, "download?file-name=missing.blob").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(String::from_utf8_lossy(&body).contains("not found"));
