@@ -377,6 +377,14 @@ fn reader_and_datastore_admin_end_to_end() {
     let newest = BackupDir::new(fx.group.clone(), T3).unwrap();
 
     // ---- listing ----
+    let stores = root.get(Target::Proxy, "admin/datastore").data();
+    assert_eq!(stores, json!([{"store": STORE, "comment": null}]));
+    let alice_stores = fx
+        .server
+        .client("alice@pbs")
+        .get(Target::Proxy, "admin/datastore")
+        .data();
+    assert_eq!(alice_stores, json!([]));
     let groups = root.get(Target::Proxy, &format!("{base}/groups")).data();
     assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
     assert_eq!(groups[0]["backup-type"], "vm");
@@ -587,6 +595,22 @@ fn reader_and_datastore_admin_end_to_end() {
     let snapshots = root.get(Target::Proxy, &format!("{base}/snapshots")).data();
     assert_eq!(snapshots[2]["comment"], "first line");
 
+    root.put(
+        Target::Proxy,
+        &format!("{base}/group-notes"),
+        json!({"backup-type": "vm", "backup-id": "100", "notes": "group comment\nmore"}),
+    )
+    .data();
+    let group_notes = root
+        .get(
+            Target::Proxy,
+            &format!("{base}/group-notes?backup-type=vm&backup-id=100"),
+        )
+        .data();
+    assert_eq!(group_notes, "group comment\nmore");
+    let groups = root.get(Target::Proxy, &format!("{base}/groups")).data();
+    assert_eq!(groups[0]["comment"], "group comment");
+
     let oldest = BackupDir::new(fx.group.clone(), T1).unwrap();
     let mut protect = snapshot_body(&oldest);
     protect["protected"] = json!(true);
@@ -693,7 +717,16 @@ fn reader_and_datastore_admin_end_to_end() {
     let upid = root
         .post(Target::Proxy, &format!("{base}/gc"), json!({}))
         .data();
-    let upid = upid.as_str().unwrap().to_string();
+    let mut upid = upid.as_str().unwrap().to_string();
+    // a second start while the first may still run is refused or starts after it ended
+    let again = root.post(Target::Proxy, &format!("{base}/gc"), json!({}));
+    if again.status != StatusCode::OK {
+        assert_eq!(again.body, "garbage collection already running");
+    } else {
+        let status = wait_task(root, &upid);
+        assert_eq!(status["exitstatus"], "OK", "{status}");
+        upid = again.data().as_str().unwrap().to_string();
+    }
     assert!(upid.contains(":garbage_collection:store1:"), "{upid}");
     let status = wait_task(root, &upid);
     assert_eq!(status["exitstatus"], "OK", "{status}");

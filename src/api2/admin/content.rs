@@ -370,6 +370,49 @@ fn set_notes(auth_id: &Authid, params: &Value) -> Result<(), HttpError> {
         .map_err(|err| bad_request(err.context("unable to update manifest blob")))
 }
 
+/// Opens the store and checks a "full | partial+own" rule for the group parameters.
+fn open_for_group(
+    auth_id: &Authid,
+    params: &Value,
+    full: u64,
+    partial: u64,
+    operation: Operation,
+) -> Result<(DataStore, BackupNamespace, pbs_api_types::BackupGroup), HttpError> {
+    let store_name = param_store(params)?;
+    let ns = param_ns(params)?;
+    let group = param_group(params)?;
+    let info = user_info()?;
+    let access = check_access(&info, auth_id, &store_name, &ns, full, partial)?;
+    let store = open_datastore(&store_name, operation)?;
+    check_group_access(&store, access, auth_id, &ns, &group)?;
+    Ok((store, ns, group))
+}
+
+fn get_group_notes(auth_id: &Authid, params: &Value) -> Result<String, HttpError> {
+    let (store, ns, group) = open_for_group(
+        auth_id,
+        params,
+        PRIV_DATASTORE_AUDIT,
+        PRIV_DATASTORE_BACKUP,
+        Operation::Read,
+    )?;
+    store.get_group_notes(&ns, &group).map_err(bad_request)
+}
+
+fn set_group_notes(auth_id: &Authid, params: &Value) -> Result<(), HttpError> {
+    let (store, ns, group) = open_for_group(
+        auth_id,
+        params,
+        PRIV_DATASTORE_MODIFY,
+        PRIV_DATASTORE_BACKUP,
+        Operation::Write,
+    )?;
+    let notes = params["notes"].as_str().unwrap_or_default();
+    store
+        .set_group_notes(&ns, &group, notes)
+        .map_err(bad_request)
+}
+
 fn get_protected(auth_id: &Authid, params: &Value) -> Result<bool, HttpError> {
     let (store, ns, dir) = open_for_snapshot(
         auth_id,
@@ -714,6 +757,19 @@ pub fn register(router: Router) -> Result<Router, RouteError> {
             Method::PUT,
             json_method(|a, p| set_notes(a, p).map(|_| Value::Null))
                 .parameters(snapshot_schema().param(
+                    ParamSchema::string("notes").format(StringFormat::Verify(verify_notes)),
+                )),
+        )?
+        .route(
+            &format!("{BASE}/group-notes"),
+            Method::GET,
+            json_method(get_group_notes).parameters(group_schema()),
+        )?
+        .route(
+            &format!("{BASE}/group-notes"),
+            Method::PUT,
+            json_method(|a, p| set_group_notes(a, p).map(|_| Value::Null))
+                .parameters(group_schema().param(
                     ParamSchema::string("notes").format(StringFormat::Verify(verify_notes)),
                 )),
         )?

@@ -1,9 +1,5 @@
 //! Datastore maintenance: prune, garbage collection, verification and the usage status.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-
 use http::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -223,6 +219,9 @@ fn start_gc(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
     let store_name = param_store(&params)?;
     check_store_privs(&auth_id, &store_name, PRIV_DATASTORE_MODIFY)?;
     let store = open_datastore(&store_name, Operation::Write)?;
+    if gc_running(&store_name) {
+        return Err(HttpError::bad_request("garbage collection already running"));
+    }
     let upid = WorkerTask::spawn(
         GC_WORKER_TYPE,
         Some(store_name),
@@ -262,6 +261,20 @@ fn gc_status(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
     Ok(value)
 }
 
+/// Whether a garbage collection task of `store` is active.
+fn gc_running(store: &str) -> bool {
+    let dir = pbs_tasks::TaskDir::default_location();
+    pbs_tasks::list::read_active_tasks(&dir)
+        .unwrap_or_default()
+        .iter()
+        .any(|task| {
+            task.state.is_none()
+                && task.upid.worker_type == GC_WORKER_TYPE
+                && task.upid.worker_id.as_deref() == Some(store)
+                && pbs_tasks::worker::worker_is_active(&task.upid)
+        })
+}
+
 /// The configured `gc-schedule` of a datastore.
 fn gc_schedule(store: &str) -> Option<String> {
     let (config, _) = pbs_config::datastore::config().ok()?;
@@ -285,25 +298,6 @@ fn last_run(upid: Option<&str>) -> Option<(i64, Value, i64)> {
 }
 
 // ---- status -------------------------------------------------------------------------------
-
-/// Total, used and available bytes of the file system holding `path`.
-fn disk_usage(path: &Path) -> Result<(u64, u64, u64), HttpError> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| HttpError::bad_request(format!("invalid path {path:?}")))?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid NUL-terminated path and a properly sized output struct.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(HttpError::bad_request(format!(
-            "statvfs {path:?} failed - {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    let block = stat.f_frsize as u64;
-    let total = stat.f_blocks as u64 * block;
-    let free = stat.f_bfree as u64 * block;
-    let avail = stat.f_bavail as u64 * block;
-    Ok((total, total.saturating_sub(free), avail))
-}
 
 fn datastore_status(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
     let store_name = param_store(&params)?;
@@ -329,8 +323,8 @@ fn datastore_status(auth_id: Authid, params: Value) -> Result<Value, HttpError> 
     }
     let store = open_datastore(&store_name, Operation::Read)?;
     let mut result = if full {
-        let (total, used, avail) = disk_usage(store.base_path())?;
-        json!({"total": total, "used": used, "avail": avail})
+        let usage = crate::api2::status::fs_usage(store.base_path()).map_err(bad_request)?;
+        json!({"total": usage.total, "used": usage.used, "avail": usage.avail})
     } else {
         json!({"total": 0, "used": 0, "avail": 0})
     };
