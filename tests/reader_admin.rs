@@ -570,6 +570,45 @@ fn reader_and_datastore_admin_end_to_end() {
         drop(h2);
     });
 
+    // the session was one `reader` task that ended when the client went away
+    let tasks = root
+        .get(Target::Proxy, "nodes/localhost/tasks?typefilter=reader")
+        .data();
+    assert_eq!(tasks.as_array().unwrap().len(), 1, "{tasks}");
+    let reader_upid = tasks[0]["upid"].as_str().unwrap().to_string();
+    assert_eq!(tasks[0]["worker_id"], format!("{STORE}:vm/100/{:08X}", T3));
+    let status = wait_task(root, &reader_upid);
+    assert_eq!(status["exitstatus"], "OK", "{status}");
+    let log = root
+        .get(
+            Target::Proxy,
+            &format!("nodes/localhost/tasks/{}/log?limit=0", encode(&reader_upid)),
+        )
+        .data();
+    let lines: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["t"].as_str().unwrap())
+        .collect();
+    assert!(
+        lines[0].ends_with(&format!(
+            "starting new backup reader datastore '{STORE}': {:?}",
+            fx.store_path
+        )),
+        "{lines:?}"
+    );
+    for expected in [
+        "register chunks in 'root.pxar.didx' as downloadable.",
+        "reader finished successfully",
+        "TASK OK",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.ends_with(expected)),
+            "{expected:?} missing in {lines:?}"
+        );
+    }
+
     // the admin API refuses users without privileges and hides foreign groups
     let carol = fx.server.client("carol@pbs");
     let carol_groups = carol.get(Target::Proxy, &format!("{base}/groups")).data();
