@@ -44,11 +44,19 @@ fn chunk_data(i: usize) -> Vec<u8> {
 /// Writes a finished snapshot (a `.didx` of 5 chunks, a `.fidx` of 2, a config blob and the
 /// manifest) owned by `owner`; returns the chunk digests.
 fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid) -> Vec<[u8; 32]> {
-    let ns = BackupNamespace::root();
+    write_snapshot_in(store, &BackupNamespace::root(), dir, owner)
+}
+
+fn write_snapshot_in(
+    store: &DataStore,
+    ns: &BackupNamespace,
+    dir: &BackupDir,
+    owner: &Authid,
+) -> Vec<[u8; 32]> {
     let (_, _group_guard) = store
-        .create_locked_backup_group(&ns, &dir.group, owner)
+        .create_locked_backup_group(ns, &dir.group, owner)
         .unwrap();
-    let (relative, _dir_guard) = store.create_new_locked_backup_dir(&ns, dir).unwrap();
+    let (relative, _dir_guard) = store.create_new_locked_backup_dir(ns, dir).unwrap();
     let path = store.base_path().join(relative);
     let mut manifest = BackupManifest::new(dir.group.ty.as_str(), &dir.group.id, dir.time);
     let mut digests = Vec::new();
@@ -893,8 +901,69 @@ fn reader_and_datastore_admin_end_to_end() {
         .map(|n| n["ns"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["", "team", "team/sub"]);
-    root.delete(Target::Proxy, &format!("{base}/namespace?ns=team"))
+
+    // a reader session in a namespace, with privileges only on that namespace
+    let team = BackupNamespace::new("team").unwrap();
+    let lock_dir = fx.server.base.path().join("run/proxmox-backup/locks");
+    let store = DataStore::open_with_lock_dir(STORE, &fx.store_path, &lock_dir).unwrap();
+    let team_dir = BackupDir::new(BackupGroup::new(BackupType::Ct, "200").unwrap(), T1).unwrap();
+    let team_digests = write_snapshot_in(&store, &team, &team_dir, &"root@pam".parse().unwrap());
+    chown_to_backup(&fx.store_path.join("ns"));
+    root.put(
+        Target::Proxy,
+        "access/acl",
+        json!({"path": "/datastore/store1/team", "auth-id": "alice@pbs", "role": "DatastoreReader"}),
+    )
+    .data();
+    let alice_cookie = ticket_cookie(&fx.server, "alice@pbs");
+    runtime.block_on(async {
+        let query = format!("{}&ns=team", reader_query(&team_dir));
+        let Upgrade::Session(mut h2) =
+            open_reader(fx.server.proxy_addr, &alice_cookie, &query).await
+        else {
+            panic!("alice refused in her namespace");
+        };
+        let (status, _, _) = h2_get(&mut h2, "download?file-name=disk.img.fidx").await;
+        assert_eq!(status, StatusCode::OK);
+        let last = hex::encode(team_digests[team_digests.len() - 1]);
+        let (status, _, data) = h2_get(&mut h2, &format!("chunk?digest={last}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            data,
+            std::fs::read(fx.store_path.join(".chunks").join(&last[..4]).join(&last)).unwrap()
+        );
+        // the root namespace stays closed to her
+        match open_reader(
+            fx.server.proxy_addr,
+            &alice_cookie,
+            &reader_query(&team_dir),
+        )
+        .await
+        {
+            Upgrade::Refused(status, body) => {
+                assert_eq!(status, 400);
+                assert_eq!(body, "no permissions on /datastore/store1");
+            }
+            Upgrade::Session(_) => panic!("alice got a session in the root namespace"),
+        }
+    });
+    let team_groups = fx
+        .server
+        .client("alice@pbs")
+        .get(Target::Proxy, &format!("{base}/groups?ns=team"))
         .data();
+    // DatastoreReader includes Datastore.Audit: all groups of the namespace are listed
+    assert_eq!(team_groups.as_array().unwrap().len(), 1, "{team_groups}");
+    assert_eq!(team_groups[0]["backup-id"], "200");
+
+    // a namespace with content is only removed together with its groups
+    let refused = root.delete(Target::Proxy, &format!("{base}/namespace?ns=team"));
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    root.delete(
+        Target::Proxy,
+        &format!("{base}/namespace?ns=team&delete-groups=1"),
+    )
+    .data();
     let list = root.get(Target::Proxy, &format!("{base}/namespace")).data();
     assert_eq!(list, json!([{"ns": ""}]));
     assert!(!fx.store_path.join("ns/team").exists());
