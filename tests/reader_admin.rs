@@ -956,6 +956,38 @@ fn reader_and_datastore_admin_end_to_end() {
     assert_eq!(team_groups.as_array().unwrap().len(), 1, "{team_groups}");
     assert_eq!(team_groups[0]["backup-id"], "200");
 
+    // prune-datastore below `team`, once alice's session released its snapshot lock
+    wait_until(Duration::from_secs(30), "reader sessions ended", || {
+        root.get(
+            Target::Proxy,
+            "nodes/localhost/tasks?typefilter=reader&running=1",
+        )
+        .data()
+            == json!([])
+    });
+    let newer_team = BackupDir::new(team_dir.group.clone(), T2).unwrap();
+    write_snapshot_in(&store, &team, &newer_team, &"root@pam".parse().unwrap());
+    chown_to_backup(&fx.store_path.join("ns"));
+    let upid = root
+        .post(
+            Target::Proxy,
+            &format!("{base}/prune-datastore"),
+            json!({"ns": "team", "keep-last": 1}),
+        )
+        .data();
+    let status = wait_task(root, upid.as_str().unwrap());
+    assert_eq!(status["exitstatus"], "OK", "{status}");
+    let team_snapshots = root
+        .get(Target::Proxy, &format!("{base}/snapshots?ns=team"))
+        .data();
+    let times: Vec<i64> = team_snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["backup-time"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times, vec![T2]);
+
     // a namespace with content is only removed together with its groups
     let refused = root.delete(Target::Proxy, &format!("{base}/namespace?ns=team"));
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);

@@ -200,6 +200,70 @@ fn prune(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
     serde_json::to_value(list).map_err(|err| HttpError::internal(err.to_string()))
 }
 
+/// `prune-datastore`: prunes every group below `ns` (up to `max-depth`) as a task.
+fn prune_datastore(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
+    let store_name = param_store(&params)?;
+    let ns = param_ns(&params)?;
+    let max_depth = params["max-depth"].as_u64().map(|d| d as usize);
+    let dry_run = params["dry-run"].as_bool().unwrap_or(false);
+    let options = keep_options(&params);
+    let info = user_info()?;
+    check_access(
+        &info,
+        &auth_id,
+        &store_name,
+        &ns,
+        PRIV_DATASTORE_MODIFY | PRIV_DATASTORE_PRUNE,
+        0,
+    )?;
+    let store = open_datastore(&store_name, Operation::Write)?;
+    let worker_id = format!("{store_name}:{ns}");
+    let caller_id = auth_id.clone();
+    let upid = WorkerTask::spawn(
+        PRUNE_WORKER_TYPE,
+        Some(worker_id),
+        auth_id,
+        false,
+        move |worker| {
+            let log = |line: &str| worker.log_message(line);
+            if !options.keeps_something() {
+                log("No prune selection - keeping all files.");
+            }
+            let mut failed = false;
+            for ns in store.iter_namespaces_recursive(&ns, max_depth) {
+                let ns = ns?;
+                // groups are pruned only where the caller has the privilege itself
+                let privs = ns_privs(&info, &caller_id, store.name(), &ns);
+                if privs & (PRIV_DATASTORE_MODIFY | PRIV_DATASTORE_PRUNE) == 0 {
+                    continue;
+                }
+                for group in store.list_groups(&ns)? {
+                    if privs & PRIV_DATASTORE_MODIFY == 0 {
+                        let owned = store
+                            .get_owner(&ns, &group)
+                            .map(|owner| owns(&caller_id, &owner))
+                            .unwrap_or(false);
+                        if !owned {
+                            continue;
+                        }
+                    }
+                    log(&format!("Pruning group {}\"{group}\"", ns_prefix(&ns)));
+                    if let Err(err) = prune_group(&store, &ns, &group, &options, dry_run, &log) {
+                        log(&format!("failed to prune group {group}: {err}"));
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                anyhow::bail!("prune failed for some groups");
+            }
+            Ok(())
+        },
+    )
+    .map_err(bad_request)?;
+    Ok(Value::from(upid))
+}
+
 fn describe_keep(params: &Value) -> String {
     KEEP_NAMES
         .iter()
@@ -548,6 +612,19 @@ pub fn register(router: Router) -> Result<Router, RouteError> {
     for name in KEEP_NAMES {
         prune_schema = prune_schema.param(keep_param(name));
     }
+    let mut prune_datastore_schema = ObjectSchema::new()
+        .param(store_param())
+        .param(ns_param())
+        .param(ParamSchema::boolean("dry-run").default(false))
+        .param(
+            ParamSchema::integer("max-depth")
+                .minimum(0)
+                .maximum(7)
+                .optional(),
+        );
+    for name in KEEP_NAMES {
+        prune_datastore_schema = prune_datastore_schema.param(keep_param(name));
+    }
     let verify_schema = ObjectSchema::new()
         .param(store_param())
         .param(ns_param())
@@ -577,6 +654,11 @@ pub fn register(router: Router) -> Result<Router, RouteError> {
             &format!("{BASE}/prune"),
             Method::POST,
             task_method(prune).parameters(prune_schema),
+        )?
+        .route(
+            &format!("{BASE}/prune-datastore"),
+            Method::POST,
+            task_method(prune_datastore).parameters(prune_datastore_schema),
         )?
         .route(
             &format!("{BASE}/gc"),
