@@ -483,8 +483,13 @@ fn reader_and_datastore_admin_end_to_end() {
 
         // chunks are not downloadable before their index was fetched
         let first = hex::encode(fx.digests[0]);
+        let asked = std::time::Instant::now();
         let (status, _, body) = h2_get(&mut h2, &format!("chunk?digest={first}")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            asked.elapsed() >= Duration::from_millis(2900),
+            "answered without delay"
+        );
         assert_eq!(
             String::from_utf8(body).unwrap(),
             format!("download chunk {first} not allowed")
