@@ -18,7 +18,8 @@ use pathpatterns::{MatchEntry, MatchList, MatchType};
 use pxar::format::{mode, Device};
 use pxar::{Decoder, Entry, EntryKind, Metadata};
 
-use super::apply::{self, flags, Target};
+use super::apply::{self, Target};
+use super::flags::Flags;
 
 /// Receives an entry's error (its message names the entry); `Ok` continues, `Err` aborts.
 pub type ErrorHandler = Box<dyn FnMut(Error) -> Result<()> + Send>;
@@ -64,12 +65,12 @@ pub struct PxarExtractOptions {
 /// Extract `decoder`'s archive into `destination` (which must exist and is where the root
 /// directory's metadata goes). With a non-empty `match_list` only entries whose path (as
 /// `/dir/name`) is included are extracted. `feature_flags` selects what gets restored
-/// (see [`apply::flags`]).
+/// (normally [`Flags::DEFAULT`]).
 pub fn extract_archive<R: Read, P: Read>(
     mut decoder: Decoder<R, P>,
     destination: &Path,
     match_list: &[MatchEntry],
-    feature_flags: u64,
+    feature_flags: Flags,
     options: PxarExtractOptions,
 ) -> Result<()> {
     let root = open_dir_at(None, destination)
@@ -162,7 +163,7 @@ struct Extractor<'a> {
     root: OwnedFd,
     dirs: Vec<DirState>,
     match_list: &'a [MatchEntry],
-    feature_flags: u64,
+    feature_flags: Flags,
     options: PxarExtractOptions,
 }
 
@@ -370,7 +371,7 @@ impl Extractor<'_> {
             fd.as_fd(),
             dir.metadata.stat.flags,
             self.feature_flags,
-            flags::INITIAL_CHATTR,
+            Flags::INITIAL_CHATTR,
         )?;
         Ok(fd)
     }
@@ -430,10 +431,10 @@ impl Extractor<'_> {
             return Ok(());
         }
         let skip = match kind {
-            EntryKind::Symlink(_) => self.feature_flags & flags::WITH_SYMLINKS == 0,
-            EntryKind::Device(_) => self.feature_flags & flags::WITH_DEVICE_NODES == 0,
-            EntryKind::Fifo => self.feature_flags & flags::WITH_FIFOS == 0,
-            EntryKind::Socket => self.feature_flags & flags::WITH_SOCKETS == 0,
+            EntryKind::Symlink(_) => !self.feature_flags.contains(Flags::WITH_SYMLINKS),
+            EntryKind::Device(_) => !self.feature_flags.contains(Flags::WITH_DEVICE_NODES),
+            EntryKind::Fifo => !self.feature_flags.contains(Flags::WITH_FIFOS),
+            EntryKind::Socket => !self.feature_flags.contains(Flags::WITH_SOCKETS),
             _ => false,
         };
         if skip {
@@ -488,7 +489,7 @@ impl Extractor<'_> {
                     file.as_fd(),
                     metadata.stat.flags,
                     feature_flags,
-                    flags::INITIAL_CHATTR,
+                    Flags::INITIAL_CHATTR,
                 )?;
                 let copied = match decoder.contents() {
                     Some(mut contents) => sparse_copy(&mut contents, &file, size),
@@ -594,7 +595,7 @@ fn apply_special(
     name: &CStr,
     path: &CStr,
     metadata: &Metadata,
-    feature_flags: u64,
+    feature_flags: Flags,
     on_error: &mut apply::StepErrorHandler<'_>,
 ) -> Result<()> {
     let target = Target::At {
