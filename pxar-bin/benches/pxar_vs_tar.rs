@@ -97,17 +97,25 @@ fn remove(path: &Path) {
     }
 }
 
-/// Best wall time of `rounds` runs; `prepare` runs untimed before each (removing outputs).
-fn best(rounds: usize, mut prepare: impl FnMut(), mut cmd: impl FnMut() -> Command) -> Duration {
-    (0..rounds)
-        .map(|_| {
-            prepare();
+/// One side of a comparison: how to clean up before a run, and the command to time.
+struct Step<'a> {
+    prepare: Box<dyn Fn() + 'a>,
+    command: Box<dyn Fn() -> Command + 'a>,
+}
+
+/// Best wall times of `rounds` runs of `pxar` and `tar`, interleaved so that both see the
+/// same background load (other processes' disk writes make single runs noisy).
+fn best_pair(rounds: usize, pxar: Step<'_>, tar: Step<'_>) -> (Duration, Duration) {
+    let mut best = (Duration::MAX, Duration::MAX);
+    for _ in 0..rounds {
+        for (step, slot) in [(&pxar, &mut best.0), (&tar, &mut best.1)] {
+            (step.prepare)();
             // Flush dirty pages of the previous run so they do not land in this run's time.
             unsafe_sync();
-            run(&mut cmd())
-        })
-        .min()
-        .unwrap_or_default()
+            *slot = (*slot).min(run(&mut (step.command)()));
+        }
+    }
+    best
 }
 
 fn unsafe_sync() {
@@ -143,45 +151,47 @@ fn bench_case(case: &Case, scratch: &Path, rounds: usize) {
     let pxar_out = scratch.join("pxar-out");
     let tar_out = scratch.join("tar-out");
 
-    let pxar_create = best(
+    let (pxar_create, tar_create) = best_pair(
         rounds,
-        || remove(&pxar_archive),
-        || {
-            let mut cmd = Command::new(PXAR);
-            cmd.arg("create").arg(&pxar_archive).arg(&case.tree);
-            cmd
+        Step {
+            prepare: Box::new(|| remove(&pxar_archive)),
+            command: Box::new(|| {
+                let mut cmd = Command::new(PXAR);
+                cmd.arg("create").arg(&pxar_archive).arg(&case.tree);
+                cmd
+            }),
         },
-    );
-    let tar_create = best(
-        rounds,
-        || remove(&tar_archive),
-        || {
-            let mut cmd = Command::new("tar");
-            cmd.arg("-cf").arg(&tar_archive).arg("-C").arg(&case.tree).arg(".");
-            cmd
+        Step {
+            prepare: Box::new(|| remove(&tar_archive)),
+            command: Box::new(|| {
+                let mut cmd = Command::new("tar");
+                cmd.arg("-cf").arg(&tar_archive).arg("-C").arg(&case.tree).arg(".");
+                cmd
+            }),
         },
     );
     row(case, "create", pxar_create, tar_create);
 
-    let pxar_extract = best(
+    let (pxar_extract, tar_extract) = best_pair(
         rounds,
-        || remove(&pxar_out),
-        || {
-            let mut cmd = Command::new(PXAR);
-            cmd.arg("extract").arg(&pxar_archive).arg(&pxar_out);
-            cmd
+        Step {
+            prepare: Box::new(|| remove(&pxar_out)),
+            command: Box::new(|| {
+                let mut cmd = Command::new(PXAR);
+                cmd.arg("extract").arg(&pxar_archive).arg(&pxar_out);
+                cmd
+            }),
         },
-    );
-    let tar_extract = best(
-        rounds,
-        || {
-            remove(&tar_out);
-            std::fs::create_dir(&tar_out).unwrap();
-        },
-        || {
-            let mut cmd = Command::new("tar");
-            cmd.arg("-xf").arg(&tar_archive).arg("-C").arg(&tar_out);
-            cmd
+        Step {
+            prepare: Box::new(|| {
+                remove(&tar_out);
+                std::fs::create_dir(&tar_out).unwrap();
+            }),
+            command: Box::new(|| {
+                let mut cmd = Command::new("tar");
+                cmd.arg("-xf").arg(&tar_archive).arg("-C").arg(&tar_out);
+                cmd
+            }),
         },
     );
     row(case, "extract", pxar_extract, tar_extract);

@@ -264,9 +264,11 @@ pub fn default_acl_xattr(metadata: &Metadata) -> Result<Option<Vec<u8>>> {
     Ok(Some(builder.bytes))
 }
 
+/// Whether the process runs as root (asked once: extraction calls this for every entry).
 fn is_root() -> bool {
+    static IS_ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    *IS_ROOT.get_or_init(|| unsafe { libc::geteuid() == 0 })
 }
 
 fn chown(target: Target<'_>, uid: u32, gid: u32) -> io::Result<()> {

@@ -938,3 +938,50 @@ fn overwrite_replaces_a_symlink_by_a_file() {
     assert!(std::fs::symlink_metadata(dest.join("f")).unwrap().is_file());
     assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"new");
 }
+
+/// Allocated 512-byte sectors of `path`.
+fn allocated_blocks(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().blocks()
+}
+
+#[test]
+fn sparse_copy_leaves_holes_and_sets_the_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    const B: usize = HOLE_BLOCK;
+    let data_block = vec![0xabu8; B];
+    let zero_block = vec![0u8; B];
+    // (layout of blocks, buffer size): data/holes at buffer boundaries, a trailing hole, a
+    // short last block, and an all-zero file.
+    let cases: Vec<(Vec<&[u8]>, usize)> = vec![
+        (vec![&data_block, &zero_block, &zero_block, &data_block], 2 * B),
+        (vec![&data_block, &data_block, &zero_block], 3 * B),
+        (vec![&zero_block, &data_block[..100]], B),
+        (vec![&zero_block, &zero_block], B),
+        (vec![&data_block[..1]], 1),
+        (vec![], 4 * B),
+    ];
+    for (i, (blocks, buf_len)) in cases.into_iter().enumerate() {
+        let content: Vec<u8> = blocks.concat();
+        let path = tmp.path().join(format!("f{i}"));
+        let file = File::create(&path).unwrap();
+        let mut buf = vec![0u8; buf_len];
+        let copied = sparse_copy(&mut &content[..], &file, content.len() as u64, &mut buf);
+        assert!(copied.is_ok(), "case {i}");
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), content, "case {i}");
+        let data_blocks = blocks.iter().filter(|b| b.iter().any(|x| *x != 0)).count();
+        assert!(
+            allocated_blocks(&path) <= (data_blocks * B / 512) as u64,
+            "case {i}: zero blocks were written ({} sectors)",
+            allocated_blocks(&path)
+        );
+    }
+
+    // Too little input is fatal: the archive cannot be read further.
+    let file = File::create(tmp.path().join("short")).unwrap();
+    let mut buf = vec![0u8; B];
+    match sparse_copy(&mut &b"abc"[..], &file, 10, &mut buf) {
+        Err(EntryError::Fatal(err)) => assert!(err.to_string().contains("got 3 of 10")),
+        _ => panic!("short input accepted"),
+    }
+}
