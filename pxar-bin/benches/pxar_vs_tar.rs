@@ -165,7 +165,11 @@ fn bench_case(case: &Case, scratch: &Path, rounds: usize) {
             prepare: Box::new(|| remove(&tar_archive)),
             command: Box::new(|| {
                 let mut cmd = Command::new("tar");
-                cmd.arg("-cf").arg(&tar_archive).arg("-C").arg(&case.tree).arg(".");
+                cmd.arg("-cf")
+                    .arg(&tar_archive)
+                    .arg("-C")
+                    .arg(&case.tree)
+                    .arg(".");
                 cmd
             }),
         },
@@ -207,7 +211,10 @@ fn bench_case(case: &Case, scratch: &Path, rounds: usize) {
                     out.push((f.file_name(), f.metadata().unwrap().len()));
                 }
             } else {
-                out.push((dir.file_name().unwrap().into(), dir.metadata().unwrap().len()));
+                out.push((
+                    dir.file_name().unwrap().into(),
+                    dir.metadata().unwrap().len(),
+                ));
             }
         }
         out.sort();

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, format_err, Context, Result};
 use pathpatterns::{MatchEntry, MatchType, PatternFlag};
-use pbs_client::pxar::{
-    create_archive, create_archive_split, Flags, PxarCreateOptions, SourceDir,
-    ENCODER_MAX_ENTRIES,
-};
 use pbs_cli::ParsedArgs;
+use pbs_client::pxar::{
+    create_archive, create_archive_split, Flags, PxarCreateOptions, SourceDir, ENCODER_MAX_ENTRIES,
+};
 
 /// Permissions of newly created archive files.
 const ARCHIVE_FILE_MODE: u32 = 0o640;

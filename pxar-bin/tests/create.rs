@@ -368,8 +368,12 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, EntryInfo> {
         let is_reg = file_type == libc::S_IFREG;
         let is_lnk = file_type == libc::S_IFLNK;
         let is_dev = file_type == libc::S_IFCHR || file_type == libc::S_IFBLK;
-        let hardlink_group = (is_reg && st.nlink() > 1)
-            .then(|| inodes.entry(st.ino()).or_insert_with(|| rel.clone()).clone());
+        let hardlink_group = (is_reg && st.nlink() > 1).then(|| {
+            inodes
+                .entry(st.ino())
+                .or_insert_with(|| rel.clone())
+                .clone()
+        });
         out.insert(
             rel,
             EntryInfo {
@@ -498,7 +502,11 @@ fn same_tree_twice_is_byte_identical_and_v1_v2_extract_alike() {
     let meta = std::fs::read(&mpxar).unwrap();
     let payload = std::fs::read(&ppxar).unwrap();
     // Contents live in the payload stream; the metadata stream stays small.
-    assert!(meta.len() < 64 * 1024, "metadata archive has {}", meta.len());
+    assert!(
+        meta.len() < 64 * 1024,
+        "metadata archive has {}",
+        meta.len()
+    );
     assert!(payload.len() > 4 * 1024 * 1024);
     // Run twice, the split pair is byte-identical as well.
     let mpxar2 = tmp.path().join("split2.mpxar");
@@ -550,7 +558,13 @@ fn listing(archive: &Path, payload: Option<&Path>) -> Vec<String> {
 fn exclude_patterns_are_honoured_and_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("src");
-    for dir in ["src", "src/var/cache", "src/srv/var/cache", "src/d", "src/x"] {
+    for dir in [
+        "src",
+        "src/var/cache",
+        "src/srv/var/cache",
+        "src/d",
+        "src/x",
+    ] {
         std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
     }
     for file in [
@@ -776,11 +790,20 @@ fn all_file_systems_descends_into_mount_points() {
     let archive = tmp.path().join("one.pxar");
     let out = pxar(&[&"create", &archive, &source]);
     assert_success(&out);
-    assert!(stderr(&out).contains("skipping mount point"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipping mount point"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(listing(&archive, None), ["/", "/f", "/mnt"]);
 
     let archive = tmp.path().join("all.pxar");
-    assert_success(&pxar(&[&"create", &archive, &source, &"--all-file-systems"]));
+    assert_success(&pxar(&[
+        &"create",
+        &archive,
+        &source,
+        &"--all-file-systems",
+    ]));
     assert_eq!(listing(&archive, None), ["/", "/f", "/mnt", "/mnt/inner"]);
 }
 

@@ -92,7 +92,9 @@ fn every_item_type() -> Vec<u8> {
     }];
     file.acl.group_obj = Some(AclGroupObject { permissions: 4 });
     file.fcaps = Some(FCaps {
-        data: vec![1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        data: vec![
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
     });
     file.quota_project_id = Some(QuotaProjectId { projid: 7 });
     encoder
@@ -191,7 +193,10 @@ fn seeds_are_the_spec_examples_and_decode_cleanly() {
         let committed = std::fs::read(&path)
             .unwrap_or_else(|err| panic!("{path:?}: {err} (PXAR_WRITE_FUZZ_SEEDS=1 writes it)"));
         assert!(&committed == bytes, "{path:?} is out of date");
-        assert!(bytes.len() <= 65536, "{name}: beyond the fuzz run's -max_len");
+        assert!(
+            bytes.len() <= 65536,
+            "{name}: beyond the fuzz run's -max_len"
+        );
 
         // Each seed is a valid archive in the form the fuzz target reads it.
         let (meta, payload) = if name.ends_with(".bin") {

@@ -953,7 +953,10 @@ fn sparse_copy_leaves_holes_and_sets_the_size() {
     // (layout of blocks, buffer size): data/holes at buffer boundaries, a trailing hole, a
     // short last block, and an all-zero file.
     let cases: Vec<(Vec<&[u8]>, usize)> = vec![
-        (vec![&data_block, &zero_block, &zero_block, &data_block], 2 * B),
+        (
+            vec![&data_block, &zero_block, &zero_block, &data_block],
+            2 * B,
+        ),
         (vec![&data_block, &data_block, &zero_block], 3 * B),
         (vec![&zero_block, &data_block[..100]], B),
         (vec![&zero_block, &zero_block], B),
