@@ -250,6 +250,18 @@ fn build_tree(root: &Path) -> Features {
         }
     }
 
+    // The archiver collects no xattrs (and therefore no ACLs or capabilities) on tmpfs.
+    let xattrs_archived = match fs_type(root) {
+        TMPFS_MAGIC => Err("the archiver stores no xattrs, ACLs or fcaps from tmpfs"),
+        _ => Ok(()),
+    };
+    if let Err(reason) = xattrs_archived {
+        skip("xattrs, ACLs and file capabilities", reason);
+        features.chattr = add_chattr(&p("ro"), FS_NOATIME_FL).is_ok();
+        finish_tree(root);
+        return features;
+    }
+
     match lsetxattr(&p("small.txt"), "user.comment", b"a comment")
         .and_then(|()| lsetxattr(&p("small.txt"), "user.empty", b""))
         .and_then(|()| lsetxattr(&p("dir"), "user.dir", b"on a directory"))
@@ -303,7 +315,23 @@ fn build_tree(root: &Path) -> Features {
         Ok(()) => features.chattr = true,
         Err(err) => skip("chattr flags", err),
     }
+    finish_tree(root);
+    features
+}
 
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// `statfs.f_type` of the file system holding `path`.
+fn fs_type(path: &Path) -> i64 {
+    // SAFETY: all-zero is a valid `statfs`; the call fills it.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and buffer.
+    cvt(unsafe { libc::statfs(cpath(path).as_ptr(), &mut buf) }).unwrap();
+    buf.f_type as i64
+}
+
+/// Set every entry's mtime (after all changes, which move directory mtimes).
+fn finish_tree(root: &Path) {
     // mtimes last, deepest first: creating entries changes the parent's mtime.
     let mut all = Vec::new();
     collect_paths(root, Path::new(""), &mut all);
@@ -316,7 +344,6 @@ fn build_tree(root: &Path) -> Features {
         );
     }
     set_mtime(root, 1_700_000_000, 5);
-    features
 }
 
 fn collect_paths(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
