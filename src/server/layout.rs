@@ -1,11 +1,10 @@
 //! The directory layout under the base directory and the files the API daemon creates on
 //! start (keys, CSRF secret, self-signed certificate).
 
-use std::ffi::CString;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use anyhow::{bail, format_err, Context, Error};
+use anyhow::{bail, Context, Error};
 
 use super::log;
 
