@@ -43,7 +43,12 @@ impl H2Reply {
     }
 
     fn error(&self) -> String {
-        assert_eq!(self.status, StatusCode::BAD_REQUEST, "body: {}", self.text());
+        assert_eq!(
+            self.status,
+            StatusCode::BAD_REQUEST,
+            "body: {}",
+            self.text()
+        );
         self.text()
     }
 }
@@ -86,8 +91,8 @@ async fn tls_connect(
 }
 
 fn ticket_cookie(server: &TestServer, userid: &str) -> String {
-    let key = pbs_auth::PrivateAuthKey::load(&server.config_dir().join("authkey.key"))
-        .expect("auth key");
+    let key =
+        pbs_auth::PrivateAuthKey::load(&server.config_dir().join("authkey.key")).expect("auth key");
     let userid: pbs_api_types::Userid = userid.parse().expect("user id");
     let ticket = pbs_auth::ticket::assemble_api_ticket(&key, &userid).expect("ticket");
     format!(
@@ -117,10 +122,7 @@ async fn upgrade(server: &TestServer, query: &str) -> Result<Upgrade, BoxError> 
             String::from_utf8_lossy(&body).into_owned(),
         ));
     }
-    assert_eq!(
-        response.headers()["upgrade"],
-        "proxmox-backup-protocol-v1"
-    );
+    assert_eq!(response.headers()["upgrade"], "proxmox-backup-protocol-v1");
     let upgraded = hyper::upgrade::on(response).await?;
     let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .initial_stream_window_size(2_147_483_646)
@@ -168,11 +170,29 @@ impl Session {
             .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
             .expect("request");
-        let response = self
-            .sender
-            .send_request(request)
+        let response = self.sender.send_request(request).await.expect("response");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
             .await
-            .expect("response");
+            .expect("body")
+            .to_bytes();
+        H2Reply { status, body }
+    }
+
+    /// Sends `:path` exactly as given (e.g. without leading slash) and no `:authority`.
+    async fn get_raw_path(&mut self, path_and_query: &'static str) -> H2Reply {
+        self.sender.ready().await.expect("connection ready");
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path_and_query));
+        let uri = http::Uri::from_parts(parts).expect("relative URI");
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = self.sender.send_request(request).await.expect("response");
         let status = response.status();
         let body = response
             .into_body()
@@ -376,9 +396,15 @@ async fn dynamic_backup(server: &TestServer, store: &Path) {
         &format!("backup-id=elsa&backup-time={T1}&backup-type=host&debug=true&store=store1"),
     )
     .await;
-    assert_eq!(session.get("previous_backup_time").await.data(), Value::Null);
     assert_eq!(
-        session.get("previous?archive-name=root.pxar.didx").await.error(),
+        session.get("previous_backup_time").await.data(),
+        Value::Null
+    );
+    assert_eq!(
+        session
+            .get("previous?archive-name=root.pxar.didx")
+            .await
+            .error(),
         "no valid previous backup"
     );
     let index = session.get("").await.data();
@@ -411,7 +437,13 @@ async fn dynamic_backup(server: &TestServer, store: &Path) {
     // The same chunk again: a server-side duplicate.
     let again = &chunks[1];
     session
-        .chunk("dynamic", wid, &again.digest, again.data.len(), &again.encoded)
+        .chunk(
+            "dynamic",
+            wid,
+            &again.digest,
+            again.data.len(),
+            &again.encoded,
+        )
         .await
         .data();
 
@@ -477,14 +509,14 @@ async fn dynamic_backup(server: &TestServer, store: &Path) {
     }
     let manifest = load_manifest(&snap.join("index.json.blob"));
     assert_eq!(manifest["backup-id"], "elsa");
-    let total: u64 = chunks.iter().map(|c| c.data.len() as u64).sum::<u64>()
-        + chunks[1].data.len() as u64;
+    let total: u64 =
+        chunks.iter().map(|c| c.data.len() as u64).sum::<u64>() + chunks[1].data.len() as u64;
     let stats = &manifest["unprotected"]["chunk_upload_stats"];
     assert_eq!(stats["count"], 4, "{manifest}");
     assert_eq!(stats["size"], total);
     assert_eq!(stats["duplicates"], 1);
-    let stored: u64 = chunks.iter().map(|c| c.encoded.len() as u64).sum::<u64>()
-        + chunks[1].encoded.len() as u64;
+    let stored: u64 =
+        chunks.iter().map(|c| c.encoded.len() as u64).sum::<u64>() + chunks[1].encoded.len() as u64;
     assert_eq!(stats["compressed_size"], stored);
     assert!(!snap.join("root.pxar.tmp_didx").exists());
 
@@ -496,12 +528,21 @@ async fn dynamic_backup(server: &TestServer, store: &Path) {
     )
     .await;
     assert_eq!(session.get("previous_backup_time").await.data(), T1);
+    // A `:path` without leading slash is routed like one with it.
+    assert_eq!(
+        session.get_raw_path("previous_backup_time").await.data(),
+        T1
+    );
     let previous = session.get("previous?archive-name=root.pxar.didx").await;
     assert_eq!(previous.status, StatusCode::OK);
     assert_eq!(previous.body.as_ref(), didx.as_slice());
     let missing = session.get("previous?archive-name=nothing.blob").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert!(missing.text().ends_with("failed - not found"), "{}", missing.text());
+    assert!(
+        missing.text().ends_with("failed - not found"),
+        "{}",
+        missing.text()
+    );
     let wid = session
         .post("dynamic_index?archive-name=root.pxar.didx")
         .await
@@ -532,7 +573,9 @@ async fn fixed_backup(server: &TestServer, store: &Path) {
     .await;
     let size = 4 * MIB + 1000;
     let wid = session
-        .post(&format!("fixed_index?archive-name=drive-scsi0.img.fidx&size={size}"))
+        .post(&format!(
+            "fixed_index?archive-name=drive-scsi0.img.fidx&size={size}"
+        ))
         .await
         .data()
         .as_u64()
@@ -549,7 +592,13 @@ async fn fixed_backup(server: &TestServer, store: &Path) {
     let large = chunk(pattern(4 * MIB + 1, 9));
     assert_eq!(
         session
-            .chunk("fixed", wid, &large.digest, large.data.len(), &large.encoded)
+            .chunk(
+                "fixed",
+                wid,
+                &large.digest,
+                large.data.len(),
+                &large.encoded
+            )
             .await
             .error(),
         format!(
@@ -563,7 +612,10 @@ async fn fixed_backup(server: &TestServer, store: &Path) {
         .append("fixed", wid, &[(last.digest, 4 * MIB as u64)])
         .await
         .data();
-    session.append("fixed", wid, &[(first.digest, 0)]).await.data();
+    session
+        .append("fixed", wid, &[(first.digest, 0)])
+        .await
+        .data();
     let mut hasher = openssl::sha::Sha256::new();
     hasher.update(&first.digest);
     hasher.update(&last.digest);
@@ -585,13 +637,17 @@ async fn fixed_backup(server: &TestServer, store: &Path) {
     session.post("finish").await.data();
     drop(session);
 
-    let fidx = std::fs::read(store.join("vm/100/2023-11-14T22:13:20Z/drive-scsi0.img.fidx")).unwrap();
+    let fidx =
+        std::fs::read(store.join("vm/100/2023-11-14T22:13:20Z/drive-scsi0.img.fidx")).unwrap();
     assert_eq!(fidx.len(), INDEX_HEADER_SIZE + 2 * 32);
     assert_eq!(fidx[..8], FIXED_SIZED_CHUNK_INDEX_1_0);
     assert_eq!(fidx[32..64], csum);
     assert_eq!(fidx[64..72], (size as u64).to_le_bytes());
     assert_eq!(fidx[72..80], (4 * MIB as u64).to_le_bytes());
-    assert_eq!(fidx[INDEX_HEADER_SIZE..INDEX_HEADER_SIZE + 32], first.digest);
+    assert_eq!(
+        fidx[INDEX_HEADER_SIZE..INDEX_HEADER_SIZE + 32],
+        first.digest
+    );
     assert_eq!(fidx[INDEX_HEADER_SIZE + 32..], last.digest);
     check_chunk_file(store, &first);
     check_chunk_file(store, &last);
@@ -604,9 +660,15 @@ async fn error_cases(server: &TestServer, store: &Path) {
     assert!(snap.is_dir());
 
     // A second writer to the same group is refused while the first is active.
-    match upgrade(server, &format!("backup-id=errors&backup-time={}&backup-type=host&store=store1", T1 + 1))
-        .await
-        .unwrap()
+    match upgrade(
+        server,
+        &format!(
+            "backup-id=errors&backup-time={}&backup-type=host&store=store1",
+            T1 + 1
+        ),
+    )
+    .await
+    .unwrap()
     {
         Upgrade::Refused(status, text) => {
             assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -661,12 +723,18 @@ async fn error_cases(server: &TestServer, store: &Path) {
     // unknown chunk in append
     let unknown = [0x5au8; 32];
     assert_eq!(
-        session.append("dynamic", wid, &[(unknown, 0)]).await.error(),
+        session
+            .append("dynamic", wid, &[(unknown, 0)])
+            .await
+            .error(),
         format!("no such chunk {}", hex::encode(unknown))
     );
     // out-of-order append
     assert_eq!(
-        session.append("dynamic", wid, &[(b.digest, 5000)]).await.error(),
+        session
+            .append("dynamic", wid, &[(b.digest, 5000)])
+            .await
+            .error(),
         "dynamic writer 'data.didx' append chunk failed - got strange chunk offset (0 != 5000)"
     );
     session
@@ -703,21 +771,22 @@ async fn error_cases(server: &TestServer, store: &Path) {
     // finish without a manifest
     let reply = session.post("finish").await;
     assert!(
-        reply.error().starts_with("unable to update manifest blob - "),
+        reply
+            .error()
+            .starts_with("unable to update manifest blob - "),
         "{}",
         reply.text()
     );
-    assert_eq!(
-        session.get("nothing").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(session.get("nothing").await.status, StatusCode::NOT_FOUND);
     assert!(snap.is_dir());
 
     // The client goes away before `finish`: the snapshot is removed.
     drop(session);
-    wait_until(Duration::from_secs(20), "removal of the unfinished snapshot", || {
-        !snap.exists()
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "removal of the unfinished snapshot",
+        || !snap.exists(),
+    );
     assert!(store.join("host/errors/owner").is_file());
     // The group lock is free again.
     let session = start_session(server, &query).await;
@@ -741,16 +810,22 @@ fn backup_protocol_end_to_end() {
         .expect("runtime");
     runtime.block_on(async {
         // Upgrade parameter and permission errors.
-        match upgrade(&server, "backup-id=x&backup-time=1&backup-type=host&store=nostore")
-            .await
-            .unwrap()
+        match upgrade(
+            &server,
+            "backup-id=x&backup-time=1&backup-type=host&store=nostore",
+        )
+        .await
+        .unwrap()
         {
             Upgrade::Refused(status, _) => assert_eq!(status, StatusCode::BAD_REQUEST),
             Upgrade::Session(_) => panic!("unknown datastore accepted"),
         }
-        match upgrade(&server, "backup-id=x&backup-time=1&backup-type=host&store=store1&ns=missing")
-            .await
-            .unwrap()
+        match upgrade(
+            &server,
+            "backup-id=x&backup-time=1&backup-type=host&store=store1&ns=missing",
+        )
+        .await
+        .unwrap()
         {
             Upgrade::Refused(status, text) => {
                 assert_eq!(status, StatusCode::NOT_FOUND);
@@ -762,4 +837,70 @@ fn backup_protocol_end_to_end() {
         fixed_backup(&server, &store).await;
         error_cases(&server, &store).await;
     });
+    // Closes the connections of the last session.
+    drop(runtime);
+
+    // The task list: finished sessions end OK, the dropped one with an error.
+    let root = server.client("root@pam");
+    let mut tasks = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    wait_until(Duration::from_secs(30), "all backup tasks ended", || {
+        tasks = root
+            .get(
+                Target::Proxy,
+                "nodes/localhost/tasks?typefilter=backup&limit=100",
+            )
+            .data()
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let done = tasks.len() == 5 && tasks.iter().all(|t| t["status"].is_string());
+        assert!(
+            done || std::time::Instant::now() < deadline,
+            "{} {tasks:#?}",
+            tasks.len()
+        );
+        done
+    });
+    let status_of = |id: &str| -> Vec<String> {
+        let mut list: Vec<String> = tasks
+            .iter()
+            .filter(|t| t["worker_id"] == id)
+            .map(|t| t["status"].as_str().unwrap_or_default().to_string())
+            .collect();
+        list.sort();
+        list
+    };
+    assert_eq!(status_of("store1:host/elsa"), ["OK", "OK"], "{tasks:?}");
+    assert_eq!(status_of("store1:vm/100"), ["OK"]);
+    let errors = status_of("store1:host/errors");
+    assert_eq!(errors.len(), 2, "{tasks:?}");
+    assert!(errors.iter().all(|s| s != "OK"), "{errors:?}");
+    let upid = tasks
+        .iter()
+        .find(|t| t["worker_id"] == "store1:host/elsa")
+        .and_then(|t| t["upid"].as_str())
+        .expect("backup task")
+        .to_string();
+    let log = root
+        .get(
+            Target::Proxy,
+            &format!("nodes/localhost/tasks/{}/log?limit=1000", encode(&upid)),
+        )
+        .data();
+    let lines: Vec<&str> = log
+        .as_array()
+        .map(|l| l.iter().filter_map(|e| e["t"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        lines.iter().any(|l| l
+            .contains(": starting new backup on datastore 'store1' from 127.0.0.1: \"host/elsa/")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with(": backup finished successfully")),
+        "{lines:?}"
+    );
 }

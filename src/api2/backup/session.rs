@@ -263,7 +263,7 @@ where
         .max_concurrent_streams(None)
         .serve_connection(io, service)
         .await
-        .map_err(|err| format_err!("connection error: {err}"))
+        .map_err(|err| format_err!("{err}"))
 }
 
 #[cfg(test)]
