@@ -163,8 +163,8 @@ impl From<Error> for PreviousError {
     }
 }
 
-/// `GET previous`: registers the chunks of a previous index and returns the file bytes.
-pub fn previous(env: &BackupEnvironment, params: &Value) -> Result<Vec<u8>, PreviousError> {
+/// `GET previous`: registers the chunks of a previous index and opens the file for download.
+pub fn previous(env: &BackupEnvironment, params: &Value) -> Result<std::fs::File, PreviousError> {
     let name = str_param(params, "archive-name")?;
     let Some(base) = &env.last_backup else {
         return Err(format_err!("no valid previous backup").into());
@@ -193,7 +193,7 @@ pub fn previous(env: &BackupEnvironment, params: &Value) -> Result<Vec<u8>, Prev
         }
     }
     env.log(format!("download '{name}' from previous backup."));
-    std::fs::read(&path).map_err(|err| {
+    std::fs::File::open(&path).map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
             PreviousError::NotFound(format!("open file {path:?} failed - not found"))
         } else {

@@ -8,14 +8,15 @@ use anyhow::{format_err, Error};
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
 
 use pbs_rest_server::params::{body_parameters, query_parameters};
-use pbs_rest_server::router::full_body;
-use pbs_rest_server::{Body, HttpError, ObjectSchema, OutputFormat};
+use pbs_rest_server::{Body, BoxError, HttpError, ObjectSchema, OutputFormat};
 
 use super::environment::BackupEnvironment;
 use super::handlers::{self, IndexKind, PreviousError};
@@ -54,8 +55,20 @@ fn data_response(data: Value) -> Response<Body> {
     OutputFormat::Json.format_data(data, Default::default())
 }
 
-fn octet_response(data: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(full_body(data));
+/// Streams a file as `application/octet-stream` (reads run on tokio's blocking pool).
+fn file_response(file: std::fs::File) -> Response<Body> {
+    const READ_SIZE: usize = 1024 * 1024;
+    let file = tokio::fs::File::from_std(file);
+    let stream = futures::stream::try_unfold(file, |mut file| async move {
+        let mut buffer = BytesMut::with_capacity(READ_SIZE);
+        let read = file.read_buf(&mut buffer).await?;
+        if read == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        Ok(Some((Frame::data(buffer.freeze()), file)))
+    });
+    let body = StreamBody::new(stream).map_err(|err| -> BoxError { Box::new(err) });
+    let mut response = Response::new(BodyExt::boxed(body));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -175,7 +188,7 @@ async fn route(
                 .await
                 .map_err(|err| HttpError::internal(format!("handler task failed - {err}")))?;
             match result {
-                Ok(data) => Ok(octet_response(data)),
+                Ok(file) => Ok(file_response(file)),
                 Err(PreviousError::BadRequest(err)) => Err(bad_request(err)),
                 Err(PreviousError::NotFound(msg)) => Err(HttpError::not_found(msg)),
             }
@@ -184,7 +197,7 @@ async fn route(
             let params = raw_params(&req, &handlers::blob_schema())?;
             let data = read_body(req.into_body(), handlers::MAX_ENCODED_SIZE as usize + 2).await?;
             blocking(env, move |env| {
-                handlers::upload_blob(env, &params, data.to_vec())
+                handlers::upload_blob(env, &params, Vec::from(data))
             })
             .await?;
             Ok(data_response(Value::Null))

@@ -51,7 +51,8 @@ pub async fn read_chunk_body(body: Incoming, encoded_size: usize) -> Result<Vec<
     if data.len() != encoded_size {
         bail!("uploaded chunk has unexpected size.");
     }
-    Ok(data.to_vec())
+    // Unique buffer: converted without copying.
+    Ok(Vec::from(data))
 }
 
 /// Checks an uploaded chunk and inserts it into the chunk store (with a recomputed CRC).
