@@ -88,6 +88,20 @@ impl SharedState {
     }
 }
 
+/// The snapshot a session writes and its base.
+pub struct SnapshotTarget {
+    /// The target datastore.
+    pub datastore: Arc<DataStore>,
+    /// The target namespace.
+    pub ns: BackupNamespace,
+    /// The snapshot being written.
+    pub backup_dir: BackupDir,
+    /// Absolute path of the snapshot directory.
+    pub snapshot_path: PathBuf,
+    /// The base snapshot for incremental backups.
+    pub last_backup: Option<BackupInfo>,
+}
+
 /// Everything one backup session works on; shared by all request handlers of the session.
 pub struct BackupEnvironment {
     /// The session's worker task (task log).
@@ -110,24 +124,20 @@ pub struct BackupEnvironment {
 }
 
 impl BackupEnvironment {
-    /// A fresh session state.
+    /// A fresh session state for writing `target`.
     pub fn new(
         worker: Arc<WorkerTask>,
-        datastore: Arc<DataStore>,
-        ns: BackupNamespace,
-        backup_dir: BackupDir,
-        snapshot_path: PathBuf,
-        last_backup: Option<BackupInfo>,
+        target: SnapshotTarget,
         auth_id: Authid,
         debug: bool,
     ) -> Self {
         Self {
             worker,
-            datastore,
-            ns,
-            backup_dir,
-            snapshot_path,
-            last_backup,
+            datastore: target.datastore,
+            ns: target.ns,
+            backup_dir: target.backup_dir,
+            snapshot_path: target.snapshot_path,
+            last_backup: target.last_backup,
             auth_id,
             debug,
             state: Mutex::new(SharedState::default()),
@@ -357,7 +367,7 @@ impl BackupEnvironment {
                 "got chunk with wrong length ({size} != {chunk_size})"
             )));
         }
-        if offset % chunk_size != 0 {
+        if !offset.is_multiple_of(chunk_size) {
             return Err(fail(format!("got unaligned chunk (offset {offset})")));
         }
         let pos = usize::try_from(offset / chunk_size)
@@ -499,11 +509,8 @@ impl BackupEnvironment {
                 "Duplicates: {client_side_duplicates}+{server_side_duplicates} ({per}%)"
             ));
         }
-        if stat.size > 0 {
-            self.log(format!(
-                "Compression: {}%",
-                stat.compressed_size * 100 / stat.size
-            ));
+        if let Some(per) = (stat.compressed_size * 100).checked_div(stat.size) {
+            self.log(format!("Compression: {per}%"));
         }
     }
 
@@ -564,6 +571,209 @@ fn count_upload(stat: &mut UploadStatistic, size: u32, compressed_size: u64, is_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pbs_api_types::{BackupGroup, BackupType};
+    use pbs_datastore::datastore::DataStoreTuning;
+
+    const MIB: u64 = 1024 * 1024;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        env: BackupEnvironment,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::Builder::new()
+            .prefix("backup-env-")
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let store_path = tmp.path().join("store");
+        let datastore = DataStore::create(
+            "store1",
+            &store_path,
+            tmp.path().join("locks"),
+            DataStoreTuning {
+                sync_level: DatastoreFSyncLevel::None,
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .unwrap();
+        let tasks = pbs_tasks::TaskDir::new(tmp.path().join("tasks"));
+        let worker = WorkerTask::new_in(
+            &tasks,
+            "backup",
+            Some("store1:host/test".into()),
+            "root@pam".parse().unwrap(),
+            false,
+        )
+        .unwrap();
+        let group = BackupGroup::new(BackupType::Host, "test").unwrap();
+        let backup_dir = BackupDir::new(group, 1_700_000_000).unwrap();
+        let snapshot_path = store_path.join("host/test/2023-11-14T22:13:20Z");
+        std::fs::create_dir_all(&snapshot_path).unwrap();
+        let target = SnapshotTarget {
+            datastore: Arc::new(datastore),
+            ns: BackupNamespace::default(),
+            backup_dir,
+            snapshot_path,
+            last_backup: None,
+        };
+        let env = BackupEnvironment::new(worker, target, "root@pam".parse().unwrap(), false);
+        Fixture { _tmp: tmp, env }
+    }
+
+    fn fixed_writer(env: &BackupEnvironment, size: u64) -> usize {
+        let path = env.snapshot_path.join("disk.img.fidx");
+        let index = FixedIndexWriter::create(
+            env.datastore.chunk_store().clone(),
+            path,
+            size,
+            FIXED_CHUNK_SIZE,
+        )
+        .unwrap();
+        env.register_fixed_writer(index, "disk.img.fidx".into(), size, false)
+            .unwrap()
+    }
+
+    #[test]
+    fn fixed_writer_rules() {
+        let fx = fixture();
+        let env = &fx.env;
+        let size = 2 * MIB * 4 + 100;
+        let wid = fixed_writer(env, size);
+        let full = [1u8; 32];
+        let tail = [2u8; 32];
+        let mid = [3u8; 32];
+        env.register_fixed_chunk(wid, full, FIXED_CHUNK_SIZE, 10, false)
+            .unwrap();
+        env.register_fixed_chunk(wid, tail, 100, 10, false).unwrap();
+        assert_eq!(
+            env.register_fixed_chunk(wid, mid, 200, 10, false)
+                .unwrap_err()
+                .to_string(),
+            format!("fixed writer '{wid}' - detected multiple end chunks (chunk size too small)")
+        );
+        assert_eq!(
+            env.register_dynamic_chunk(wid, mid, 200, 10, false)
+                .unwrap_err()
+                .to_string(),
+            format!("dynamic writer '{wid}' not registered")
+        );
+        let err = |offset: u64, digest: &[u8; 32]| {
+            env.fixed_writer_append_chunk(wid, offset, digest)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(1, &full).ends_with("got unaligned chunk (offset 1)"));
+        assert!(err(2 * 4 * MIB, &full).contains("chunk data exceeds size"));
+        assert!(err(0, &tail).contains("got chunk with wrong length"));
+        assert_eq!(err(0, &mid), format!("no such chunk {}", hex::encode(mid)));
+        // out of order and overwriting is fine
+        env.fixed_writer_append_chunk(wid, 2 * 4 * MIB, &tail)
+            .unwrap();
+        env.fixed_writer_append_chunk(wid, 4 * MIB, &full).unwrap();
+        env.fixed_writer_append_chunk(wid, 0, &full).unwrap();
+
+        let mut hasher = openssl::sha::Sha256::new();
+        hasher.update(&full);
+        hasher.update(&full);
+        hasher.update(&tail);
+        let csum = hasher.finish();
+        assert_eq!(
+            env.fixed_writer_close(wid, 2, size, csum)
+                .unwrap_err()
+                .to_string(),
+            "fixed writer 'disk.img.fidx' close failed - received wrong number of chunk (3 != 2)"
+        );
+        // the failed close removed the writer
+        assert!(env.fixed_writer_close(wid, 3, size, csum).is_err());
+
+        let wid = fixed_writer(env, size);
+        for (offset, digest) in [(0, &full), (4 * MIB, &full), (8 * MIB, &tail)] {
+            env.fixed_writer_append_chunk(wid, offset, digest).unwrap();
+        }
+        assert_eq!(
+            env.fixed_writer_close(wid, 3, size + 1, csum)
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "fixed writer 'disk.img.fidx' close failed - unexpected file size ({size} != {})",
+                size + 1
+            )
+        );
+        let wid = fixed_writer(env, size);
+        for (offset, digest) in [(0, &full), (4 * MIB, &full), (8 * MIB, &tail)] {
+            env.fixed_writer_append_chunk(wid, offset, digest).unwrap();
+        }
+        env.fixed_writer_close(wid, 3, size, csum).unwrap();
+        let written = std::fs::read(env.snapshot_path.join("disk.img.fidx")).unwrap();
+        assert_eq!(written[32..64], csum);
+    }
+
+    #[test]
+    fn finish_needs_closed_writers_and_files() {
+        let fx = fixture();
+        let env = &fx.env;
+        assert_eq!(
+            env.finish_backup().unwrap_err().to_string(),
+            "backup does not contain valid files (file count == 0)"
+        );
+        let index = DynamicIndexWriter::create(
+            env.datastore.chunk_store().clone(),
+            env.snapshot_path.join("a.didx"),
+        )
+        .unwrap();
+        let wid = env.register_dynamic_writer(index, "a.didx".into()).unwrap();
+        assert_eq!(
+            env.finish_backup().unwrap_err().to_string(),
+            "found open index writer - unable to finish backup"
+        );
+        env.register_dynamic_chunk(wid, [7u8; 32], 10, 5, true)
+            .unwrap();
+        env.dynamic_writer_append_chunk(wid, 0, &[7u8; 32]).unwrap();
+        assert_eq!(
+            env.dynamic_writer_append_chunk(wid, 0, &[7u8; 32])
+                .unwrap_err()
+                .to_string(),
+            "dynamic writer 'a.didx' append chunk failed - got strange chunk offset (10 != 0)"
+        );
+        let mut hasher = openssl::sha::Sha256::new();
+        hasher.update(&10u64.to_le_bytes());
+        hasher.update(&[7u8; 32]);
+        env.dynamic_writer_close(wid, 1, 10, hasher.finish())
+            .unwrap();
+        // no manifest uploaded
+        assert!(env
+            .finish_backup()
+            .unwrap_err()
+            .to_string()
+            .starts_with("unable to update manifest blob - "));
+        let manifest = pbs_datastore::BackupManifest::new("host", "test", 1_700_000_000);
+        let blob = pbs_datastore::DataBlob::encode(
+            manifest.to_string(None).unwrap().as_bytes(),
+            None,
+            false,
+        )
+        .unwrap();
+        std::fs::write(env.snapshot_path.join("index.json.blob"), blob.raw_data()).unwrap();
+        env.finish_backup().unwrap();
+        assert!(env.is_finished());
+        assert_eq!(
+            env.register_known_chunk([1u8; 32], 1)
+                .unwrap_err()
+                .to_string(),
+            "backup already marked as finished."
+        );
+        let (manifest, _) = env
+            .datastore
+            .load_manifest(&env.ns, &env.backup_dir)
+            .unwrap();
+        assert_eq!(
+            manifest.unprotected["chunk_upload_stats"],
+            json!({"count": 1, "size": 10, "compressed_size": 5, "duplicates": 1})
+        );
+    }
 
     #[test]
     fn upload_statistic_sums_and_serializes() {

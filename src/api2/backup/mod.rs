@@ -28,7 +28,7 @@ use pbs_rest_server::{
 };
 use pbs_tasks::WorkerTask;
 
-use environment::BackupEnvironment;
+use environment::{BackupEnvironment, SnapshotTarget};
 
 /// The protocol name in the `Upgrade` header.
 pub const PROTOCOL_NAME: &str = "proxmox-backup-protocol-v1";
@@ -331,13 +331,16 @@ async fn run_session(
         client.ip(),
         relative_path.display().to_string(),
     ));
-    let env = Arc::new(BackupEnvironment::new(
-        Arc::clone(&worker),
-        Arc::clone(&datastore),
-        ns.clone(),
-        backup_dir.clone(),
+    let target = SnapshotTarget {
+        datastore: Arc::clone(&datastore),
+        ns: ns.clone(),
+        backup_dir: backup_dir.clone(),
         snapshot_path,
         last_backup,
+    };
+    let env = Arc::new(BackupEnvironment::new(
+        Arc::clone(&worker),
+        target,
         auth_id,
         debug,
     ));
