@@ -102,6 +102,10 @@ fn ticket_cookie(server: &TestServer, userid: &str) -> String {
 }
 
 async fn upgrade(server: &TestServer, query: &str) -> Result<Upgrade, BoxError> {
+    upgrade_as(server, "root@pam", query).await
+}
+
+async fn upgrade_as(server: &TestServer, userid: &str, query: &str) -> Result<Upgrade, BoxError> {
     let tls = tls_connect(server.proxy_addr, &server.fingerprint).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(conn.with_upgrades());
@@ -109,7 +113,7 @@ async fn upgrade(server: &TestServer, query: &str) -> Result<Upgrade, BoxError> 
     let request = Request::builder()
         .method(Method::GET)
         .uri(format!("//api2/json/backup?{query}"))
-        .header("cookie", ticket_cookie(server, "root@pam"))
+        .header("cookie", ticket_cookie(server, userid))
         .header("connection", "upgrade")
         .header("upgrade", "proxmox-backup-protocol-v1")
         .body(Full::new(Bytes::new()))?;
@@ -903,4 +907,109 @@ fn backup_protocol_end_to_end() {
             .any(|l| l.ends_with(": backup finished successfully")),
         "{lines:?}"
     );
+
+    permissions_owner_and_benchmark(&server, &store);
+}
+
+fn refused(upgrade: Upgrade) -> (StatusCode, String) {
+    match upgrade {
+        Upgrade::Refused(status, text) => (status, text),
+        Upgrade::Session(_) => panic!("upgrade unexpectedly accepted"),
+    }
+}
+
+fn permissions_owner_and_benchmark(server: &TestServer, store: &Path) {
+    let root = server.client("root@pam");
+    for user in ["user1@pbs", "user2@pbs", "user3@pbs"] {
+        root.post(
+            Target::Proxy,
+            "access/users",
+            json!({"userid": user, "password": "secret-password-1"}),
+        )
+        .data();
+    }
+    for user in ["user1@pbs", "user2@pbs"] {
+        root.put(
+            Target::Proxy,
+            "access/acl",
+            json!({"path": "/datastore/store1", "role": "DatastoreBackup", "auth-id": user}),
+        )
+        .data();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let query = |group: &str, extra: &str| {
+            let (ty, id) = group.split_once('/').unwrap();
+            format!("backup-id={id}&backup-time={T1}&backup-type={ty}&store=store1{extra}")
+        };
+        let (status, text) = refused(
+            upgrade_as(server, "user3@pbs", &query("host/shared", ""))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            text,
+            "missing permissions 'Datastore.Backup' on '/datastore/store1'"
+        );
+
+        // user1 creates the group; user2 may not write into it.
+        match upgrade_as(server, "user1@pbs", &query("host/shared", ""))
+            .await
+            .unwrap()
+        {
+            Upgrade::Session(session) => drop(session),
+            Upgrade::Refused(status, text) => panic!("user1 refused: {status} {text}"),
+        }
+        let owner = std::fs::read_to_string(store.join("host/shared/owner")).unwrap();
+        assert_eq!(owner, "user1@pbs\n");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let text = loop {
+            let (_, text) = refused(
+                upgrade_as(server, "user2@pbs", &query("host/shared", ""))
+                    .await
+                    .unwrap(),
+            );
+            if !text.ends_with("another backup is already running")
+                || std::time::Instant::now() > deadline
+            {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(text, "backup owner check failed (user2@pbs != user1@pbs)");
+
+        // Benchmark mode only on host/benchmark, and there only with the flag.
+        assert_eq!(
+            refused(
+                upgrade(server, &query("host/x", "&benchmark=true"))
+                    .await
+                    .unwrap()
+            )
+            .1,
+            "benchmark flags is only allowed on 'host/benchmark'"
+        );
+        assert_eq!(
+            refused(upgrade(server, &query("host/benchmark", "")).await.unwrap()).1,
+            "unable to run benchmark without --benchmark flags"
+        );
+        let mut session = start_session(server, &query("host/benchmark", "&benchmark=true")).await;
+        let body: Vec<u8> = (0u32..(1 << 20)).flat_map(|i| i.to_le_bytes()).collect();
+        let reply = session
+            .request(Method::POST, "speedtest", "application/octet-stream", body)
+            .await;
+        assert_eq!(reply.data(), Value::Null);
+        let snap = store.join("host/benchmark/2023-11-14T22:13:20Z");
+        assert!(snap.is_dir());
+        drop(session);
+        wait_until(
+            Duration::from_secs(20),
+            "removal of the benchmark snapshot",
+            || !snap.exists(),
+        );
+    });
 }
