@@ -567,6 +567,45 @@ async fn dynamic_backup(server: &TestServer, store: &Path) {
     drop(session);
     let manifest = load_manifest(&store.join("host/elsa/2023-11-14T22:14:20Z/index.json.blob"));
     assert_eq!(manifest["unprotected"]["chunk_upload_stats"]["count"], 0);
+
+    // -- reuse without `GET previous`: the base snapshot's chunks are registered on demand --
+    let t3 = T1 + 120;
+    let mut session = start_session(
+        server,
+        &format!("backup-id=elsa&backup-time={t3}&backup-type=host&store=store1"),
+    )
+    .await;
+    let wid = session
+        .post("dynamic_index?archive-name=root.pxar.didx")
+        .await
+        .data()
+        .as_u64()
+        .unwrap();
+    let unknown = [0x11u8; 32];
+    assert_eq!(
+        session
+            .append("dynamic", wid, &[(unknown, 0)])
+            .await
+            .error(),
+        format!("no such chunk {}", hex::encode(unknown))
+    );
+    session.append("dynamic", wid, &appends).await.data();
+    session
+        .post(&format!(
+            "dynamic_close?wid={wid}&chunk-count=3&size={offset}&csum={}",
+            hex::encode(csum)
+        ))
+        .await
+        .data();
+    let manifest = manifest_blob("host", "elsa", t3, &[("root.pxar.didx", offset, csum)]);
+    session.blob("index.json.blob", &manifest).await.data();
+    session.post("finish").await.data();
+    drop(session);
+    assert_eq!(
+        std::fs::read(store.join("host/elsa/2023-11-14T22:15:20Z/root.pxar.didx")).unwrap()
+            [INDEX_HEADER_SIZE..],
+        didx[INDEX_HEADER_SIZE..]
+    );
 }
 
 async fn fixed_backup(server: &TestServer, store: &Path) {
@@ -858,7 +897,7 @@ fn backup_protocol_end_to_end() {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let done = tasks.len() == 5 && tasks.iter().all(|t| t["status"].is_string());
+        let done = tasks.len() == 6 && tasks.iter().all(|t| t["status"].is_string());
         assert!(
             done || std::time::Instant::now() < deadline,
             "{} {tasks:#?}",
@@ -875,7 +914,11 @@ fn backup_protocol_end_to_end() {
         list.sort();
         list
     };
-    assert_eq!(status_of("store1:host/elsa"), ["OK", "OK"], "{tasks:?}");
+    assert_eq!(
+        status_of("store1:host/elsa"),
+        ["OK", "OK", "OK"],
+        "{tasks:?}"
+    );
     assert_eq!(status_of("store1:vm/100"), ["OK"]);
     let errors = status_of("store1:host/errors");
     assert_eq!(errors.len(), 2, "{tasks:?}");

@@ -77,6 +77,8 @@ struct SharedState {
     known_chunks: HashMap<[u8; 32], u32>,
     backup_size: u64,
     backup_stat: UploadStatistic,
+    /// The chunks of all base snapshot indexes were registered (append fallback).
+    base_chunks_registered: bool,
 }
 
 impl SharedState {
@@ -181,6 +183,39 @@ impl BackupEnvironment {
     /// Size of a known chunk.
     pub fn lookup_chunk(&self, digest: &[u8; 32]) -> Option<u32> {
         self.state().known_chunks.get(digest).copied()
+    }
+
+    /// Append fallback for clients that learned digests of the base snapshot elsewhere:
+    /// registers the chunks of every index of the base snapshot, once per session (what
+    /// `GET previous` would do for each of them). Returns whether anything was done.
+    pub fn register_base_snapshot_chunks(&self) -> Result<bool, Error> {
+        let Some(base) = &self.last_backup else {
+            return Ok(false);
+        };
+        if std::mem::replace(&mut self.state().base_chunks_registered, true) {
+            return Ok(false);
+        }
+        let path = self.datastore.snapshot_path(&self.ns, &base.backup_dir)?;
+        let mut found = Vec::new();
+        for name in &base.files {
+            if !(name.ends_with(".didx") || name.ends_with(".fidx")) {
+                continue;
+            }
+            let index = pbs_datastore::open_index(path.join(name))?;
+            for pos in 0..index.index_count() {
+                if let Some(info) = index.chunk_info(pos) {
+                    let size = u32::try_from(info.size()).map_err(|_| {
+                        format_err!("index '{name}' of the base snapshot: chunk {pos} too large")
+                    })?;
+                    found.push((info.digest, size));
+                }
+            }
+            self.log(format!("register chunks in '{name}' from previous backup."));
+        }
+        let mut state = self.state();
+        state.ensure_unfinished()?;
+        state.known_chunks.extend(found);
+        Ok(true)
     }
 
     /// Counts a stored file (closed index or uploaded blob).

@@ -351,6 +351,9 @@ pub fn append_index(
         let offset = offset
             .as_u64()
             .ok_or_else(|| format_err!("offset-list: expected an unsigned integer"))?;
+        if env.lookup_chunk(&digest).is_none() {
+            env.register_base_snapshot_chunks()?;
+        }
         match kind {
             IndexKind::Dynamic => env.dynamic_writer_append_chunk(wid, offset, &digest)?,
             IndexKind::Fixed => env.fixed_writer_append_chunk(wid, offset, &digest)?,
