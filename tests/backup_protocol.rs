@@ -1055,4 +1055,45 @@ fn permissions_owner_and_benchmark(server: &TestServer, store: &Path) {
             || !snap.exists(),
         );
     });
+    drop(runtime);
+
+    // verify-new: a finished snapshot is verified by a task of its own.
+    root.put(
+        Target::Proxy,
+        "config/datastore/store1",
+        json!({"verify-new": true}),
+    )
+    .data();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut session = start_session(
+            server,
+            &format!("backup-id=verified&backup-time={T1}&backup-type=host&store=store1"),
+        )
+        .await;
+        let conf = DataBlob::encode(b"verified", None, true)
+            .unwrap()
+            .into_inner();
+        session.blob("a.blob", &conf).await.data();
+        let manifest = manifest_blob(
+            "host",
+            "verified",
+            T1,
+            &[("a.blob", conf.len() as u64, openssl::sha::sha256(&conf))],
+        );
+        session.blob("index.json.blob", &manifest).await.data();
+        session.post("finish").await.data();
+    });
+    drop(runtime);
+    let path = store.join("host/verified/2023-11-14T22:13:20Z/index.json.blob");
+    wait_until(
+        Duration::from_secs(20),
+        "verification of the new snapshot",
+        || load_manifest(&path)["unprotected"]["verify_state"]["state"] == "ok",
+    );
+    assert!(load_manifest(&path)["unprotected"]["chunk_upload_stats"].is_object());
 }

@@ -19,7 +19,8 @@ use pbs_config::datastore::Operation;
 use pbs_config::privileges::PRIV_DATASTORE_BACKUP;
 use pbs_config::CachedUserInfo;
 use pbs_datastore::datastore::DataStoreTuning;
-use pbs_datastore::locks::LockMode;
+use pbs_datastore::locks::{BackupDirGuard, LockMode};
+use pbs_datastore::verify::{SnapshotVerifyOutcome, VerifyContext};
 use pbs_datastore::{BackupInfo, DataStore, DatastoreFSyncLevel, HierarchyError};
 use pbs_rest_server::router::RouteError;
 use pbs_rest_server::{
@@ -83,12 +84,17 @@ struct SessionSetup {
     worker_type: &'static str,
     worker_id: String,
     benchmark: bool,
-    /// Group lock, new snapshot lock and base snapshot lock: held for the whole session.
+    /// Whether a successful backup is verified right away.
+    verify_new: bool,
+    /// Group lock and base snapshot lock: held for the whole session.
     guards: Vec<Box<dyn Send>>,
+    /// Exclusive lock on the new snapshot (downgraded for verify-new).
+    snapshot_guard: BackupDirGuard,
 }
 
-/// Opens a datastore for writing, with the tuning of its configuration.
-pub fn lookup_datastore_for_write(store: &str) -> Result<DataStore, Error> {
+/// Opens a datastore for writing, with the tuning of its configuration; also returns its
+/// `verify-new` option.
+pub fn lookup_datastore_for_write(store: &str) -> Result<(DataStore, bool), Error> {
     let (config, _) = pbs_config::datastore::config()?;
     let store_config = pbs_config::datastore::lookup(&config, store)?;
     store_config.check_maintenance(Operation::Write)?;
@@ -100,7 +106,7 @@ pub fn lookup_datastore_for_write(store: &str) -> Result<DataStore, Error> {
             .parse::<DatastoreFSyncLevel>()?,
         None => DatastoreFSyncLevel::default(),
     };
-    DataStore::open_with_options(
+    let datastore = DataStore::open_with_options(
         store,
         &store_config.path,
         pbs_buildcfg::datastore_lock_dir(),
@@ -108,7 +114,8 @@ pub fn lookup_datastore_for_write(store: &str) -> Result<DataStore, Error> {
             sync_level,
             ..Default::default()
         },
-    )
+    )?;
+    Ok((datastore, store_config.verify_new.unwrap_or(false)))
 }
 
 /// Whether `auth_id` may write into a group owned by `owner`.
@@ -178,7 +185,8 @@ fn prepare_session(
     }
 
     // 3. datastore
-    let datastore = Arc::new(lookup_datastore_for_write(store).map_err(to_http)?);
+    let (datastore, verify_new) = lookup_datastore_for_write(store).map_err(to_http)?;
+    let datastore = Arc::new(datastore);
 
     // 4. upgrade header and HTTP version
     upgrade_check?;
@@ -239,7 +247,6 @@ fn prepare_session(
     let (relative_path, snapshot_guard) = datastore
         .create_new_locked_backup_dir(&ns, &backup_dir)
         .map_err(to_http)?;
-    guards.push(Box::new(snapshot_guard));
     let snapshot_path = datastore.base_path().join(&relative_path);
 
     Ok(SessionSetup {
@@ -252,7 +259,9 @@ fn prepare_session(
         worker_type,
         worker_id,
         benchmark,
+        verify_new,
         guards,
+        snapshot_guard,
     })
 }
 
@@ -321,7 +330,9 @@ async fn run_session(
         snapshot_path,
         last_backup,
         benchmark,
+        verify_new,
         guards,
+        snapshot_guard,
         ..
     } = setup;
     worker.log_message(format!(
@@ -391,5 +402,52 @@ async fn run_session(
         }
     };
     drop(guards);
+    if outcome.is_ok() && !benchmark && verify_new {
+        spawn_verify_new(&worker, datastore, ns, backup_dir, snapshot_guard);
+    }
     outcome
+}
+
+/// Verifies a just finished snapshot in a task of its own, holding the (downgraded) snapshot
+/// lock so that the snapshot cannot be removed in between.
+fn spawn_verify_new(
+    worker: &WorkerTask,
+    datastore: Arc<DataStore>,
+    ns: BackupNamespace,
+    backup_dir: BackupDir,
+    mut snapshot_guard: BackupDirGuard,
+) {
+    if let Err(err) = snapshot_guard.downgrade() {
+        worker.log_warning(format!("unable to downgrade snapshot lock - {err}"));
+        return;
+    }
+    let worker_id = format!(
+        "{}:{}/{}/{:08X}",
+        datastore.name(),
+        backup_dir.group.ty.as_str(),
+        backup_dir.group.id,
+        backup_dir.time
+    );
+    let auth_id = worker.upid().auth_id.clone();
+    let result = WorkerTask::spawn("verify", Some(worker_id), auth_id, false, move |task| {
+        let _guard = snapshot_guard;
+        let log_task = Arc::clone(&task);
+        let context = VerifyContext::new(
+            datastore.chunk_store().clone(),
+            datastore.tuning().chunk_order,
+            Box::new(move |line| log_task.log_message(line)),
+        );
+        let upid = task.upid().to_string();
+        let outcome =
+            context.verify_backup_dir(&datastore, &ns, &backup_dir, &upid, None, &|| {
+                task.abort_requested()
+            })?;
+        if outcome == SnapshotVerifyOutcome::Failed {
+            bail!("verification failed - please check the log for details");
+        }
+        Ok(())
+    });
+    if let Err(err) = result {
+        worker.log_warning(format!("unable to start verify task - {err:#}"));
+    }
 }
