@@ -366,15 +366,51 @@ async fn run_session(
         result = connection => result,
         _ = worker.abort_future() => Err(format_err!("task aborted")),
     };
-    env.drop_writers();
+    // Removing files and directories is blocking work.
+    tokio::task::spawn_blocking(move || {
+        end_session(
+            &worker,
+            &env,
+            result,
+            SessionEnd {
+                benchmark,
+                verify_new,
+                guards,
+                snapshot_guard,
+            },
+        )
+    })
+    .await
+    .map_err(|err| format_err!("session end task failed - {err}"))?
+}
 
+/// What the end of a session still needs besides the environment.
+struct SessionEnd {
+    benchmark: bool,
+    verify_new: bool,
+    guards: Vec<Box<dyn Send>>,
+    snapshot_guard: BackupDirGuard,
+}
+
+/// Session termination (spec §3.5): keep or remove the snapshot, release the locks, start
+/// verify-new.
+fn end_session(
+    worker: &WorkerTask,
+    env: &BackupEnvironment,
+    result: Result<(), Error>,
+    end: SessionEnd,
+) -> Result<(), Error> {
+    env.drop_writers();
     let remove = |what: &str| {
         worker.log_message(what);
-        if let Err(err) = datastore.remove_backup_dir(&ns, &backup_dir, true) {
+        if let Err(err) = env
+            .datastore
+            .remove_backup_dir(&env.ns, &env.backup_dir, true)
+        {
             worker.log_warning(format!("removing snapshot failed - {err:#}"));
         }
     };
-    let outcome = if benchmark {
+    let outcome = if end.benchmark {
         worker.log_message("benchmark finished successfully");
         remove("removing benchmark snapshot");
         Ok(())
@@ -401,9 +437,15 @@ async fn run_session(
             }
         }
     };
-    drop(guards);
-    if outcome.is_ok() && !benchmark && verify_new {
-        spawn_verify_new(&worker, datastore, ns, backup_dir, snapshot_guard);
+    drop(end.guards);
+    if outcome.is_ok() && !end.benchmark && end.verify_new {
+        spawn_verify_new(
+            worker,
+            Arc::clone(&env.datastore),
+            env.ns.clone(),
+            env.backup_dir.clone(),
+            end.snapshot_guard,
+        );
     }
     outcome
 }

@@ -91,26 +91,28 @@ pub async fn upload_chunk(
 ) -> Result<Value, Error> {
     let raw = read_chunk_body(body, upload.encoded_size).await?;
     let task_env = Arc::clone(&env);
-    let (is_duplicate, compressed_size) =
-        tokio::task::spawn_blocking(move || verify_and_store(&task_env, &upload, raw))
-            .await
-            .map_err(|err| format_err!("chunk upload task failed - {err}"))??;
-    match kind {
-        ChunkKind::Dynamic => env.register_dynamic_chunk(
-            upload.wid,
-            upload.digest,
-            upload.size,
-            compressed_size,
-            is_duplicate,
-        )?,
-        ChunkKind::Fixed => env.register_fixed_chunk(
-            upload.wid,
-            upload.digest,
-            upload.size,
-            compressed_size,
-            is_duplicate,
-        )?,
-    }
+    // Storing and registering both touch disk or wait for the session lock: off the runtime.
+    tokio::task::spawn_blocking(move || {
+        let (is_duplicate, compressed_size) = verify_and_store(&task_env, &upload, raw)?;
+        match kind {
+            ChunkKind::Dynamic => task_env.register_dynamic_chunk(
+                upload.wid,
+                upload.digest,
+                upload.size,
+                compressed_size,
+                is_duplicate,
+            ),
+            ChunkKind::Fixed => task_env.register_fixed_chunk(
+                upload.wid,
+                upload.digest,
+                upload.size,
+                compressed_size,
+                is_duplicate,
+            ),
+        }
+    })
+    .await
+    .map_err(|err| format_err!("chunk upload task failed - {err}"))??;
     let digest = hex::encode(upload.digest);
     env.debug(format!(
         "upload_chunk done: {} bytes, {digest}",
