@@ -694,6 +694,89 @@ async fn fixed_backup(server: &TestServer, store: &Path) {
     assert_eq!(fidx[INDEX_HEADER_SIZE + 32..], last.digest);
     check_chunk_file(store, &first);
     check_chunk_file(store, &last);
+
+    // -- incremental fixed backup with reuse-csum ---------------------------------------
+    let t2 = T1 + 60;
+    let mut session = start_session(
+        server,
+        &format!("backup-id=100&backup-time={t2}&backup-type=vm&store=store1"),
+    )
+    .await;
+    let wrong = "ab".repeat(32);
+    assert_eq!(
+        session
+            .post(&format!(
+                "fixed_index?archive-name=drive-scsi0.img.fidx&size={size}&reuse-csum={wrong}"
+            ))
+            .await
+            .error(),
+        format!(
+            "expected csum ({wrong}) doesn't match last backup's ({}), cannot do incremental backup",
+            hex::encode(csum)
+        )
+    );
+    assert_eq!(
+        session
+            .post(&format!(
+                "fixed_index?archive-name=other.img.fidx&size={size}&reuse-csum={wrong}"
+            ))
+            .await
+            .error(),
+        "cannot reuse index - no previous backup exists for archive"
+    );
+    let wid = session
+        .post(&format!(
+            "fixed_index?archive-name=drive-scsi0.img.fidx&size={size}&reuse-csum={}",
+            hex::encode(csum)
+        ))
+        .await
+        .data()
+        .as_u64()
+        .unwrap();
+    let changed = chunk(pattern(4 * MIB, 10));
+    session
+        .chunk(
+            "fixed",
+            wid,
+            &changed.digest,
+            changed.data.len(),
+            &changed.encoded,
+        )
+        .await
+        .data();
+    session
+        .append("fixed", wid, &[(changed.digest, 0)])
+        .await
+        .data();
+    let mut hasher = openssl::sha::Sha256::new();
+    hasher.update(&changed.digest);
+    hasher.update(&last.digest);
+    let csum2 = hasher.finish();
+    // Incremental writers only count the appends of this session; the size is not checked.
+    session
+        .post(&format!(
+            "fixed_close?wid={wid}&chunk-count=1&size=0&csum={}",
+            hex::encode(csum2)
+        ))
+        .await
+        .data();
+    let manifest = manifest_blob(
+        "vm",
+        "100",
+        t2,
+        &[("drive-scsi0.img.fidx", size as u64, csum2)],
+    );
+    session.blob("index.json.blob", &manifest).await.data();
+    session.post("finish").await.data();
+    drop(session);
+    let fidx =
+        std::fs::read(store.join("vm/100/2023-11-14T22:14:20Z/drive-scsi0.img.fidx")).unwrap();
+    assert_eq!(fidx[32..64], csum2);
+    assert_eq!(
+        fidx[INDEX_HEADER_SIZE..INDEX_HEADER_SIZE + 32],
+        changed.digest
+    );
+    assert_eq!(fidx[INDEX_HEADER_SIZE + 32..], last.digest);
 }
 
 async fn error_cases(server: &TestServer, store: &Path) {
@@ -897,7 +980,7 @@ fn backup_protocol_end_to_end() {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let done = tasks.len() == 6 && tasks.iter().all(|t| t["status"].is_string());
+        let done = tasks.len() == 7 && tasks.iter().all(|t| t["status"].is_string());
         assert!(
             done || std::time::Instant::now() < deadline,
             "{} {tasks:#?}",
@@ -919,7 +1002,7 @@ fn backup_protocol_end_to_end() {
         ["OK", "OK", "OK"],
         "{tasks:?}"
     );
-    assert_eq!(status_of("store1:vm/100"), ["OK"]);
+    assert_eq!(status_of("store1:vm/100"), ["OK", "OK"]);
     let errors = status_of("store1:host/errors");
     assert_eq!(errors.len(), 2, "{tasks:?}");
     assert!(errors.iter().all(|s| s != "OK"), "{errors:?}");
