@@ -152,12 +152,14 @@ async fn json_params(
     body_parameters(&parts, &body, &BTreeMap::new(), schema)
 }
 
-fn raw_params(req: &Request<Incoming>, schema: &ObjectSchema) -> Result<Value, HttpError> {
-    let (parts, _) = Request::new(()).into_parts();
-    let mut parts = parts;
-    parts.uri = req.uri().clone();
-    parts.headers = req.headers().clone();
-    query_parameters(&parts, &BTreeMap::new(), schema)
+/// Parameters of a raw handler (query string only) and the unread body.
+fn raw_params(
+    req: Request<Incoming>,
+    schema: &ObjectSchema,
+) -> Result<(Value, Incoming), HttpError> {
+    let (parts, body) = req.into_parts();
+    let params = query_parameters(&parts, &BTreeMap::new(), schema)?;
+    Ok((params, body))
 }
 
 async fn route(
@@ -182,7 +184,7 @@ async fn route(
             Ok(data_response(handlers::previous_backup_time(env)))
         }
         ("previous", Method::GET) => {
-            let params = raw_params(&req, &handlers::archive_name_schema())?;
+            let (params, _) = raw_params(req, &handlers::archive_name_schema())?;
             let env = Arc::clone(env);
             let result = tokio::task::spawn_blocking(move || handlers::previous(&env, &params))
                 .await
@@ -194,8 +196,8 @@ async fn route(
             }
         }
         ("blob", Method::POST) => {
-            let params = raw_params(&req, &handlers::blob_schema())?;
-            let data = read_body(req.into_body(), handlers::MAX_ENCODED_SIZE as usize + 2).await?;
+            let (params, body) = raw_params(req, &handlers::blob_schema())?;
+            let data = read_body(body, handlers::MAX_ENCODED_SIZE as usize + 2).await?;
             blocking(env, move |env| {
                 handlers::upload_blob(env, &params, Vec::from(data))
             })
@@ -225,9 +227,9 @@ async fn route(
             } else {
                 ChunkKind::Fixed
             };
-            let params = raw_params(&req, &handlers::chunk_schema())?;
+            let (params, body) = raw_params(req, &handlers::chunk_schema())?;
             let upload = handlers::chunk_params(&params).map_err(bad_request)?;
-            let digest = upload_chunk(Arc::clone(env), kind, upload, req.into_body())
+            let digest = upload_chunk(Arc::clone(env), kind, upload, body)
                 .await
                 .map_err(bad_request)?;
             Ok(data_response(digest))
