@@ -903,6 +903,44 @@ async fn error_cases(server: &TestServer, store: &Path) {
         "{}",
         reply.text()
     );
+    // JSON handlers take a JSON body when the media type says so (parameters ignored).
+    let wid = session
+        .request(
+            Method::POST,
+            "dynamic_index?archive-name=ignored.didx",
+            "application/json; charset=UTF-8",
+            br#"{"archive-name":"json.didx"}"#.to_vec(),
+        )
+        .await
+        .data();
+    assert_eq!(wid, 2);
+    assert!(snap.join("json.tmp_didx").is_file());
+    assert_eq!(
+        session
+            .request(
+                Method::POST,
+                "dynamic_index?archive-name=a.didx",
+                "text/json",
+                Vec::new()
+            )
+            .await
+            .error(),
+        "unsupported content type Ok(\"text/json\")"
+    );
+    assert_eq!(
+        session
+            .post("dynamic_index?archive-name=a.didx&foo=1")
+            .await
+            .error(),
+        "parameter verification failed - 'foo': schema does not allow additional properties."
+    );
+    assert_eq!(
+        session
+            .post("dynamic_index?archive-name=a.fidx")
+            .await
+            .error(),
+        "wrong archive extension: 'a.fidx'"
+    );
     assert_eq!(session.get("nothing").await.status, StatusCode::NOT_FOUND);
     assert!(snap.is_dir());
 
