@@ -493,3 +493,66 @@ fn spawn_verify_new(
         worker.log_warning(format!("unable to start verify task - {err:#}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> Authid {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn owner_rules() {
+        assert!(check_backup_owner(&id("a@pbs"), &id("a@pbs")).is_ok());
+        // a user may write into groups of its own tokens, not the other way round
+        assert!(check_backup_owner(&id("a@pbs!t"), &id("a@pbs")).is_ok());
+        assert_eq!(
+            check_backup_owner(&id("a@pbs"), &id("a@pbs!t"))
+                .unwrap_err()
+                .to_string(),
+            "backup owner check failed (a@pbs!t != a@pbs)"
+        );
+        assert!(check_backup_owner(&id("a@pbs!t"), &id("a@pbs!u")).is_err());
+        assert!(check_backup_owner(&id("b@pbs"), &id("a@pbs")).is_err());
+    }
+
+    #[test]
+    fn upgrade_parameters() {
+        let schema = upgrade_schema();
+        let pairs = |extra: &[(&str, &str)]| {
+            let mut list: Vec<(String, String)> = [
+                ("store", "store1"),
+                ("backup-type", "host"),
+                ("backup-id", "elsa"),
+                ("backup-time", "1717600000"),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            list.sort();
+            list
+        };
+        assert!(schema.parse_strings(&pairs(&[("debug", "true")])).is_ok());
+        assert!(schema.parse_strings(&pairs(&[("ns", "a/b")])).is_ok());
+        assert!(schema
+            .parse_strings(&pairs(&[("ns", "a/b/c/d/e/f/g/h")]))
+            .is_err());
+        assert_eq!(
+            schema
+                .parse_strings(&pairs(&[("extra", "1")]))
+                .unwrap_err()
+                .to_string(),
+            "parameter verification failed - 'extra': schema does not allow additional properties."
+        );
+        let mut wrong_type = pairs(&[]);
+        for (key, value) in wrong_type.iter_mut() {
+            if key == "backup-type" {
+                *value = "disk".to_string();
+            }
+        }
+        assert!(schema.parse_strings(&wrong_type).is_err());
+        assert!(schema.parse_strings(&pairs(&[])).is_ok());
+    }
+}
