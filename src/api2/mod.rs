@@ -2,6 +2,7 @@
 //! `proxmox-backup-manager` (which calls it in-process).
 
 pub mod access;
+pub mod backup;
 pub mod config;
 pub mod node;
 pub mod node_status;
@@ -15,6 +16,7 @@ use pbs_rest_server::Router;
 pub fn router() -> Result<Router, RouteError> {
     let router = Router::new();
     let router = access::register(router)?;
+    let router = backup::register(router)?;
     let router = config::register(router)?;
     let router = node::register(router)?;
     let router = node_status::register(router)?;
