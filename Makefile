@@ -20,6 +20,7 @@ test: deps
 # Throughput benchmarks, each printed beside a reference figure measured in the same run.
 bench: deps
 	$(CARGO) bench -p pbs-datastore --bench datastore
+	$(CARGO) bench -p pxar-bin --bench pxar_vs_tar
 
 # Both daemons in the foreground on a local instance under ./run (see scripts/run-dev.sh).
 run: deps

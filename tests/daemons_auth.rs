@@ -48,14 +48,14 @@ fn login(
     server: &TestServer,
     username: &str,
     password: &str,
-) -> Result<(String, String), common::Reply> {
+) -> Result<(String, String), Box<common::Reply>> {
     let reply = server.anonymous().post(
         Target::Proxy,
         "access/ticket",
         json!({"username": username, "password": password}),
     );
     if reply.status != StatusCode::OK {
-        return Err(reply);
+        return Err(Box::new(reply));
     }
     let data = reply.data();
     assert_eq!(data["username"], username);

@@ -1,6 +1,5 @@
 //! Writing key and certificate files with the owners and modes the daemons expect.
 
-use std::ffi::CString;
 use std::path::Path;
 
 use anyhow::{Context, Error};
@@ -17,24 +16,7 @@ pub enum FileOwner {
 
 /// Group id of the `backup` user, if that user exists.
 fn backup_gid() -> Option<u32> {
-    let name = CString::new("backup").ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers reference live buffers of the given sizes.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    Some(pwd.pw_gid)
+    pbs_tools::user::backup_user().map(|(_, gid)| gid)
 }
 
 fn resolve_owner(owner: FileOwner) -> Option<(u32, u32)> {

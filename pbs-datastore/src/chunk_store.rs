@@ -137,28 +137,10 @@ fn path_cstring(path: &Path) -> Result<CString, Error> {
 
 /// uid/gid of the `backup` user, if we are root and that user exists.
 fn backup_owner() -> Option<(libc::uid_t, libc::gid_t)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !pbs_tools::user::running_as_root() {
         return None;
     }
-    let name = CString::new("backup").ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; buf outlives the use of pwd's strings.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    Some((pwd.pw_uid, pwd.pw_gid))
+    pbs_tools::user::backup_user()
 }
 
 fn chown_to_backup(path: &Path, owner: Option<(libc::uid_t, libc::gid_t)>) -> Result<(), Error> {

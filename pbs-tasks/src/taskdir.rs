@@ -1,7 +1,6 @@
 //! The task directory (`<log dir>/tasks`): file locations, ownership, the list lock, and
 //! reading task logs.
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -26,25 +25,7 @@ pub struct TaskDir {
 
 /// uid/gid of the `backup` user, if it exists.
 fn backup_user_ids() -> Option<(u32, u32)> {
-    let name = CString::new("backup").ok()?;
-    // SAFETY: passwd is plain data filled by getpwnam_r.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers reference live buffers of the given sizes.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    Some((pwd.pw_uid, pwd.pw_gid))
+    pbs_tools::user::backup_user()
 }
 
 /// Locks `flock`-style on an open file; released when the file is closed.

@@ -1,5 +1,6 @@
-//! `pxar`: extract, list and mount pxar archives.
+//! `pxar`: create, extract, list and mount pxar archives.
 
+mod create;
 mod list;
 mod mount;
 
@@ -10,8 +11,7 @@ use std::path::Path;
 use anyhow::{bail, format_err, Context, Result};
 use pathpatterns::{MatchEntry, MatchType, PatternFlag};
 use pbs_cli::{Command, CommandTree, Param};
-use pbs_client::pxar::apply::flags;
-use pbs_client::pxar::{extract_archive, OverwriteFlags, PxarExtractOptions};
+use pbs_client::pxar::{extract_archive, Flags, OverwriteFlags, PxarExtractOptions};
 use pxar::{Decoder, EntryKind};
 
 const ARCHIVE: Param = Param::required("archive", "Archive name.");
@@ -20,7 +20,56 @@ const PAYLOAD_INPUT: Param = Param::optional(
     "Payload input archive (.ppxar) of a split archive (.mpxar).",
 );
 
+/// The `--no-*` options shared by `create` and `extract`, each clearing one feature flag.
+const FEATURE_OPTIONS: [(&str, Flags); 6] = [
+    ("no-xattrs", Flags::WITH_XATTRS),
+    ("no-fcaps", Flags::WITH_FCAPS),
+    ("no-acls", Flags::WITH_ACL),
+    ("no-device-nodes", Flags::WITH_DEVICE_NODES),
+    ("no-fifos", Flags::WITH_FIFOS),
+    ("no-sockets", Flags::WITH_SOCKETS),
+];
+
+/// [`Flags::DEFAULT`] minus what the `--no-*` options turn off.
+fn feature_flags(args: &pbs_cli::ParsedArgs) -> Result<Flags> {
+    let mut flags = Flags::DEFAULT;
+    for (option, flag) in FEATURE_OPTIONS {
+        if args.flag(option, false)? {
+            flags.remove(flag);
+        }
+    }
+    Ok(flags)
+}
+
 fn command_tree() -> CommandTree {
+    let create = Command {
+        description: "Create a new .pxar archive.",
+        params: vec![
+            ARCHIVE,
+            Param::required("source", "Source directory."),
+            Param::flag("no-xattrs", "Ignore extended file attributes."),
+            Param::flag("no-fcaps", "Ignore file capabilities."),
+            Param::flag("no-acls", "Ignore access control list entries."),
+            Param::flag("all-file-systems", "Include mounted sudirs."),
+            Param::flag("no-device-nodes", "Ignore device nodes."),
+            Param::flag("no-fifos", "Ignore fifos."),
+            Param::flag("no-sockets", "Ignore sockets."),
+            Param::array(
+                "exclude",
+                "List of paths or pattern matching files to exclude.",
+            ),
+            Param::integer(
+                "entries-max",
+                "Max number of entries loaded at once into memory (default 1048576).",
+            ),
+            Param::optional(
+                "payload-output",
+                "'ppxar' payload output for split archive.",
+            ),
+            Param::flag("verbose", "Verbose output: print every archived path."),
+        ],
+        positionals: vec!["archive", "source"],
+    };
     let extract = Command {
         description: "Extract an archive.",
         params: vec![
@@ -87,6 +136,7 @@ fn command_tree() -> CommandTree {
         positionals: vec!["archive", "mountpoint"],
     };
     CommandTree::Group(vec![
+        ("create", CommandTree::Leaf(create)),
         ("extract", CommandTree::Leaf(extract)),
         ("list", CommandTree::Leaf(list)),
         ("mount", CommandTree::Leaf(mount)),
@@ -148,19 +198,7 @@ fn extract(args: &pbs_cli::ParsedArgs) -> Result<()> {
         }
     }
 
-    let mut feature_flags = flags::DEFAULT;
-    for (option, flag) in [
-        ("no-xattrs", flags::WITH_XATTRS),
-        ("no-fcaps", flags::WITH_FCAPS),
-        ("no-acls", flags::WITH_ACL),
-        ("no-device-nodes", flags::WITH_DEVICE_NODES),
-        ("no-fifos", flags::WITH_FIFOS),
-        ("no-sockets", flags::WITH_SOCKETS),
-    ] {
-        if args.flag(option, false)? {
-            feature_flags &= !flag;
-        }
-    }
+    let feature_flags = feature_flags(args)?;
     let all = args.flag("overwrite", false)?;
     let options = PxarExtractOptions {
         allow_existing_dirs: args.flag("allow-existing-dirs", false)?,
@@ -216,6 +254,7 @@ fn run(args: &[String]) -> Result<()> {
     let invocation = pbs_cli::parse_command_line(&tree, args)?;
     let a = &invocation.args;
     match invocation.path.as_slice() {
+        ["create"] => create::create(a, feature_flags(a)?),
         ["extract"] => extract(a),
         ["list"] => list(a),
         ["mount"] => mount::mount(

@@ -39,6 +39,8 @@
 //! ```
 
 pub mod accessor;
+#[cfg(feature = "tokio")]
+pub mod aio;
 pub mod decoder;
 pub mod encoder;
 pub mod entry;

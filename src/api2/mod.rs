@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod node;
 pub mod node_status;
@@ -18,6 +19,7 @@ pub fn router() -> Result<Router, RouteError> {
     let router = Router::new();
     let router = access::register(router)?;
     let router = admin::register(router)?;
+    let router = backup::register(router)?;
     let router = reader::register(router)?;
     let router = config::register(router)?;
     let router = node::register(router)?;

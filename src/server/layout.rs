@@ -1,11 +1,10 @@
 //! The directory layout under the base directory and the files the API daemon creates on
 //! start (keys, CSRF secret, self-signed certificate).
 
-use std::ffi::CString;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use anyhow::{bail, format_err, Context, Error};
+use anyhow::{bail, Context, Error};
 
 use super::log;
 
@@ -20,32 +19,9 @@ pub struct UserIds {
 
 /// Looks up a system user by name.
 pub fn lookup_user(name: &str) -> Result<Option<UserIds>, Error> {
-    let cname = CString::new(name).map_err(|_| format_err!("bad user name {name:?}"))?;
-    // SAFETY: zeroed passwd is a valid out-parameter; the buffer outlives the call.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers reference live buffers of the given sizes.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::from_raw_os_error(rc))
-            .with_context(|| format!("unable to look up user {name:?}"));
-    }
-    if result.is_null() {
-        return Ok(None);
-    }
-    Ok(Some(UserIds {
-        uid: pwd.pw_uid,
-        gid: pwd.pw_gid,
-    }))
+    let ids = pbs_tools::user::lookup_user(name)
+        .with_context(|| format!("unable to look up user {name:?}"))?;
+    Ok(ids.map(|(uid, gid)| UserIds { uid, gid }))
 }
 
 /// Whether the process runs with effective uid 0.

@@ -12,82 +12,7 @@ use anyhow::{format_err, Error, Result};
 use pxar::format::{AclGroup, AclUser, ACL_NO_MASK};
 use pxar::Metadata;
 
-/// Feature-flag bits this module honours (values fixed by the archive format).
-pub mod flags {
-    /// Restore chattr `a`.
-    pub const WITH_FLAG_APPEND: u64 = 0x10000;
-    /// Restore chattr `A`.
-    pub const WITH_FLAG_NOATIME: u64 = 0x20000;
-    /// Restore chattr `c`.
-    pub const WITH_FLAG_COMPR: u64 = 0x40000;
-    /// Restore chattr `C`.
-    pub const WITH_FLAG_NOCOW: u64 = 0x80000;
-    /// Restore chattr `d`.
-    pub const WITH_FLAG_NODUMP: u64 = 0x0010_0000;
-    /// Restore chattr `D`.
-    pub const WITH_FLAG_DIRSYNC: u64 = 0x0020_0000;
-    /// Restore chattr `i`.
-    pub const WITH_FLAG_IMMUTABLE: u64 = 0x0040_0000;
-    /// Restore chattr `S`.
-    pub const WITH_FLAG_SYNC: u64 = 0x0080_0000;
-    /// Restore chattr `m`.
-    pub const WITH_FLAG_NOCOMP: u64 = 0x0100_0000;
-    /// Restore chattr `P`.
-    pub const WITH_FLAG_PROJINHERIT: u64 = 0x0200_0000;
-    /// Restore permission bits.
-    pub const WITH_PERMISSIONS: u64 = 0x100;
-    /// Create symlinks.
-    pub const WITH_SYMLINKS: u64 = 0x200;
-    /// Create device nodes.
-    pub const WITH_DEVICE_NODES: u64 = 0x400;
-    /// Create fifos.
-    pub const WITH_FIFOS: u64 = 0x800;
-    /// Create sockets.
-    pub const WITH_SOCKETS: u64 = 0x1000;
-    /// Restore extended attributes.
-    pub const WITH_XATTRS: u64 = 0x1000_0000;
-    /// Restore POSIX ACLs.
-    pub const WITH_ACL: u64 = 0x2000_0000;
-    /// Restore file capabilities.
-    pub const WITH_FCAPS: u64 = 0x8000_0000;
-    /// Restore the quota project id.
-    pub const WITH_QUOTA_PROJID: u64 = 0x0001_0000_0000;
-    /// Restore owner and group.
-    pub const WITH_OWNER: u64 = 0x0002_0000_0000;
-    /// All chattr flags.
-    pub const WITH_CHATTR: u64 = WITH_FLAG_APPEND
-        | WITH_FLAG_NOATIME
-        | WITH_FLAG_COMPR
-        | WITH_FLAG_NOCOW
-        | WITH_FLAG_NODUMP
-        | WITH_FLAG_DIRSYNC
-        | WITH_FLAG_IMMUTABLE
-        | WITH_FLAG_SYNC
-        | WITH_FLAG_NOCOMP
-        | WITH_FLAG_PROJINHERIT;
-    /// What the backup client uses by default.
-    pub const DEFAULT: u64 = 0x9000_0003_FFEF_FF00;
-    /// chattr flags set right after creating a file, before its contents are written.
-    pub const INITIAL_CHATTR: u64 = WITH_FLAG_NOATIME
-        | WITH_FLAG_COMPR
-        | WITH_FLAG_NOCOW
-        | WITH_FLAG_NOCOMP
-        | WITH_FLAG_PROJINHERIT;
-}
-
-/// pxar flag ↔ inode flag (`FS_IOC_SETFLAGS`) pairs.
-const CHATTR_MAP: [(u64, libc::c_int); 10] = [
-    (flags::WITH_FLAG_APPEND, 0x20),
-    (flags::WITH_FLAG_NOATIME, 0x80),
-    (flags::WITH_FLAG_COMPR, 0x4),
-    (flags::WITH_FLAG_NOCOW, 0x0080_0000),
-    (flags::WITH_FLAG_NODUMP, 0x40),
-    (flags::WITH_FLAG_DIRSYNC, 0x0001_0000),
-    (flags::WITH_FLAG_IMMUTABLE, 0x10),
-    (flags::WITH_FLAG_SYNC, 0x8),
-    (flags::WITH_FLAG_NOCOMP, 0x400),
-    (flags::WITH_FLAG_PROJINHERIT, 0x2000_0000),
-];
+use super::flags::Flags;
 
 const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
 const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
@@ -151,19 +76,18 @@ fn is_unsupported(err: &io::Error) -> bool {
     )
 }
 
-/// Set the chattr flags of `flag_mask` that `stat_flags` (pxar bits) contains, masked by the
-/// feature flags. Flags are only ever added; unsupported file systems are silently skipped.
+/// Set the chattr flags of `flag_mask` that `stat_flags` (the entry's `Stat.flags`) contains,
+/// masked by the feature flags. Flags are only ever added; unsupported file systems are
+/// silently skipped.
 pub fn apply_chattr(
     fd: BorrowedFd<'_>,
     stat_flags: u64,
-    feature_flags: u64,
-    flag_mask: u64,
+    feature_flags: Flags,
+    flag_mask: Flags,
 ) -> Result<()> {
-    let wanted_pxar = stat_flags & feature_flags & flag_mask;
-    let wanted: libc::c_int = CHATTR_MAP
-        .iter()
-        .filter(|(pxar_flag, _)| wanted_pxar & pxar_flag != 0)
-        .fold(0, |acc, (_, fs_flag)| acc | fs_flag);
+    let wanted = (Flags::from_bits_retain(stat_flags) & feature_flags & flag_mask).to_chattr();
+    // Every chattr bit the archive format maps fits the ioctl's int.
+    let wanted = wanted as libc::c_int;
     if wanted == 0 {
         return Ok(());
     }
@@ -340,9 +264,11 @@ pub fn default_acl_xattr(metadata: &Metadata) -> Result<Option<Vec<u8>>> {
     Ok(Some(builder.bytes))
 }
 
+/// Whether the process runs as root (asked once: extraction calls this for every entry).
 fn is_root() -> bool {
+    static IS_ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    *IS_ROOT.get_or_init(|| unsafe { libc::geteuid() == 0 })
 }
 
 fn chown(target: Target<'_>, uid: u32, gid: u32) -> io::Result<()> {
@@ -417,12 +343,12 @@ fn lossy(bytes: &[u8]) -> String {
 pub fn apply_metadata(
     target: Target<'_>,
     metadata: &Metadata,
-    feature_flags: u64,
+    feature_flags: Flags,
     on_error: &mut StepErrorHandler<'_>,
 ) -> Result<()> {
     let stat = &metadata.stat;
 
-    if feature_flags & flags::WITH_OWNER != 0 && is_root() {
+    if feature_flags.contains(Flags::WITH_OWNER) && is_root() {
         if let Err(err) = chown(target, stat.uid, stat.gid) {
             on_error(format_err!(
                 "failed to set ownership {}:{} - {err}",
@@ -432,7 +358,7 @@ pub fn apply_metadata(
         }
     }
 
-    if feature_flags & flags::WITH_XATTRS != 0 {
+    if feature_flags.contains(Flags::WITH_XATTRS) {
         for xattr in &metadata.xattrs {
             let result = xattr_name(&xattr.name).and_then(|name| {
                 match set_xattr(target, &name, &xattr.value) {
@@ -449,7 +375,7 @@ pub fn apply_metadata(
         }
     }
 
-    if feature_flags & flags::WITH_ACL != 0 {
+    if feature_flags.contains(Flags::WITH_ACL) {
         let acls = [
             (XATTR_ACL_ACCESS, access_acl_xattr(metadata)),
             (XATTR_ACL_DEFAULT, default_acl_xattr(metadata)),
@@ -469,7 +395,7 @@ pub fn apply_metadata(
         }
     }
 
-    if feature_flags & flags::WITH_FCAPS != 0 {
+    if feature_flags.contains(Flags::WITH_FCAPS) {
         if let Some(fcaps) = &metadata.fcaps {
             match set_xattr(target, XATTR_FCAPS, &fcaps.data) {
                 Err(err) if err.raw_os_error() != Some(libc::EOPNOTSUPP) => {
@@ -480,7 +406,7 @@ pub fn apply_metadata(
         }
     }
 
-    if feature_flags & flags::WITH_QUOTA_PROJID != 0 {
+    if feature_flags.contains(Flags::WITH_QUOTA_PROJID) {
         if let (Some(projid), Target::Fd(fd)) = (metadata.quota_project_id, target) {
             if let Err(err) = apply_quota_project_id(fd, projid.projid) {
                 on_error(err)?;
@@ -488,7 +414,7 @@ pub fn apply_metadata(
         }
     }
 
-    if feature_flags & flags::WITH_PERMISSIONS != 0 {
+    if feature_flags.contains(Flags::WITH_PERMISSIONS) {
         let mode = (stat.mode & 0o7777) as libc::mode_t;
         if let Err(err) = chmod(target, mode) {
             on_error(format_err!("failed to set permissions {mode:o} - {err}"))?;
@@ -504,7 +430,7 @@ pub fn apply_metadata(
     }
 
     if let Target::Fd(fd) = target {
-        if let Err(err) = apply_chattr(fd, stat.flags, feature_flags, flags::WITH_CHATTR) {
+        if let Err(err) = apply_chattr(fd, stat.flags, feature_flags, Flags::WITH_CHATTR) {
             on_error(err)?;
         }
     }
@@ -606,15 +532,5 @@ mod tests {
         }];
         let err = access_acl_xattr(&metadata).unwrap_err();
         assert!(err.to_string().contains("invalid ACL permissions"), "{err}");
-    }
-
-    #[test]
-    fn default_flags_match_the_format_composites() {
-        assert_eq!(flags::WITH_CHATTR, 0x03FF_0000);
-        assert_eq!(flags::DEFAULT & flags::WITH_FLAG_NODUMP, 0);
-        assert_eq!(
-            flags::DEFAULT & flags::WITH_CHATTR,
-            flags::WITH_CHATTR & !flags::WITH_FLAG_NODUMP
-        );
     }
 }

@@ -18,7 +18,8 @@ use pathpatterns::{MatchEntry, MatchList, MatchType};
 use pxar::format::{mode, Device};
 use pxar::{Decoder, Entry, EntryKind, Metadata};
 
-use super::apply::{self, flags, Target};
+use super::apply::{self, Target};
+use super::flags::Flags;
 
 /// Receives an entry's error (its message names the entry); `Ok` continues, `Err` aborts.
 pub type ErrorHandler = Box<dyn FnMut(Error) -> Result<()> + Send>;
@@ -64,12 +65,12 @@ pub struct PxarExtractOptions {
 /// Extract `decoder`'s archive into `destination` (which must exist and is where the root
 /// directory's metadata goes). With a non-empty `match_list` only entries whose path (as
 /// `/dir/name`) is included are extracted. `feature_flags` selects what gets restored
-/// (see [`apply::flags`]).
+/// (normally [`Flags::DEFAULT`]).
 pub fn extract_archive<R: Read, P: Read>(
     mut decoder: Decoder<R, P>,
     destination: &Path,
     match_list: &[MatchEntry],
-    feature_flags: u64,
+    feature_flags: Flags,
     options: PxarExtractOptions,
 ) -> Result<()> {
     let root = open_dir_at(None, destination)
@@ -81,6 +82,7 @@ pub fn extract_archive<R: Read, P: Read>(
         match_list,
         feature_flags,
         options,
+        copy_buffer: Vec::new(),
     };
     let default_match = match_list.is_empty();
 
@@ -162,8 +164,10 @@ struct Extractor<'a> {
     root: OwnedFd,
     dirs: Vec<DirState>,
     match_list: &'a [MatchEntry],
-    feature_flags: u64,
+    feature_flags: Flags,
     options: PxarExtractOptions,
+    /// Reused for every file's contents.
+    copy_buffer: Vec<u8>,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -240,11 +244,23 @@ fn hardlink_target(root: BorrowedFd<'_>, target: &Path) -> Result<(OwnedFd, CStr
     Ok((dir, cstring(last.as_bytes())?))
 }
 
-/// Copy `size` bytes from `input` into `file`, leaving holes where whole blocks are zero.
-fn sparse_copy(input: &mut dyn Read, file: &File, size: u64) -> Result<(), EntryError> {
-    const BLOCK: usize = 4096;
-    let mut buf = vec![0u8; 64 * 1024];
+/// Size of the buffer file contents are copied through.
+const COPY_BUFFER_SIZE: usize = 1024 * 1024;
+
+/// Granularity of hole detection: runs of whole zero blocks are skipped, not written.
+const HOLE_BLOCK: usize = 4096;
+
+/// Copy `size` bytes from `input` into `file` through `buf`, leaving holes where whole blocks
+/// are zero. Consecutive data blocks go out in one write.
+fn sparse_copy(
+    input: &mut dyn Read,
+    file: &File,
+    size: u64,
+    buf: &mut [u8],
+) -> Result<(), EntryError> {
     let mut pos = 0u64;
+    // End of the data written so far: a trailing hole needs an explicit file size.
+    let mut written_end = 0u64;
     loop {
         let mut filled = 0;
         while filled < buf.len() {
@@ -262,22 +278,41 @@ fn sparse_copy(input: &mut dyn Read, file: &File, size: u64) -> Result<(), Entry
         if filled == 0 {
             break;
         }
-        for block in buf[..filled].chunks(BLOCK) {
-            if block.iter().any(|b| *b != 0) {
-                file.write_all_at(block, pos)
-                    .map_err(|err| format_err!("failed to write file contents - {err}"))?;
+        let data = &buf[..filled];
+        let mut offset = 0;
+        while offset < data.len() {
+            // Skip a run of zero blocks, then write the run of data blocks after it.
+            while offset < data.len() && is_zero_block(&data[offset..]) {
+                offset += HOLE_BLOCK.min(data.len() - offset);
             }
-            pos += block.len() as u64;
+            let start = offset;
+            while offset < data.len() && !is_zero_block(&data[offset..]) {
+                offset += HOLE_BLOCK.min(data.len() - offset);
+            }
+            if start < offset {
+                let at = pos + start as u64;
+                file.write_all_at(&data[start..offset], at)
+                    .map_err(|err| format_err!("failed to write file contents - {err}"))?;
+                written_end = at + (offset - start) as u64;
+            }
         }
+        pos += filled as u64;
     }
     if pos != size {
         return Err(EntryError::Fatal(format_err!(
             "file contents are incomplete: got {pos} of {size} bytes (split archive without payload input?)"
         )));
     }
-    file.set_len(size)
-        .map_err(|err| format_err!("failed to set file size {size} - {err}"))?;
+    if written_end != size {
+        file.set_len(size)
+            .map_err(|err| format_err!("failed to set file size {size} - {err}"))?;
+    }
     Ok(())
+}
+
+/// Whether the block at the start of `data` is all zeros.
+fn is_zero_block(data: &[u8]) -> bool {
+    data[..HOLE_BLOCK.min(data.len())].iter().all(|b| *b == 0)
 }
 
 impl Extractor<'_> {
@@ -370,7 +405,7 @@ impl Extractor<'_> {
             fd.as_fd(),
             dir.metadata.stat.flags,
             self.feature_flags,
-            flags::INITIAL_CHATTR,
+            Flags::INITIAL_CHATTR,
         )?;
         Ok(fd)
     }
@@ -430,10 +465,10 @@ impl Extractor<'_> {
             return Ok(());
         }
         let skip = match kind {
-            EntryKind::Symlink(_) => self.feature_flags & flags::WITH_SYMLINKS == 0,
-            EntryKind::Device(_) => self.feature_flags & flags::WITH_DEVICE_NODES == 0,
-            EntryKind::Fifo => self.feature_flags & flags::WITH_FIFOS == 0,
-            EntryKind::Socket => self.feature_flags & flags::WITH_SOCKETS == 0,
+            EntryKind::Symlink(_) => !self.feature_flags.contains(Flags::WITH_SYMLINKS),
+            EntryKind::Device(_) => !self.feature_flags.contains(Flags::WITH_DEVICE_NODES),
+            EntryKind::Fifo => !self.feature_flags.contains(Flags::WITH_FIFOS),
+            EntryKind::Socket => !self.feature_flags.contains(Flags::WITH_SOCKETS),
             _ => false,
         };
         if skip {
@@ -442,16 +477,24 @@ impl Extractor<'_> {
         if self.options.verbose {
             println!("{path:?}");
         }
-        let full_path = cstring(
-            self.destination
-                .join(path.strip_prefix("/").unwrap_or(path))
-                .as_os_str()
-                .as_bytes(),
-        )?;
+        // Objects without an open fd get their xattrs through their full path.
+        let full_path = match kind {
+            EntryKind::File { .. } | EntryKind::Hardlink { .. } => CString::default(),
+            _ => cstring(
+                self.destination
+                    .join(path.strip_prefix("/").unwrap_or(path))
+                    .as_os_str()
+                    .as_bytes(),
+            )?,
+        };
         let feature_flags = self.feature_flags;
         let overwrite = self.options.overwrite;
-        let root = self.root.try_clone().map_err(Error::from)?;
+        let root_fd = self.root.as_raw_fd();
+        // Lent out while `parent` borrows `self`; an entry failing early drops it and the
+        // next file allocates a new one.
+        let mut copy_buffer = std::mem::take(&mut self.copy_buffer);
         let Some(parent) = self.parent_fd().map_err(EntryError::Fatal)? else {
+            self.copy_buffer = copy_buffer;
             return Ok(());
         };
         let mut errors = Vec::new();
@@ -488,11 +531,17 @@ impl Extractor<'_> {
                     file.as_fd(),
                     metadata.stat.flags,
                     feature_flags,
-                    flags::INITIAL_CHATTR,
+                    Flags::INITIAL_CHATTR,
                 )?;
+                if size > 0 && copy_buffer.is_empty() {
+                    copy_buffer.resize(COPY_BUFFER_SIZE, 0);
+                }
+                // Never read more than the file holds: small files need no big buffer.
+                let buf_len = copy_buffer.len().min(size as usize);
+                let buf = &mut copy_buffer[..buf_len];
                 let copied = match decoder.contents() {
-                    Some(mut contents) => sparse_copy(&mut contents, &file, size),
-                    None => sparse_copy(&mut io::empty(), &file, size),
+                    Some(mut contents) => sparse_copy(&mut contents, &file, size, buf),
+                    None => sparse_copy(&mut io::empty(), &file, size, buf),
                 };
                 copied.map_err(|err| match err {
                     EntryError::Fatal(err) => EntryError::Fatal(
@@ -526,7 +575,9 @@ impl Extractor<'_> {
                 apply::apply_metadata(target, &metadata, feature_flags, &mut collect)?;
             }
             EntryKind::Hardlink { target, .. } => {
-                let (target_dir, target_name) = hardlink_target(root.as_fd(), &target)?;
+                // SAFETY: `self.root` stays open for the whole extraction.
+                let root = unsafe { BorrowedFd::borrow_raw(root_fd) };
+                let (target_dir, target_name) = hardlink_target(root, &target)?;
                 create_replacing(parent, &name, overwrite.hardlinks, || {
                     // SAFETY: valid fds and NUL-terminated strings.
                     cvt(unsafe {
@@ -566,6 +617,7 @@ impl Extractor<'_> {
             }
             EntryKind::Directory | EntryKind::GoodbyeTable => {}
         }
+        self.copy_buffer = copy_buffer;
         for err in errors {
             self.report(err.context(format!("error restoring metadata of {:?}", path.display())))
                 .map_err(EntryError::Fatal)?;
@@ -594,7 +646,7 @@ fn apply_special(
     name: &CStr,
     path: &CStr,
     metadata: &Metadata,
-    feature_flags: u64,
+    feature_flags: Flags,
     on_error: &mut apply::StepErrorHandler<'_>,
 ) -> Result<()> {
     let target = Target::At {

@@ -331,14 +331,14 @@ fn extract(
     archive: &[u8],
     dest: &Path,
     patterns: &[MatchEntry],
-    flags: u64,
+    flags: Flags,
     options: PxarExtractOptions,
 ) -> Result<()> {
     let decoder = Decoder::new_unified(archive).unwrap();
     extract_archive(decoder, dest, patterns, flags, options)
 }
 
-fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64) {
+fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: Flags) {
     let st = std::fs::symlink_metadata(path).unwrap();
     let stat = &expected.stat;
     assert_eq!(
@@ -365,7 +365,7 @@ fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64
         for xattr in &expected.xattrs {
             let name = std::str::from_utf8(&xattr.name).unwrap();
             let value = get_xattr(path, name);
-            if flags & flags::WITH_XATTRS != 0 {
+            if flags.contains(Flags::WITH_XATTRS) {
                 assert_eq!(
                     value.as_deref(),
                     Some(&xattr.value[..]),
@@ -380,7 +380,7 @@ fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64
         }
     }
     if support.acls {
-        let expect = |value: Option<Vec<u8>>| value.filter(|_| flags & flags::WITH_ACL != 0);
+        let expect = |value: Option<Vec<u8>>| value.filter(|_| flags.contains(Flags::WITH_ACL));
         assert_eq!(
             get_xattr(path, "system.posix_acl_access"),
             expect(apply::access_acl_xattr(expected).unwrap()),
@@ -396,7 +396,7 @@ fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64
         let want = expected
             .fcaps
             .as_ref()
-            .filter(|_| flags & flags::WITH_FCAPS != 0)
+            .filter(|_| flags.contains(Flags::WITH_FCAPS))
             .map(|f| f.data.clone());
         assert_eq!(
             get_xattr(path, "security.capability"),
@@ -406,7 +406,7 @@ fn check_metadata(path: &Path, expected: &Metadata, support: Support, flags: u64
     }
 }
 
-fn check_tree(dest: &Path, root: &Metadata, entries: &[Expected], support: Support, flags: u64) {
+fn check_tree(dest: &Path, root: &Metadata, entries: &[Expected], support: Support, flags: Flags) {
     check_metadata(dest, root, support, flags);
     for entry in entries {
         let path = dest.join(entry.path);
@@ -459,8 +459,8 @@ fn unified_archive_roundtrip_restores_everything() {
     let archive = build_unified(&root, &entries);
     let dest = tmp.path().join("out");
     std::fs::create_dir(&dest).unwrap();
-    extract(&archive, &dest, &[], flags::DEFAULT, strict()).unwrap();
-    check_tree(&dest, &root, &entries, support, flags::DEFAULT);
+    extract(&archive, &dest, &[], Flags::DEFAULT, strict()).unwrap();
+    check_tree(&dest, &root, &entries, support, Flags::DEFAULT);
     // The sparse file's zero blocks became a hole.
     let st = std::fs::metadata(dest.join("dir/file")).unwrap();
     assert!(
@@ -477,13 +477,13 @@ fn split_archive_roundtrip() {
     let (meta, payload) = build_split(&root, &entries);
     let decoder = Decoder::new(&meta[..], Some(&payload[..])).unwrap();
     assert_eq!(decoder.prelude(), Some(&b"prelude"[..]));
-    extract_archive(decoder, tmp.path(), &[], flags::DEFAULT, strict()).unwrap();
-    check_tree(tmp.path(), &root, &entries, support, flags::DEFAULT);
+    extract_archive(decoder, tmp.path(), &[], Flags::DEFAULT, strict()).unwrap();
+    check_tree(tmp.path(), &root, &entries, support, Flags::DEFAULT);
 
     // Without the payload stream the contents are missing: that must be an error.
     let other = tempfile::tempdir().unwrap();
     let decoder = Decoder::<&[u8], &[u8]>::new(&meta[..], None).unwrap();
-    let err = extract_archive(decoder, other.path(), &[], flags::DEFAULT, strict()).unwrap_err();
+    let err = extract_archive(decoder, other.path(), &[], Flags::DEFAULT, strict()).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("\"/dir/file\"") && msg.contains("payload input"),
@@ -496,13 +496,13 @@ fn feature_flags_mask_metadata_and_special_files() {
     let (tmp, support) = setup();
     let (root, entries) = sample_tree(support);
     let archive = build_unified(&root, &entries);
-    let flags = flags::DEFAULT
-        & !(flags::WITH_XATTRS
-            | flags::WITH_ACL
-            | flags::WITH_FCAPS
-            | flags::WITH_FIFOS
-            | flags::WITH_SOCKETS
-            | flags::WITH_DEVICE_NODES);
+    let flags = Flags::DEFAULT
+        & !(Flags::WITH_XATTRS
+            | Flags::WITH_ACL
+            | Flags::WITH_FCAPS
+            | Flags::WITH_FIFOS
+            | Flags::WITH_SOCKETS
+            | Flags::WITH_DEVICE_NODES);
     extract(&archive, tmp.path(), &[], flags, strict()).unwrap();
     for skipped in ["fifo", "sock", "null"] {
         assert!(!tmp.path().join(skipped).exists(), "{skipped} was created");
@@ -519,7 +519,7 @@ fn feature_flags_mask_metadata_and_special_files() {
         &archive,
         other.path(),
         &[],
-        flags::DEFAULT & !flags::WITH_PERMISSIONS,
+        Flags::DEFAULT & !Flags::WITH_PERMISSIONS,
         strict(),
     )
     .unwrap();
@@ -538,7 +538,7 @@ fn feature_flags_mask_metadata_and_special_files() {
         &archive,
         other.path(),
         &[],
-        flags::DEFAULT & !flags::WITH_OWNER,
+        Flags::DEFAULT & !Flags::WITH_OWNER,
         strict(),
     )
     .unwrap();
@@ -554,10 +554,10 @@ fn existing_directories_and_overwrite() {
     let (root, entries) = sample_tree(support);
     let archive = build_unified(&root, &entries);
     let dest = tmp.path();
-    extract(&archive, dest, &[], flags::DEFAULT, strict()).unwrap();
+    extract(&archive, dest, &[], Flags::DEFAULT, strict()).unwrap();
 
     // Second run: the first existing directory is an error naming its path.
-    let err = extract(&archive, dest, &[], flags::DEFAULT, strict()).unwrap_err();
+    let err = extract(&archive, dest, &[], Flags::DEFAULT, strict()).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("\"/dir\"") && msg.contains("already exists"),
@@ -569,7 +569,7 @@ fn existing_directories_and_overwrite() {
         allow_existing_dirs: true,
         ..strict()
     };
-    let err = extract(&archive, dest, &[], flags::DEFAULT, options).unwrap_err();
+    let err = extract(&archive, dest, &[], Flags::DEFAULT, options).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("\"/dir/file\"") && msg.contains("File exists"),
@@ -585,7 +585,7 @@ fn existing_directories_and_overwrite() {
         overwrite: OverwriteFlags::all(),
         ..strict()
     };
-    let result = extract(&archive, dest, &[], flags::DEFAULT, options);
+    let result = extract(&archive, dest, &[], Flags::DEFAULT, options);
     // Fifos, sockets and devices are never overwritten.
     let msg = format!("{:#}", result.unwrap_err());
     assert!(msg.contains("\"/fifo\""), "{msg}");
@@ -608,12 +608,12 @@ fn existing_directories_and_overwrite() {
         })),
         verbose: false,
     };
-    extract(&archive, dest, &[], flags::DEFAULT, options).unwrap();
+    extract(&archive, dest, &[], Flags::DEFAULT, options).unwrap();
     let errors = errors.lock().unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("\"/fifo\""), "{errors:?}");
     let kept: Vec<Expected> = entries.into_iter().filter(|e| e.path != "fifo").collect();
-    check_tree(dest, &root, &kept, support, flags::DEFAULT);
+    check_tree(dest, &root, &kept, support, Flags::DEFAULT);
 }
 
 #[test]
@@ -621,13 +621,13 @@ fn error_handler_can_abort() {
     let (tmp, support) = setup();
     let (root, entries) = sample_tree(support);
     let archive = build_unified(&root, &entries);
-    extract(&archive, tmp.path(), &[], flags::DEFAULT, strict()).unwrap();
+    extract(&archive, tmp.path(), &[], Flags::DEFAULT, strict()).unwrap();
     let options = PxarExtractOptions {
         allow_existing_dirs: true,
         on_error: Some(Box::new(|err| Err(err.context("stop")))),
         ..Default::default()
     };
-    let err = extract(&archive, tmp.path(), &[], flags::DEFAULT, options).unwrap_err();
+    let err = extract(&archive, tmp.path(), &[], Flags::DEFAULT, options).unwrap_err();
     assert!(
         format!("{err:#}").starts_with("stop: error extracting \"/dir/file\""),
         "{err:#}"
@@ -681,7 +681,7 @@ fn pattern_extraction_creates_only_matches_and_parents() {
         &archive,
         &dest,
         &[include("/dir/sub/deep")],
-        flags::DEFAULT,
+        Flags::DEFAULT,
         strict(),
     )
     .unwrap();
@@ -692,20 +692,20 @@ fn pattern_extraction_creates_only_matches_and_parents() {
         &dest.join("dir/sub"),
         &by_path("dir/sub").metadata,
         support,
-        flags::DEFAULT,
+        Flags::DEFAULT,
     );
     check_metadata(
         &dest.join("dir"),
         &by_path("dir").metadata,
         support,
-        flags::DEFAULT,
+        Flags::DEFAULT,
     );
 
     // A matching directory brings its contents; a later exclude removes some of them.
     let dest = tmp.path().join("b");
     std::fs::create_dir(&dest).unwrap();
     let patterns = [include("/dir"), exclude("*/deep"), include("link")];
-    extract(&archive, &dest, &patterns, flags::DEFAULT, strict()).unwrap();
+    extract(&archive, &dest, &patterns, Flags::DEFAULT, strict()).unwrap();
     assert_eq!(tree_listing(&dest), ["dir", "dir/file", "dir/sub", "link"]);
 
     // Directory-only pattern: matches "sub" but not files.
@@ -715,7 +715,7 @@ fn pattern_extraction_creates_only_matches_and_parents() {
         &archive,
         &dest,
         &[include("sub/")],
-        flags::DEFAULT,
+        Flags::DEFAULT,
         strict(),
     )
     .unwrap();
@@ -728,7 +728,7 @@ fn pattern_extraction_creates_only_matches_and_parents() {
         &archive,
         &dest,
         &[include("/hard")],
-        flags::DEFAULT,
+        Flags::DEFAULT,
         strict(),
     )
     .unwrap_err();
@@ -763,7 +763,7 @@ fn extract_quietly(archive: &[u8], dest: &Path) -> Result<()> {
         decoder,
         dest,
         &[],
-        flags::DEFAULT & !flags::WITH_CHATTR,
+        Flags::DEFAULT & !Flags::WITH_CHATTR,
         options,
     )
 }
@@ -845,9 +845,10 @@ fn chattr_flags_and_quota_project_id() {
         return;
     }
     let mut dir = meta(mode::IFDIR | 0o755, 0, 0, 10, 0);
-    dir.stat.flags = flags::WITH_FLAG_DIRSYNC;
+    dir.stat.flags = Flags::WITH_FLAG_DIRSYNC.bits();
     let mut file = meta(mode::IFREG | 0o644, 0, 0, 20, 0);
-    file.stat.flags = flags::WITH_FLAG_NOATIME | flags::WITH_FLAG_SYNC | flags::WITH_FLAG_NODUMP;
+    file.stat.flags =
+        (Flags::WITH_FLAG_NOATIME | Flags::WITH_FLAG_SYNC | Flags::WITH_FLAG_NODUMP).bits();
     file.quota_project_id = Some(pxar::format::QuotaProjectId { projid: 42 });
     let entries = [
         Expected {
@@ -864,13 +865,13 @@ fn chattr_flags_and_quota_project_id() {
     let archive = build_unified(&meta(mode::IFDIR | 0o755, 0, 0, 0, 0), &entries);
 
     let cases = [
-        ("default", flags::DEFAULT, FS_NOATIME_FL | FS_SYNC_FL),
+        ("default", Flags::DEFAULT, FS_NOATIME_FL | FS_SYNC_FL),
         (
             "nodump",
-            flags::DEFAULT | flags::WITH_FLAG_NODUMP,
+            Flags::DEFAULT | Flags::WITH_FLAG_NODUMP,
             FS_NOATIME_FL | FS_SYNC_FL | FS_NODUMP_FL,
         ),
-        ("none", flags::DEFAULT & !flags::WITH_CHATTR, 0),
+        ("none", Flags::DEFAULT & !Flags::WITH_CHATTR, 0),
     ];
     for (label, feature_flags, want) in cases {
         let dest = tmp.path().join(label);
@@ -924,7 +925,7 @@ fn overwrite_replaces_a_symlink_by_a_file() {
     let dest = tmp.path().join("dest");
     std::fs::create_dir(&dest).unwrap();
     std::os::unix::fs::symlink(&outside, dest.join("f")).unwrap();
-    assert!(extract(&archive, &dest, &[], flags::DEFAULT, strict()).is_err());
+    assert!(extract(&archive, &dest, &[], Flags::DEFAULT, strict()).is_err());
     let options = PxarExtractOptions {
         overwrite: OverwriteFlags {
             files: true,
@@ -932,8 +933,58 @@ fn overwrite_replaces_a_symlink_by_a_file() {
         },
         ..strict()
     };
-    extract(&archive, &dest, &[], flags::DEFAULT, options).unwrap();
+    extract(&archive, &dest, &[], Flags::DEFAULT, options).unwrap();
     assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
     assert!(std::fs::symlink_metadata(dest.join("f")).unwrap().is_file());
     assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"new");
+}
+
+/// Allocated 512-byte sectors of `path`.
+fn allocated_blocks(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().blocks()
+}
+
+#[test]
+fn sparse_copy_leaves_holes_and_sets_the_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    const B: usize = HOLE_BLOCK;
+    let data_block = vec![0xabu8; B];
+    let zero_block = vec![0u8; B];
+    // (layout of blocks, buffer size): data/holes at buffer boundaries, a trailing hole, a
+    // short last block, and an all-zero file.
+    let cases: Vec<(Vec<&[u8]>, usize)> = vec![
+        (
+            vec![&data_block, &zero_block, &zero_block, &data_block],
+            2 * B,
+        ),
+        (vec![&data_block, &data_block, &zero_block], 3 * B),
+        (vec![&zero_block, &data_block[..100]], B),
+        (vec![&zero_block, &zero_block], B),
+        (vec![&data_block[..1]], 1),
+        (vec![], 4 * B),
+    ];
+    for (i, (blocks, buf_len)) in cases.into_iter().enumerate() {
+        let content: Vec<u8> = blocks.concat();
+        let path = tmp.path().join(format!("f{i}"));
+        let file = File::create(&path).unwrap();
+        let mut buf = vec![0u8; buf_len];
+        let copied = sparse_copy(&mut &content[..], &file, content.len() as u64, &mut buf);
+        assert!(copied.is_ok(), "case {i}");
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), content, "case {i}");
+        let data_blocks = blocks.iter().filter(|b| b.iter().any(|x| *x != 0)).count();
+        assert!(
+            allocated_blocks(&path) <= (data_blocks * B / 512) as u64,
+            "case {i}: zero blocks were written ({} sectors)",
+            allocated_blocks(&path)
+        );
+    }
+
+    // Too little input is fatal: the archive cannot be read further.
+    let file = File::create(tmp.path().join("short")).unwrap();
+    let mut buf = vec![0u8; B];
+    match sparse_copy(&mut &b"abc"[..], &file, 10, &mut buf) {
+        Err(EntryError::Fatal(err)) => assert!(err.to_string().contains("got 3 of 10")),
+        _ => panic!("short input accepted"),
+    }
 }
