@@ -283,8 +283,17 @@ fn chunk(len: usize, seed: u32) -> Chunk {
     }
 }
 
-/// Index entries (start offset for the append call, end offset for the checksum).
-fn layout(chunks: &[&Chunk]) -> (Vec<([u8; 32], u64)>, Vec<(u64, [u8; 32])>, u64) {
+/// Where the chunks of a dynamic index lie.
+struct Layout {
+    /// Digest and start offset, as the append call takes them.
+    appends: Vec<([u8; 32], u64)>,
+    /// End offset and digest, as the index checksum covers them.
+    ends: Vec<(u64, [u8; 32])>,
+    /// Total data size.
+    size: u64,
+}
+
+fn layout(chunks: &[&Chunk]) -> Layout {
     let mut appends = Vec::new();
     let mut ends = Vec::new();
     let mut offset = 0u64;
@@ -293,7 +302,11 @@ fn layout(chunks: &[&Chunk]) -> (Vec<([u8; 32], u64)>, Vec<(u64, [u8; 32])>, u64
         offset += c.data.len() as u64;
         ends.push((offset, c.digest));
     }
-    (appends, ends, offset)
+    Layout {
+        appends,
+        ends,
+        size: offset,
+    }
 }
 
 fn dynamic_csum(entries: &[(u64, [u8; 32])]) -> [u8; 32] {
@@ -318,7 +331,7 @@ fn manifest_blob(id: &str, time: i64, size: u64, csum: [u8; 32]) -> Vec<u8> {
 
 /// Closes writer `wid` holding `chunks`, uploads the manifest and finishes the session.
 async fn close_and_finish(session: &mut Session, wid: u64, id: &str, time: i64, chunks: &[&Chunk]) {
-    let (_, ends, size) = layout(chunks);
+    let Layout { ends, size, .. } = layout(chunks);
     let csum = dynamic_csum(&ends);
     let close = format!(
         "dynamic_close?wid={wid}&chunk-count={}&size={size}&csum={}",
@@ -341,8 +354,7 @@ async fn backup(server: &TestServer, id: &str, time: i64, chunks: &[Chunk]) {
         assert_eq!(session.chunk(wid, c).await.data(), hex::encode(c.digest));
     }
     let refs: Vec<&Chunk> = chunks.iter().collect();
-    let (appends, _, _) = layout(&refs);
-    session.append(wid, &appends).await.data();
+    session.append(wid, &layout(&refs).appends).await.data();
     close_and_finish(&mut session, wid, id, time, &refs).await;
 }
 
@@ -573,8 +585,7 @@ fn reader_next_to_a_running_backup() {
                 writer.chunk(wid, c).await.data();
             }
             let refs: Vec<&Chunk> = other.iter().collect();
-            let (appends, _, _) = layout(&refs);
-            writer.append(wid, &appends).await.data();
+            writer.append(wid, &layout(&refs).appends).await.data();
             close_and_finish(&mut writer, wid, "other", T1, &refs).await;
         };
         let (data, ()) = tokio::join!(read, write);
@@ -606,8 +617,7 @@ fn gc_during_a_backup_deletes_nothing_live() {
             session.chunk(wid, c).await.data();
         }
         let refs: Vec<&Chunk> = old.iter().collect();
-        let (appends, _, _) = layout(&refs);
-        session.append(wid, &appends).await.data();
+        session.append(wid, &layout(&refs).appends).await.data();
         close_and_finish(&mut session, wid, "gc", T1, &refs).await;
         drop(session);
 
@@ -617,9 +627,20 @@ fn gc_during_a_backup_deletes_nothing_live() {
         for c in &new {
             session.chunk(wid, c).await.data();
         }
+        // The reused digests come from the previous snapshot's index.
+        let previous = snapshot_dir(&fx.store, "gc", T1).join("root.pxar.didx");
+        let previous = didx_digests(&std::fs::read(previous).expect("previous index"));
+        assert_eq!(previous, old.iter().map(|c| c.digest).collect::<Vec<_>>());
         let refs: Vec<&Chunk> = new.iter().chain(old.iter()).collect();
-        let (appends, _, _) = layout(&refs);
-        session.append(wid, &appends).await.data();
+        let entries = layout(&refs).appends;
+        let (uploaded, reused) = entries.split_at(new.len());
+        session.append(wid, uploaded).await.data();
+        let reused: Vec<([u8; 32], u64)> = previous
+            .iter()
+            .zip(reused)
+            .map(|(digest, (_, offset))| (*digest, *offset))
+            .collect();
+        session.append(wid, &reused).await.data();
 
         // Only the previous snapshot's index on disk protects the old chunks now.
         for c in old.iter().chain(std::iter::once(&orphan)) {
