@@ -21,6 +21,7 @@ test: deps
 bench: deps
 	$(CARGO) bench -p pbs-datastore --bench datastore
 	$(CARGO) bench -p pxar-bin --bench pxar_vs_tar
+	$(CARGO) bench -p proxmox-backup --bench protocol
 
 # Both daemons in the foreground on a local instance under ./run (see scripts/run-dev.sh).
 run: deps
