@@ -17,6 +17,7 @@ pub mod garbage_collection;
 pub mod group_files;
 pub mod hierarchy;
 pub mod index;
+pub mod index_reader;
 pub mod key_config;
 pub mod locks;
 pub mod manifest;

@@ -1,0 +1,255 @@
+//! End-to-end test of `admin/datastore/{store}/catalog` and `…/pxar-file-download` against the
+//! real daemons, on a snapshot written directly with the datastore library.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use common::{encode, wait_until, Client, Target, TestServer};
+use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
+use pbs_datastore::catalog::CatalogWriter;
+use pbs_datastore::manifest::BackupManifest;
+use pbs_datastore::{DataBlob, DataChunkBuilder, DataStore, DynamicIndexWriter};
+use pxar::format::{mode, Stat, StatxTimestamp};
+use pxar::{Encoder, Metadata};
+
+const STORE: &str = "catstore";
+const TIME: i64 = 1_700_000_000;
+const MTIME: i64 = 1_690_000_000;
+const ARCHIVE: &str = "root.pxar.didx";
+
+fn meta(mode_bits: u64) -> Metadata {
+    Metadata::from_stat(Stat {
+        mode: mode_bits,
+        flags: 0,
+        uid: 0,
+        gid: 0,
+        mtime: StatxTimestamp::new(MTIME, 0),
+    })
+}
+
+fn file_a() -> Vec<u8> {
+    (0..20_000u32)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789\n"[(i % 37) as usize])
+        .collect()
+}
+
+fn file_b() -> Vec<u8> {
+    b"second file\n".repeat(300)
+}
+
+/// A pxar archive: `/data/{a.txt,b.txt}`.
+fn build_archive() -> Vec<u8> {
+    let mut encoder = Encoder::new_unified(Vec::new(), &meta(mode::IFDIR | 0o755)).unwrap();
+    encoder
+        .create_directory(b"data", &meta(mode::IFDIR | 0o755))
+        .unwrap();
+    for (name, content) in [(&b"a.txt"[..], file_a()), (&b"b.txt"[..], file_b())] {
+        encoder
+            .add_file(
+                &meta(mode::IFREG | 0o644),
+                name,
+                content.len() as u64,
+                &mut content.as_slice(),
+            )
+            .unwrap();
+    }
+    encoder.finish_directory().unwrap();
+    encoder.finish().unwrap().0
+}
+
+fn build_catalog() -> Vec<u8> {
+    let mut writer = CatalogWriter::new(Vec::new()).unwrap();
+    writer.start_directory(ARCHIVE.as_bytes()).unwrap();
+    writer.start_directory(b"data").unwrap();
+    writer
+        .add_file(b"a.txt", file_a().len() as u64, MTIME)
+        .unwrap();
+    writer
+        .add_file(b"b.txt", file_b().len() as u64, MTIME)
+        .unwrap();
+    writer.end_directory().unwrap();
+    writer.end_directory().unwrap();
+    writer.finish().unwrap()
+}
+
+/// Writes `data` chunked into `parts` pieces as `name` and adds it to the manifest.
+fn write_didx(
+    store: &DataStore,
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+    parts: usize,
+    manifest: &mut BackupManifest,
+) {
+    let mut writer =
+        DynamicIndexWriter::create(store.chunk_store().clone(), dir.join(name)).unwrap();
+    let mut end = 0u64;
+    for piece in data.chunks(data.len().div_ceil(parts)) {
+        let (blob, digest) = DataChunkBuilder::new(piece).compress(true).build().unwrap();
+        store
+            .chunk_store()
+            .insert_chunk(blob.raw_data(), &digest)
+            .unwrap();
+        end += piece.len() as u64;
+        writer.add_chunk(end, &digest).unwrap();
+    }
+    let csum = writer.close().unwrap();
+    manifest.add_file(name, end, csum, CryptMode::None).unwrap();
+}
+
+fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid) {
+    let ns = BackupNamespace::root();
+    let (_, _group_guard) = store
+        .create_locked_backup_group(&ns, &dir.group, owner)
+        .unwrap();
+    let (relative, _dir_guard) = store.create_new_locked_backup_dir(&ns, dir).unwrap();
+    let path = store.base_path().join(relative);
+    let mut manifest = BackupManifest::new(dir.group.ty.as_str(), &dir.group.id, dir.time);
+    write_didx(store, &path, ARCHIVE, &build_archive(), 3, &mut manifest);
+    write_didx(
+        store,
+        &path,
+        "catalog.pcat1.didx",
+        &build_catalog(),
+        2,
+        &mut manifest,
+    );
+    let json = manifest.to_string(None).unwrap();
+    let blob = DataBlob::encode(json.as_bytes(), None, true).unwrap();
+    std::fs::write(path.join("index.json.blob"), blob.raw_data()).unwrap();
+}
+
+fn chown_to_backup(path: &Path) {
+    // SAFETY: plain system call without arguments.
+    if unsafe { libc::geteuid() } != 0 || !path.exists() {
+        return;
+    }
+    let status = std::process::Command::new("chown")
+        .args(["-R", "backup:backup"])
+        .arg(path)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown {path:?} failed");
+}
+
+fn wait_task(client: &Client, upid: &str) -> Value {
+    let mut status = Value::Null;
+    wait_until(Duration::from_secs(60), "task end", || {
+        status = client
+            .get(
+                Target::Proxy,
+                &format!("nodes/localhost/tasks/{}/status", encode(upid)),
+            )
+            .data();
+        status["status"] == "stopped"
+    });
+    status
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[test]
+fn catalog_listing_and_pxar_file_download() {
+    let server = TestServer::start();
+    let root = server.client("root@pam");
+    let scratch = tempfile::Builder::new()
+        .prefix("pbs-catalog-api")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let store_path = scratch.path().join(STORE);
+    let upid = root
+        .post(
+            Target::Proxy,
+            "config/datastore",
+            json!({"name": STORE, "path": store_path.to_str().unwrap()}),
+        )
+        .data();
+    let status = wait_task(&root, upid.as_str().unwrap());
+    assert_eq!(status["exitstatus"], "OK", "{status}");
+
+    let lock_dir = server.base.path().join("run/proxmox-backup/locks");
+    let store = DataStore::open_with_lock_dir(STORE, &store_path, &lock_dir).unwrap();
+    let owner: Authid = "root@pam".parse().unwrap();
+    let dir = BackupDir::new(BackupGroup::new(BackupType::Host, "h1").unwrap(), TIME).unwrap();
+    write_snapshot(&store, &dir, &owner);
+    chown_to_backup(&store_path);
+    chown_to_backup(&lock_dir);
+
+    let base =
+        format!("admin/datastore/{STORE}/catalog?backup-type=host&backup-id=h1&backup-time={TIME}");
+    let listing = root
+        .get(Target::Proxy, &format!("{base}&filepath=root"))
+        .data();
+    let expected_root = format!("/{ARCHIVE}");
+    assert_eq!(
+        listing,
+        json!([{
+            "filepath": b64(expected_root.as_bytes()),
+            "text": ARCHIVE,
+            "type": "d",
+            "leaf": false,
+        }])
+    );
+
+    let data_dir = format!("/{ARCHIVE}/data");
+    let listing = root
+        .get(
+            Target::Proxy,
+            &format!("{base}&filepath={}", encode(&b64(data_dir.as_bytes()))),
+        )
+        .data();
+    assert_eq!(
+        listing,
+        json!([
+            {
+                "filepath": b64(format!("{data_dir}/a.txt").as_bytes()),
+                "text": "a.txt", "type": "f", "leaf": true,
+                "size": file_a().len(), "mtime": MTIME,
+            },
+            {
+                "filepath": b64(format!("{data_dir}/b.txt").as_bytes()),
+                "text": "b.txt", "type": "f", "leaf": true,
+                "size": file_b().len(), "mtime": MTIME,
+            },
+        ])
+    );
+
+    let download = |path: &str| {
+        root.get(
+            Target::Proxy,
+            &format!(
+                "admin/datastore/{STORE}/pxar-file-download?backup-type=host&backup-id=h1\
+                 &backup-time={TIME}&filepath={}",
+                encode(&b64(path.as_bytes()))
+            ),
+        )
+    };
+    for (name, content) in [("a.txt", file_a()), ("b.txt", file_b())] {
+        let reply = download(&format!("/{ARCHIVE}/data/{name}"));
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.body.as_bytes(), content.as_slice(), "{name}");
+    }
+    let missing = download(&format!("/{ARCHIVE}/data/nope"));
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+    let directory = download(&format!("/{ARCHIVE}/data"));
+    assert_eq!(
+        directory.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        directory.body
+    );
+    assert!(
+        directory.body.contains("not implemented"),
+        "{}",
+        directory.body
+    );
+}
