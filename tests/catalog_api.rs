@@ -34,7 +34,7 @@ fn meta(mode_bits: u64) -> Metadata {
 }
 
 fn file_a() -> Vec<u8> {
-    (0..20_000u32)
+    (0..150_000u32)
         .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789\n"[(i % 37) as usize])
         .collect()
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use base64::Engine;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Bytes, Frame};
 use serde_json::Value;
 
 use pbs_api_types::{Authid, BackupDir, BackupNamespace, CryptMode};
@@ -17,8 +19,10 @@ use pbs_config::privileges::{PRIV_DATASTORE_BACKUP, PRIV_DATASTORE_READ};
 use pbs_datastore::catalog::{ArchiveEntry, CatalogReader};
 use pbs_datastore::index_reader::{IndexChunkReader, SharedIndexReader};
 use pbs_datastore::{BackupManifest, DataStore, DynamicIndexReader, IndexFile};
-use pbs_rest_server::router::{full_body, RawRequest, RouteError};
-use pbs_rest_server::{ApiMethod, Body, HttpError, ObjectSchema, ParamSchema, Permission, Router};
+use pbs_rest_server::router::{RawRequest, RouteError};
+use pbs_rest_server::{
+    ApiMethod, Body, BoxError, HttpError, ObjectSchema, ParamSchema, Permission, Router,
+};
 
 use super::store_access::{
     bad_request, blocking, caller, check_access, check_group_access, id_param, ns_param,
@@ -142,54 +146,115 @@ fn split_archive_path(filepath: &[u8]) -> Result<(String, &[u8]), HttpError> {
     Ok((archive.to_string(), inner))
 }
 
-fn read_archive_file(auth_id: &Authid, params: &Value) -> Result<Vec<u8>, HttpError> {
-    let snapshot = open_snapshot(auth_id, params)?;
-    let filepath = decode_filepath(filepath_param(params)?)?;
-    let (archive, inner) = split_archive_path(&filepath)?;
-    let stream = snapshot.open_stream(&archive)?;
-    let size = stream.size();
-    let archive_error =
-        |err: pxar::Error| HttpError::bad_request(format!("archive '{archive}': {err}"));
-    let accessor = pxar::Accessor::new_unified(ArchiveInput(SharedIndexReader::new(stream)), size)
-        .map_err(archive_error)?;
-    let inner_path = Path::new(std::ffi::OsStr::from_bytes(inner));
-    let entry = accessor
-        .lookup(inner_path)
-        .map_err(archive_error)?
-        .ok_or_else(|| {
-            HttpError::not_found(format!(
-                "path {:?} not found in archive '{archive}'",
-                String::from_utf8_lossy(inner)
-            ))
-        })?;
-    let file = match entry.kind() {
-        pxar::EntryKind::File { .. } => entry,
-        pxar::EntryKind::Hardlink { .. } => {
-            accessor.follow_hardlink(&entry).map_err(archive_error)?
-        }
-        pxar::EntryKind::Directory => {
-            return Err(HttpError::bad_request(
-                "directory download (zip / tar.zst) is not implemented yet",
-            ))
-        }
-        _ => {
-            return Err(HttpError::bad_request(format!(
-                "{:?} is not a file",
-                String::from_utf8_lossy(inner)
-            )))
+/// Size of the pieces a file download is streamed in.
+const STREAM_PIECE: usize = 64 * 1024;
+
+/// Pieces of a streamed download; errors after the response started abort the body.
+type PieceSender = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+
+/// Looks up the requested file, reports the outcome of the look-up through `ready` and then
+/// streams the contents into `pieces` (runs on a blocking thread).
+fn stream_archive_file(
+    auth_id: &Authid,
+    params: &Value,
+    ready: tokio::sync::oneshot::Sender<Result<(), HttpError>>,
+    pieces: PieceSender,
+) {
+    let setup = || -> Result<_, HttpError> {
+        let snapshot = open_snapshot(auth_id, params)?;
+        let filepath = decode_filepath(filepath_param(params)?)?;
+        let (archive, inner) = split_archive_path(&filepath)?;
+        let inner = inner.to_vec();
+        let stream = snapshot.open_stream(&archive)?;
+        let size = stream.size();
+        let accessor =
+            pxar::Accessor::new_unified(ArchiveInput(SharedIndexReader::new(stream)), size)
+                .map_err(|err| archive_error(&archive, err))?;
+        let entry = accessor
+            .lookup(Path::new(std::ffi::OsStr::from_bytes(&inner)))
+            .map_err(|err| archive_error(&archive, err))?
+            .ok_or_else(|| {
+                HttpError::not_found(format!(
+                    "path {:?} not found in archive '{archive}'",
+                    String::from_utf8_lossy(&inner)
+                ))
+            })?;
+        let file = match entry.kind() {
+            pxar::EntryKind::File { .. } => entry,
+            pxar::EntryKind::Hardlink { .. } => accessor
+                .follow_hardlink(&entry)
+                .map_err(|err| archive_error(&archive, err))?,
+            pxar::EntryKind::Directory => {
+                return Err(HttpError::bad_request(
+                    "directory download (zip / tar.zst) is not implemented yet",
+                ))
+            }
+            _ => {
+                return Err(HttpError::bad_request(format!(
+                    "{:?} is not a file",
+                    String::from_utf8_lossy(&inner)
+                )))
+            }
+        };
+        Ok((accessor, file, archive))
+    };
+    let (accessor, file, archive) = match setup() {
+        Ok(found) => found,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
         }
     };
-    accessor
-        .open_contents(&file)
-        .and_then(|contents| contents.read_all())
-        .map_err(archive_error)
+    let contents = match accessor.open_contents(&file) {
+        Ok(contents) => contents,
+        Err(err) => {
+            let _ = ready.send(Err(archive_error(&archive, err)));
+            return;
+        }
+    };
+    if ready.send(Ok(())).is_err() {
+        return;
+    }
+    let mut offset = 0u64;
+    while offset < contents.size() {
+        let want = usize::try_from(contents.size() - offset)
+            .unwrap_or(STREAM_PIECE)
+            .min(STREAM_PIECE);
+        let mut buf = vec![0u8; want];
+        let piece = match contents.read_at(&mut buf, offset) {
+            Ok(0) => Err(format!("archive '{archive}': file ends early at {offset}")),
+            Ok(n) => {
+                buf.truncate(n);
+                offset += n as u64;
+                Ok(Frame::data(Bytes::from(buf)))
+            }
+            Err(err) => Err(format!("archive '{archive}': {err}")),
+        };
+        let failed = piece.is_err();
+        let piece = piece.map_err(|msg| -> BoxError { msg.into() });
+        if pieces.blocking_send(piece).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn archive_error(archive: &str, err: pxar::Error) -> HttpError {
+    HttpError::bad_request(format!("archive '{archive}': {err}"))
 }
 
 async fn pxar_file_download(req: RawRequest) -> Result<Response<Body>, HttpError> {
     let auth_id = caller(&req.env)?;
     let params = req.params;
-    let data = blocking(move || read_archive_file(&auth_id, &params)).await?;
-    let mut response = Response::new(full_body(data));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (piece_tx, piece_rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || stream_archive_file(&auth_id, &params, ready_tx, piece_tx));
+    ready_rx
+        .await
+        .map_err(|_| HttpError::internal("file download thread failed"))??;
+    let stream = futures::stream::unfold(piece_rx, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed());
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
