@@ -85,6 +85,7 @@ fn write_didx(
     name: &str,
     data: &[u8],
     parts: usize,
+    crypt_mode: CryptMode,
     manifest: &mut BackupManifest,
 ) {
     let mut writer =
@@ -100,10 +101,11 @@ fn write_didx(
         writer.add_chunk(end, &digest).unwrap();
     }
     let csum = writer.close().unwrap();
-    manifest.add_file(name, end, csum, CryptMode::None).unwrap();
+    manifest.add_file(name, end, csum, crypt_mode).unwrap();
 }
 
-fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid) {
+/// `catalog_mode` is what the manifest claims for the catalog.
+fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid, catalog_mode: CryptMode) {
     let ns = BackupNamespace::root();
     let (_, _group_guard) = store
         .create_locked_backup_group(&ns, &dir.group, owner)
@@ -111,13 +113,22 @@ fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid) {
     let (relative, _dir_guard) = store.create_new_locked_backup_dir(&ns, dir).unwrap();
     let path = store.base_path().join(relative);
     let mut manifest = BackupManifest::new(dir.group.ty.as_str(), &dir.group.id, dir.time);
-    write_didx(store, &path, ARCHIVE, &build_archive(), 3, &mut manifest);
+    write_didx(
+        store,
+        &path,
+        ARCHIVE,
+        &build_archive(),
+        3,
+        CryptMode::None,
+        &mut manifest,
+    );
     write_didx(
         store,
         &path,
         "catalog.pcat1.didx",
         &build_catalog(),
         2,
+        catalog_mode,
         &mut manifest,
     );
     let json = manifest.to_string(None).unwrap();
@@ -180,7 +191,16 @@ fn catalog_listing_and_pxar_file_download() {
     let store = DataStore::open_with_lock_dir(STORE, &store_path, &lock_dir).unwrap();
     let owner: Authid = "root@pam".parse().unwrap();
     let dir = BackupDir::new(BackupGroup::new(BackupType::Host, "h1").unwrap(), TIME).unwrap();
-    write_snapshot(&store, &dir, &owner);
+    write_snapshot(&store, &dir, &owner, CryptMode::None);
+    let encrypted =
+        BackupDir::new(BackupGroup::new(BackupType::Host, "h1").unwrap(), TIME + 60).unwrap();
+    write_snapshot(&store, &encrypted, &owner, CryptMode::Encrypt);
+    root.post(
+        Target::Proxy,
+        "access/users",
+        json!({ "userid": "dave@pbs" }),
+    )
+    .data();
     chown_to_backup(&store_path);
     chown_to_backup(&lock_dir);
 
@@ -252,4 +272,20 @@ fn catalog_listing_and_pxar_file_download() {
         "{}",
         directory.body
     );
+
+    let reply = root.get(
+        Target::Proxy,
+        &format!(
+            "admin/datastore/{STORE}/catalog?backup-type=host&backup-id=h1\
+             &backup-time={}&filepath=root",
+            TIME + 60
+        ),
+    );
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body.contains("encrypted"), "{}", reply.body);
+
+    let reply = server
+        .client("dave@pbs")
+        .get(Target::Proxy, &format!("{base}&filepath=root"));
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
 }
