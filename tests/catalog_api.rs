@@ -43,9 +43,15 @@ fn file_b() -> Vec<u8> {
     b"second file\n".repeat(300)
 }
 
-/// A pxar archive: `/data/{a.txt,b.txt}`.
-fn build_archive() -> Vec<u8> {
-    let mut encoder = Encoder::new_unified(Vec::new(), &meta(mode::IFDIR | 0o755)).unwrap();
+/// A pxar archive `/data/{a.txt,b.txt}`: metadata and payload stream when `split`.
+fn build_archive(split: bool) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut encoder = Encoder::new(
+        Vec::new(),
+        &meta(mode::IFDIR | 0o755),
+        split.then(Vec::new),
+        None,
+    )
+    .unwrap();
     encoder
         .create_directory(b"data", &meta(mode::IFDIR | 0o755))
         .unwrap();
@@ -60,7 +66,7 @@ fn build_archive() -> Vec<u8> {
             .unwrap();
     }
     encoder.finish_directory().unwrap();
-    encoder.finish().unwrap().0
+    encoder.finish().unwrap()
 }
 
 fn build_catalog() -> Vec<u8> {
@@ -113,11 +119,32 @@ fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid, catalog_mo
     let (relative, _dir_guard) = store.create_new_locked_backup_dir(&ns, dir).unwrap();
     let path = store.base_path().join(relative);
     let mut manifest = BackupManifest::new(dir.group.ty.as_str(), &dir.group.id, dir.time);
+    let (archive, _) = build_archive(false);
     write_didx(
         store,
         &path,
         ARCHIVE,
-        &build_archive(),
+        &archive,
+        3,
+        CryptMode::None,
+        &mut manifest,
+    );
+    let (meta_stream, payload) = build_archive(true);
+    let payload = payload.unwrap();
+    write_didx(
+        store,
+        &path,
+        "split.mpxar.didx",
+        &meta_stream,
+        2,
+        CryptMode::None,
+        &mut manifest,
+    );
+    write_didx(
+        store,
+        &path,
+        "split.ppxar.didx",
+        &payload,
         3,
         CryptMode::None,
         &mut manifest,
@@ -258,6 +285,9 @@ fn catalog_listing_and_pxar_file_download() {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         assert_eq!(reply.body.as_bytes(), content.as_slice(), "{name}");
     }
+    let reply = download("/split.mpxar.didx/data/a.txt");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body.as_bytes(), file_a().as_slice());
     let missing = download(&format!("/{ARCHIVE}/data/nope"));
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
     let directory = download(&format!("/{ARCHIVE}/data"));

@@ -138,7 +138,7 @@ fn split_archive_path(filepath: &[u8]) -> Result<(String, &[u8]), HttpError> {
     };
     let archive = std::str::from_utf8(archive)
         .map_err(|_| HttpError::bad_request("archive name in filepath is not valid UTF-8"))?;
-    if !archive.ends_with(".pxar.didx") {
+    if !(archive.ends_with(".pxar.didx") || archive.ends_with(".mpxar.didx")) {
         return Err(HttpError::bad_request(format!(
             "'{archive}' is not a pxar archive"
         )));
@@ -167,8 +167,17 @@ fn stream_archive_file(
         let inner = inner.to_vec();
         let stream = snapshot.open_stream(&archive)?;
         let size = stream.size();
+        // A split archive keeps file contents in the matching payload archive.
+        let payload = match archive.strip_suffix(".mpxar.didx") {
+            Some(stem) => {
+                let payload = snapshot.open_stream(&format!("{stem}.ppxar.didx"))?;
+                let payload_size = payload.size();
+                Some((ArchiveInput(SharedIndexReader::new(payload)), payload_size))
+            }
+            None => None,
+        };
         let accessor =
-            pxar::Accessor::new_unified(ArchiveInput(SharedIndexReader::new(stream)), size)
+            pxar::Accessor::new(ArchiveInput(SharedIndexReader::new(stream)), size, payload)
                 .map_err(|err| archive_error(&archive, err))?;
         let entry = accessor
             .lookup(Path::new(std::ffi::OsStr::from_bytes(&inner)))
@@ -321,5 +330,8 @@ mod tests {
         assert_eq!(archive, "root.pxar.didx");
         assert_eq!(inner, b"/");
         assert!(split_archive_path(b"/catalog.pcat1.didx/x").is_err());
+        assert!(split_archive_path(b"/root.ppxar.didx/x").is_err());
+        let (archive, _) = split_archive_path(b"/root.mpxar.didx/x").unwrap();
+        assert_eq!(archive, "root.mpxar.didx");
     }
 }
