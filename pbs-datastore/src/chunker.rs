@@ -1047,21 +1047,4 @@ mod tests {
             .collect();
         assert_eq!(lens, vec![300, 300, 300, 100]);
     }
-
-    /// Throughput check, run by hand:
-    /// `cargo test --release -p pbs-datastore --lib chunker::tests::throughput -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn throughput() {
-        let data = xorshift_stream(256 * 1024 * 1024);
-        for avg in [DEFAULT_CHUNK_SIZE_AVG, 65536] {
-            let start = std::time::Instant::now();
-            let count = boundaries(&data, avg).len();
-            let secs = start.elapsed().as_secs_f64();
-            eprintln!(
-                "avg {avg}: {count} chunks, {:.2} GB/s",
-                data.len() as f64 / secs / 1e9
-            );
-        }
-    }
 }

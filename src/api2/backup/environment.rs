@@ -446,17 +446,16 @@ impl BackupEnvironment {
         if expected != csum {
             bail!("dynamic writer '{name}' close failed - got unexpected checksum");
         }
-        self.log_upload_stat(
+        let uuid = writer.index.uuid();
+        self.record_closed_writer(
+            &mut state,
             &name,
             &csum,
-            &writer.index.uuid(),
+            &uuid,
             size,
             chunk_count,
             &writer.upload_stat,
         );
-        state.file_counter += 1;
-        state.backup_size += size;
-        state.backup_stat.add(&writer.upload_stat);
         Ok(())
     }
 
@@ -499,18 +498,36 @@ impl BackupEnvironment {
         if expected != csum {
             bail!("fixed writer '{name}' close failed - got unexpected checksum");
         }
-        self.log_upload_stat(
+        let uuid = writer.index.uuid();
+        let size = writer.size;
+        self.record_closed_writer(
+            &mut state,
             &name,
             &csum,
-            &writer.index.uuid(),
-            writer.size,
+            &uuid,
+            size,
             chunk_count,
             &writer.upload_stat,
         );
-        state.file_counter += 1;
-        state.backup_size += writer.size;
-        state.backup_stat.add(&writer.upload_stat);
         Ok(())
+    }
+
+    /// Logs a closed index's upload statistics and adds it to the session totals.
+    #[allow(clippy::too_many_arguments)]
+    fn record_closed_writer(
+        &self,
+        state: &mut SharedState,
+        name: &str,
+        csum: &[u8; 32],
+        uuid: &[u8; 16],
+        size: u64,
+        chunk_count: u64,
+        stat: &UploadStatistic,
+    ) {
+        self.log_upload_stat(name, csum, uuid, size, chunk_count, stat);
+        state.file_counter += 1;
+        state.backup_size += size;
+        state.backup_stat.add(stat);
     }
 
     fn log_upload_stat(
