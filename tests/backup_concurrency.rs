@@ -14,7 +14,7 @@ use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
-use common::{encode, wait_until, Client, Target, TestServer};
+use common::{wait_task, Client, Target, TestServer};
 use pbs_api_types::CryptMode;
 use pbs_datastore::{BackupManifest, DataBlob, DataChunkBuilder};
 
@@ -407,21 +407,6 @@ fn setup() -> Fixture {
         runtime,
     }
 }
-
-fn wait_task(client: &Client, upid: &str) -> Value {
-    let mut status = Value::Null;
-    wait_until(Duration::from_secs(60), "task end", || {
-        status = client
-            .get(
-                Target::Proxy,
-                &format!("nodes/localhost/tasks/{}/status", encode(upid)),
-            )
-            .data();
-        status["status"] == "stopped"
-    });
-    status
-}
-
 /// Runs an admin task (`verify`, `gc`) and asserts that it ended well.
 fn run_admin_task(root: &Client, task: &str, body: Value) -> String {
     let upid = root

@@ -4,13 +4,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use base64::Engine;
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use common::{encode, wait_until, Client, Target, TestServer};
+use common::{chown_to_backup, encode, wait_task, Target, TestServer};
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
 use pbs_datastore::catalog::CatalogWriter;
 use pbs_datastore::manifest::BackupManifest;
@@ -162,34 +161,6 @@ fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid, catalog_mo
     let blob = DataBlob::encode(json.as_bytes(), None, true).unwrap();
     std::fs::write(path.join("index.json.blob"), blob.raw_data()).unwrap();
 }
-
-fn chown_to_backup(path: &Path) {
-    // SAFETY: plain system call without arguments.
-    if unsafe { libc::geteuid() } != 0 || !path.exists() {
-        return;
-    }
-    let status = std::process::Command::new("chown")
-        .args(["-R", "backup:backup"])
-        .arg(path)
-        .status()
-        .expect("run chown");
-    assert!(status.success(), "chown {path:?} failed");
-}
-
-fn wait_task(client: &Client, upid: &str) -> Value {
-    let mut status = Value::Null;
-    wait_until(Duration::from_secs(60), "task end", || {
-        status = client
-            .get(
-                Target::Proxy,
-                &format!("nodes/localhost/tasks/{}/status", encode(upid)),
-            )
-            .data();
-        status["status"] == "stopped"
-    });
-    status
-}
-
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{encode, wait_until, Client, Target, TestServer};
+use common::{chown_to_backup, encode, wait_task, wait_until, Client, Target, TestServer};
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
 use pbs_datastore::manifest::BackupManifest;
 use pbs_datastore::{DataBlob, DataChunkBuilder, DataStore, DynamicIndexWriter, FixedIndexWriter};
@@ -120,34 +120,6 @@ fn write_snapshot_in(
     let blob = DataBlob::encode(json.as_bytes(), None, true).unwrap();
     std::fs::write(path.join("index.json.blob"), blob.raw_data()).unwrap();
     digests
-}
-
-/// The proxy runs as `backup` when the tests run as root: hand the files over.
-fn chown_to_backup(path: &Path) {
-    // SAFETY: plain system call without arguments.
-    if unsafe { libc::geteuid() } != 0 || !path.exists() {
-        return;
-    }
-    let status = std::process::Command::new("chown")
-        .args(["-R", "backup:backup"])
-        .arg(path)
-        .status()
-        .expect("run chown");
-    assert!(status.success(), "chown {path:?} failed");
-}
-
-fn wait_task(client: &Client, upid: &str) -> Value {
-    let mut status = Value::Null;
-    wait_until(Duration::from_secs(60), "task end", || {
-        status = client
-            .get(
-                Target::Proxy,
-                &format!("nodes/localhost/tasks/{}/status", encode(upid)),
-            )
-            .data();
-        status["status"] == "stopped"
-    });
-    status
 }
 
 fn ticket_cookie(server: &TestServer, userid: &str) -> String {

@@ -324,6 +324,35 @@ fn wait_accepting(addr: SocketAddr, child: &mut Child, log: &Path) {
     }
 }
 
+/// Waits (up to 60 s) until task `upid` has stopped; returns its final status.
+pub fn wait_task(client: &Client, upid: &str) -> Value {
+    let mut status = Value::Null;
+    wait_until(Duration::from_secs(60), "task end", || {
+        status = client
+            .get(
+                Target::Proxy,
+                &format!("nodes/localhost/tasks/{}/status", encode(upid)),
+            )
+            .data();
+        status["status"] == "stopped"
+    });
+    status
+}
+
+/// Hands a path written by the test to the `backup` user, which the proxy runs as under root.
+pub fn chown_to_backup(path: &Path) {
+    // SAFETY: plain system call without arguments.
+    if unsafe { libc::geteuid() } != 0 || !path.exists() {
+        return;
+    }
+    let status = Command::new("chown")
+        .args(["-R", "backup:backup"])
+        .arg(path)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown {path:?} failed");
+}
+
 /// Waits until `check` holds, polling every 50 ms, for at most `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
