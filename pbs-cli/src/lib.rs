@@ -6,9 +6,11 @@
 //! given positionally; an array-typed last positional takes all remaining words.
 
 pub mod format;
+pub mod help;
 mod parse;
 mod usage;
 
+pub use help::{find_leaf, help_text, print_completions, print_error_with_usage};
 pub use parse::{parse_command_line, Invocation, ParsedArgs};
 pub use usage::usage_text;
 

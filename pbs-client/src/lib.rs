@@ -2,4 +2,5 @@
 //!
 //! * [`pxar`]: creating pxar archives from a Linux directory tree, extracting them, FUSE access.
 
+pub mod inject;
 pub mod pxar;

@@ -15,103 +15,8 @@ pub mod versions;
 
 use anyhow::{format_err, Result};
 
-use pbs_cli::{usage_text, Command, CommandTree};
-
 /// Program name in usage texts.
 pub const PROGRAM: &str = "proxmox-backup-manager";
-
-/// Walks the tree along `args` as far as the names go (exact or unique prefix) and returns
-/// the leaf reached with its full name path.
-pub fn find_leaf<'a>(
-    tree: &'a CommandTree,
-    args: &[String],
-) -> Option<(Vec<&'static str>, &'a Command)> {
-    let mut node = tree;
-    let mut path = Vec::new();
-    let mut words = args.iter();
-    loop {
-        match node {
-            CommandTree::Leaf(cmd) => return Some((path, cmd)),
-            CommandTree::Group(entries) => {
-                let word = words.next()?;
-                let found = entries.iter().find(|(n, _)| n == word).or_else(|| {
-                    let mut matches = entries.iter().filter(|(n, _)| n.starts_with(word.as_str()));
-                    match (matches.next(), matches.next()) {
-                        (Some(one), None) => Some(one),
-                        _ => None,
-                    }
-                })?;
-                path.push(found.0);
-                node = &found.1;
-            }
-        }
-    }
-}
-
-fn collect_usage(
-    tree: &CommandTree,
-    path: &mut Vec<&'static str>,
-    verbose: bool,
-    out: &mut String,
-) {
-    match tree {
-        CommandTree::Leaf(cmd) => {
-            if verbose {
-                out.push_str(&usage_text(PROGRAM, path, cmd));
-                out.push('\n');
-            } else {
-                let mut line = format!("{PROGRAM} {}", path.join(" "));
-                for name in &cmd.positionals {
-                    line.push_str(&format!(" <{name}>"));
-                }
-                if cmd.params.len() > cmd.positionals.len() {
-                    line.push_str(" [OPTIONS]");
-                }
-                out.push_str(&line);
-                out.push('\n');
-            }
-        }
-        CommandTree::Group(entries) => {
-            for (name, sub) in entries {
-                path.push(name);
-                collect_usage(sub, path, verbose, out);
-                path.pop();
-            }
-        }
-    }
-}
-
-/// The text of `help [command...] [--verbose]`.
-pub fn help_text(tree: &CommandTree, words: &[String], verbose: bool) -> Result<String> {
-    let mut node = tree;
-    let mut path = Vec::new();
-    for word in words {
-        let CommandTree::Group(entries) = node else {
-            break;
-        };
-        let found = entries
-            .iter()
-            .find(|(n, _)| n == word)
-            .or_else(|| {
-                let mut m = entries.iter().filter(|(n, _)| n.starts_with(word.as_str()));
-                match (m.next(), m.next()) {
-                    (Some(one), None) => Some(one),
-                    _ => None,
-                }
-            })
-            .ok_or_else(|| format_err!("no such command '{}'", words.join(" ")))?;
-        path.push(found.0);
-        node = &found.1;
-    }
-    match node {
-        CommandTree::Leaf(cmd) => Ok(usage_text(PROGRAM, &path, cmd)),
-        group => {
-            let mut out = String::from("Usage:\n\n");
-            collect_usage(group, &mut path, verbose, &mut out);
-            Ok(out)
-        }
-    }
-}
 
 /// Group id of the `backup` group, if it exists.
 fn backup_gid() -> Option<u32> {
@@ -163,31 +68,24 @@ fn serve_control_socket() -> Result<()> {
     Ok(())
 }
 
-fn print_error_with_usage(tree: &CommandTree, args: &[String], err: &anyhow::Error) {
-    eprintln!("Error: {err:#}");
-    if let Some((path, cmd)) = find_leaf(tree, args) {
-        eprintln!();
-        eprint!("{}", usage_text(PROGRAM, &path, cmd));
-    }
-}
-
 async fn run_async(args: &[String]) -> i32 {
     let tree = tree::command_tree();
     if args.first().map(String::as_str) == Some("bashcomplete") {
-        completion::print_completions(&tree);
+        pbs_cli::print_completions(&tree);
         return 0;
     }
     let invocation = match pbs_cli::parse_command_line(&tree, args) {
         Ok(inv) => inv,
         Err(err) => {
-            print_error_with_usage(&tree, args, &err);
+            pbs_cli::print_error_with_usage(PROGRAM, &tree, args, &err);
             return pbs_cli::ERROR_EXIT_CODE;
         }
     };
     let result = if invocation.path == [tree::HELP] {
         let verbose = invocation.args.flag("verbose", false);
         verbose.and_then(|verbose| {
-            let text = help_text(&tree, invocation.args.get_all("command"), verbose)?;
+            let text =
+                pbs_cli::help_text(PROGRAM, &tree, invocation.args.get_all("command"), verbose)?;
             print!("{text}");
             Ok(())
         })
@@ -251,22 +149,22 @@ mod tests {
     #[test]
     fn leaves_are_found_by_prefix() {
         let tree = tree::command_tree();
-        let (path, cmd) = find_leaf(&tree, &argv("datas li extra")).unwrap();
+        let (path, cmd) = pbs_cli::find_leaf(&tree, &argv("datas li extra")).unwrap();
         assert_eq!(path, ["datastore", "list"]);
         assert!(cmd.positionals.is_empty());
-        assert!(find_leaf(&tree, &argv("datastore")).is_none());
-        assert!(find_leaf(&tree, &argv("nothing")).is_none());
+        assert!(pbs_cli::find_leaf(&tree, &argv("datastore")).is_none());
+        assert!(pbs_cli::find_leaf(&tree, &argv("nothing")).is_none());
     }
 
     #[test]
     fn help_lists_commands() {
         let tree = tree::command_tree();
-        let text = help_text(&tree, &[], false).unwrap();
+        let text = pbs_cli::help_text(PROGRAM, &tree, &[], false).unwrap();
         assert!(text.starts_with("Usage:\n\n"));
         assert!(text.contains("proxmox-backup-manager datastore create <name> <path> [OPTIONS]\n"));
         assert!(text.contains("proxmox-backup-manager versions [OPTIONS]\n"));
-        let text = help_text(&tree, &argv("datastore list"), false).unwrap();
+        let text = pbs_cli::help_text(PROGRAM, &tree, &argv("datastore list"), false).unwrap();
         assert!(text.starts_with("Usage: proxmox-backup-manager datastore list"));
-        assert!(help_text(&tree, &argv("bogus"), false).is_err());
+        assert!(pbs_cli::help_text(PROGRAM, &tree, &argv("bogus"), false).is_err());
     }
 }
