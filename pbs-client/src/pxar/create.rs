@@ -1005,12 +1005,12 @@ impl Archiver<'_> {
                         continue;
                     };
                     let offset = base + (file.range.start - span.first_start);
-                    let link = encoder.add_payload_ref(
-                        &file.metadata,
-                        &file.name,
-                        file.previous_size,
-                        offset,
-                    )?;
+                    let link = encoder
+                        .add_payload_ref(&file.metadata, &file.name, file.previous_size, offset)
+                        .map_err(|error| ArchiveError {
+                            path: file.path.clone(),
+                            error: error.into(),
+                        })?;
                     item_bytes += file.range.end - file.range.start;
                     self.stats.files += 1;
                     self.stats.file_bytes += file.previous_size;

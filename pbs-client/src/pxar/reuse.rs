@@ -9,6 +9,7 @@
 //! This module holds the reference, the chunk arithmetic, the padding rule and the injection
 //! bookkeeping; the walk in [`super::create`] decides what is cached and encodes the entries.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
@@ -79,6 +80,7 @@ impl PreviousArchiveRef {
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the look-ahead cache size
 /// to use: `hard - old_soft / 2` (the cache keeps one descriptor open per cached file).
+/// If the limit cannot be raised, the default size is used (and the failure logged).
 pub fn raise_open_files_limit(messages: &mut dyn FnMut(String)) -> Result<usize> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -99,8 +101,12 @@ pub fn raise_open_files_limit(messages: &mut dyn FnMut(String)) -> Result<usize>
     };
     // SAFETY: a valid pointer to an rlimit struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("setrlimit(RLIMIT_NOFILE) to the hard limit failed");
+        // E.g. an unlimited hard limit above the kernel's nr_open.
+        let err = std::io::Error::last_os_error();
+        messages(format!(
+            "unable to raise the open file handle limit to {hard}: {err}"
+        ));
+        return Ok(DEFAULT_CACHE_SIZE);
     }
     let size = hard.saturating_sub(old_soft / 2).max(1);
     Ok(usize::try_from(size).unwrap_or(usize::MAX))
@@ -328,7 +334,7 @@ pub(crate) struct ReuseState {
     cache_range: Option<Range<u64>>,
     cached_files: usize,
     /// `(st_dev, st_ino)` of cached multiply linked files (their link offsets are not known yet).
-    cached_links: Vec<(u64, u64)>,
+    cached_links: HashSet<(u64, u64)>,
     pending: Option<PendingInjection>,
     pub counters: ReuseCounters,
 }
@@ -347,7 +353,7 @@ impl ReuseState {
             cache: Vec::new(),
             cache_range: None,
             cached_files: 0,
-            cached_links: Vec::new(),
+            cached_links: HashSet::new(),
             pending: None,
             counters: ReuseCounters::default(),
         })
@@ -430,7 +436,8 @@ impl ReuseState {
             None => range,
         });
         if file.stat.st_nlink > 1 {
-            self.cached_links.push((file.stat.st_dev, file.stat.st_ino));
+            self.cached_links
+                .insert((file.stat.st_dev, file.stat.st_ino));
         }
         self.cache.push(Deferred::File(Box::new(file)));
         self.cached_files += 1;
@@ -596,6 +603,13 @@ pub(crate) mod tests {
         write_index(&path, &chunks);
         let reader = DynamicIndexReader::open(&path).unwrap();
         (dir, reader)
+    }
+
+    #[test]
+    fn reference_can_move_to_the_archiver_thread() {
+        fn send<T: Send>() {}
+        send::<PreviousArchiveRef>();
+        send::<ReuseState>();
     }
 
     #[test]
