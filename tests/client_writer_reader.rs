@@ -116,8 +116,8 @@ async fn connect(server: &TestServer) -> HttpClient {
     let auth_id: Authid = USER.parse().unwrap();
     let options =
         HttpClientOptions::new_non_interactive(PASSWORD.into(), Some(server.fingerprint.clone()));
-    let client = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &auth_id, options)
-        .expect("client");
+    let client =
+        HttpClient::new("127.0.0.1", server.proxy_addr.port(), &auth_id, options).expect("client");
     client.login().await.expect("login");
     client
 }
@@ -242,10 +242,40 @@ async fn run(fixture: &Fixture) {
         ..compress.clone()
     };
     let image_stats = writer
-        .upload_stream("disk.img.fidx", stream_of(&image), None, image_options.clone(), None)
+        .upload_stream(
+            "disk.img.fidx",
+            stream_of(&image),
+            None,
+            image_options.clone(),
+            None,
+        )
         .await
         .expect("fixed upload");
-    assert_eq!(image_stats.chunk_count, 3, "two full chunks and a short one");
+    assert_eq!(
+        image_stats.chunk_count, 3,
+        "two full chunks and a short one"
+    );
+    // Pre-cut chunks: two identical zero chunks (the second one is reused) and a short tail.
+    let zero_len = 2 * 4 * MIB + 100;
+    let zero_chunks = futures::stream::iter(vec![
+        Ok(Bytes::from(vec![0u8; 4 * MIB])),
+        Ok(Bytes::from(vec![0u8; 4 * MIB])),
+        Ok(Bytes::from(vec![0u8; 100])),
+    ]);
+    let zero_stats = writer
+        .upload_chunk_stream(
+            "zero.img.fidx",
+            zero_chunks,
+            UploadOptions {
+                fixed_size: Some(zero_len as u64),
+                ..compress.clone()
+            },
+            None,
+        )
+        .await
+        .expect("pre-cut upload");
+    assert_eq!(zero_stats.chunk_count, 3);
+    assert_eq!(zero_stats.chunk_reused, 1);
     let conf_stats = writer
         .upload_blob_from_data(conf.clone(), "conf.blob", no_compress.clone())
         .await
@@ -256,6 +286,7 @@ async fn run(fixture: &Fixture) {
             ("root.didx", &root_stats, CryptMode::None),
             ("disk.img.fidx", &image_stats, CryptMode::None),
             ("conf.blob", &conf_stats, CryptMode::None),
+            ("zero.img.fidx", &zero_stats, CryptMode::None),
         ],
     );
     upload_manifest(&writer, &manifest1, None).await;
@@ -270,6 +301,8 @@ async fn run(fixture: &Fixture) {
     assert_eq!(fidx.chunk_size(), 4 * MIB as u64);
     check_index_against_data(&fidx, &image, &image_stats);
     assert_eq!(fidx.stored_csum(), image_stats.csum);
+    let zero_index = FixedIndexReader::open(dir1.join("zero.img.fidx")).unwrap();
+    check_index_against_data(&zero_index, &vec![0u8; zero_len], &zero_stats);
     assert_eq!(
         std::fs::read(dir1.join("conf.blob")).unwrap().len() as u64,
         conf_stats.size
@@ -284,7 +317,7 @@ async fn run(fixture: &Fixture) {
         .expect("reader session");
     let (manifest, raw) = reader.download_manifest().await.unwrap();
     assert!(!raw.is_empty());
-    assert_eq!(manifest.files().len(), 3);
+    assert_eq!(manifest.files().len(), 4);
     let restored = restore_dynamic(&reader, &manifest, "root.didx", None)
         .await
         .unwrap();
@@ -296,12 +329,7 @@ async fn run(fixture: &Fixture) {
         .download_fixed_index(&manifest, "disk.img.fidx")
         .await
         .unwrap();
-    let chunks = RemoteChunkReader::new(
-        Arc::clone(&reader),
-        None,
-        CryptMode::None,
-        HashMap::new(),
-    );
+    let chunks = RemoteChunkReader::new(Arc::clone(&reader), None, CryptMode::None, HashMap::new());
     let read_back = tokio::task::spawn_blocking(move || {
         let mut reader = BufferedIndexReader::new(fixed, chunks);
         let mut data = Vec::new();
@@ -417,7 +445,11 @@ async fn run(fixture: &Fixture) {
     assert_eq!(positions.len(), 3);
     let first_injected = inject_index.chunk_info(positions[0]).unwrap();
     assert_eq!(first_injected.range.start, head.len() as u64);
-    assert_eq!(positions[2] - positions[0], 2, "injected chunks are contiguous");
+    assert_eq!(
+        positions[2] - positions[0],
+        2,
+        "injected chunks are contiguous"
+    );
     // Only the chunks of the new head/tail bytes were added to the store.
     let added = count_chunk_files(store_path) - chunk_files_before;
     assert_eq!(added as u64, inject_stats.chunk_count - 3);
@@ -506,7 +538,10 @@ async fn run(fixture: &Fixture) {
         .await
         .unwrap();
     assert!(restored == secret_data, "encrypted stream differs");
-    let blob = reader.download_blob(&manifest, "secret.blob").await.unwrap();
+    let blob = reader
+        .download_blob(&manifest, "secret.blob")
+        .await
+        .unwrap();
     assert_eq!(read_all(blob).unwrap(), conf);
     drop(reader);
 
@@ -518,7 +553,10 @@ async fn run(fixture: &Fixture) {
     let err = restore_dynamic(&reader, &manifest, "secret.didx", None)
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("missing CryptConfig"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("missing CryptConfig"),
+        "{err:#}"
+    );
     drop(reader);
     // With another key: the manifest signature does not verify.
     let other = Arc::new(CryptConfig::new([0x11; 32]).unwrap());
@@ -529,10 +567,39 @@ async fn run(fixture: &Fixture) {
     assert!(format!("{err:#}").contains("wrong key"), "{err:#}");
     drop(reader);
 
+    // --- TLS upload benchmark ---
+    let now = pbs_api_types::time::epoch_now();
+    let bench = BackupWriter::start(
+        &client,
+        None,
+        STORE,
+        &root_ns,
+        &snapshot("benchmark", now),
+        false,
+        true,
+    )
+    .await
+    .expect("benchmark session");
+    let speed = bench.speedtest().await.expect("speedtest");
+    assert!(speed.chunks > 1, "{speed:?}");
+    assert!(speed.elapsed >= Duration::from_secs(5), "{speed:?}");
+    assert!(speed.speed > 0.0);
+    assert!(speed.log_lines()[0]
+        .starts_with(&format!("Uploaded {} chunks in 5 seconds.", speed.chunks)));
+    drop(bench);
+
     // --- the server dies in the middle of an upload ---
-    let writer = BackupWriter::start(&client, None, STORE, &root_ns, &snapshot("dies", T1), true, false)
-        .await
-        .unwrap();
+    let writer = BackupWriter::start(
+        &client,
+        None,
+        STORE,
+        &root_ns,
+        &snapshot("dies", T1),
+        true,
+        false,
+    )
+    .await
+    .unwrap();
     let proxy_pid = server.child_pid(Target::Proxy);
     let endless = futures::stream::iter(0u64..).then(move |i| async move {
         if i == 20 {

@@ -24,6 +24,8 @@ enum CutMode {
     Dynamic { chunker: Chunker, average: usize },
     /// Chunks of exactly this size (the last one may be shorter).
     Fixed(usize),
+    /// Every input piece is one chunk.
+    PreCut,
 }
 
 /// Incremental chunker: feed it stream pieces of any size, it emits chunks in order.
@@ -52,6 +54,11 @@ impl ChunkCutter {
             bail!("fixed chunk size must not be zero");
         }
         Ok(Self::with_mode(CutMode::Fixed(chunk_size)))
+    }
+
+    /// No chunking: every pushed piece is one chunk (already cut by the producer).
+    pub fn pre_cut() -> Self {
+        Self::with_mode(CutMode::PreCut)
     }
 
     fn with_mode(mode: CutMode) -> Self {
@@ -175,6 +182,7 @@ impl ChunkCutter {
         while !piece.is_empty() {
             let cut = match &mut self.mode {
                 CutMode::Dynamic { chunker, .. } => chunker.scan(&piece),
+                CutMode::PreCut => piece.len(),
                 CutMode::Fixed(size) => {
                     let missing = *size - self.pending.len();
                     if missing <= piece.len() {
@@ -254,8 +262,12 @@ mod tests {
     fn fixed_chunks_with_short_last_chunk() {
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut cutter = ChunkCutter::fixed(4096).unwrap();
-        let out = collect(&mut cutter, &[&data[..100], &data[100..9000], &data[9000..]], vec![])
-            .unwrap();
+        let out = collect(
+            &mut cutter,
+            &[&data[..100], &data[100..9000], &data[9000..]],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(chunk_lengths(&out), vec![4096, 4096, 1808]);
         let joined: Vec<u8> = out
             .iter()
@@ -266,6 +278,20 @@ mod tests {
             .collect();
         assert_eq!(joined, data);
         assert_eq!(cutter.offset(), 10_000);
+    }
+
+    #[test]
+    fn pre_cut_pieces_are_chunks_as_they_are() {
+        let mut cutter = ChunkCutter::pre_cut();
+        let out = collect(
+            &mut cutter,
+            &[&[1u8; 10], &[], &[2u8; 4096], &[3u8; 1]],
+            vec![injection(10, &[7])],
+        )
+        .unwrap();
+        let kinds: Vec<usize> = chunk_lengths(&out);
+        assert_eq!(kinds, [10, 0, 4096, 1]);
+        assert!(matches!(out[1], StreamPiece::Injected(_)));
     }
 
     #[test]
@@ -287,11 +313,19 @@ mod tests {
                 x as u8
             })
             .collect();
-        let whole = collect(&mut ChunkCutter::dynamic(16 * 1024).unwrap(), &[&data], vec![])
-            .unwrap();
+        let whole = collect(
+            &mut ChunkCutter::dynamic(16 * 1024).unwrap(),
+            &[&data],
+            vec![],
+        )
+        .unwrap();
         let pieces: Vec<&[u8]> = data.chunks(777).collect();
-        let split = collect(&mut ChunkCutter::dynamic(16 * 1024).unwrap(), &pieces, vec![])
-            .unwrap();
+        let split = collect(
+            &mut ChunkCutter::dynamic(16 * 1024).unwrap(),
+            &pieces,
+            vec![],
+        )
+        .unwrap();
         assert_eq!(whole, split);
         assert!(whole.len() > 3, "expected several chunks");
         let total: usize = chunk_lengths(&whole).iter().sum();
@@ -347,7 +381,10 @@ mod tests {
     fn injection_beyond_the_end_of_the_stream_is_an_error() {
         let mut cutter = ChunkCutter::fixed(4096).unwrap();
         let err = collect(&mut cutter, &[&[0u8; 10]], vec![injection(20, &[5])]).unwrap_err();
-        assert!(err.to_string().contains("stream ended at offset 10"), "{err}");
+        assert!(
+            err.to_string().contains("stream ended at offset 10"),
+            "{err}"
+        );
     }
 
     #[test]

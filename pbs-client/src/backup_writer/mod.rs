@@ -258,7 +258,10 @@ impl BackupWriter {
         self.upload_blob_from_data(data, file_name, options).await
     }
 
-    fn blob_crypt_config(&self, options: &UploadOptions) -> Result<Option<Arc<CryptConfig>>, Error> {
+    fn blob_crypt_config(
+        &self,
+        options: &UploadOptions,
+    ) -> Result<Option<Arc<CryptConfig>>, Error> {
         if !options.encrypt {
             return Ok(None);
         }
@@ -266,6 +269,25 @@ impl BackupWriter {
             Some(config) => Ok(Some(Arc::clone(config))),
             None => bail!("requested encryption without a crypt config"),
         }
+    }
+
+    /// Uploads a stream whose items are already cut chunks (one item = one chunk), e.g. the
+    /// zero chunks of sparse images; otherwise like [`BackupWriter::upload_stream`].
+    pub async fn upload_chunk_stream(
+        &self,
+        archive_name: &str,
+        chunks: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
+        options: UploadOptions,
+        injections: Option<std::sync::mpsc::Receiver<InjectChunks>>,
+    ) -> Result<BackupStats, Error> {
+        self.upload_index(
+            archive_name,
+            chunks,
+            ChunkCutter::pre_cut(),
+            options,
+            injections,
+        )
+        .await
     }
 
     /// Chunks a byte stream (dynamic: chunker with `chunk_size` average, or fixed chunks when
@@ -276,6 +298,23 @@ impl BackupWriter {
         archive_name: &str,
         stream: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
         chunk_size: Option<usize>,
+        options: UploadOptions,
+        injections: Option<std::sync::mpsc::Receiver<InjectChunks>>,
+    ) -> Result<BackupStats, Error> {
+        let chunk_size = chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
+        let cutter = match options.fixed_size {
+            Some(_) => ChunkCutter::fixed(chunk_size)?,
+            None => ChunkCutter::dynamic(chunk_size)?,
+        };
+        self.upload_index(archive_name, stream, cutter, options, injections)
+            .await
+    }
+
+    async fn upload_index(
+        &self,
+        archive_name: &str,
+        stream: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
+        cutter: ChunkCutter,
         options: UploadOptions,
         injections: Option<std::sync::mpsc::Receiver<InjectChunks>>,
     ) -> Result<BackupStats, Error> {
@@ -293,11 +332,6 @@ impl BackupWriter {
         if !archive_name.ends_with(expected_ext) {
             bail!("archive name '{archive_name}' must end with '{expected_ext}'");
         }
-        let chunk_size = chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
-        let cutter = match kind {
-            IndexKind::Fixed => ChunkCutter::fixed(chunk_size)?,
-            IndexKind::Dynamic => ChunkCutter::dynamic(chunk_size)?,
-        };
         let crypt_config = self.blob_crypt_config(&options)?;
 
         let known: KnownChunks = Arc::new(Mutex::new(HashSet::new()));
@@ -380,7 +414,7 @@ impl BackupWriter {
     }
 
     /// Benchmark: pipelined 4 MiB `speedtest` uploads for 5 seconds (client.md §6).
-    pub async fn upload_speedtest(&self) -> Result<SpeedtestResult, Error> {
+    pub async fn speedtest(&self) -> Result<SpeedtestResult, Error> {
         self.check_canceled()?;
         speedtest::run(&self.h2, SPEEDTEST_DURATION).await
     }
