@@ -584,8 +584,7 @@ async fn run(fixture: &Fixture) {
     assert!(speed.chunks > 1, "{speed:?}");
     assert!(speed.elapsed >= Duration::from_secs(5), "{speed:?}");
     assert!(speed.speed > 0.0);
-    assert!(speed.log_lines()[0]
-        .starts_with(&format!("Uploaded {} chunks in 5 seconds.", speed.chunks)));
+    assert!(speed.log_lines()[0].starts_with(&format!("Uploaded {} chunks in ", speed.chunks)));
     drop(bench);
 
     // --- the server dies in the middle of an upload ---
