@@ -616,6 +616,7 @@ async fn run(fixture: &Fixture) {
     .expect("the upload must fail quickly once the server is gone");
     let err = result.expect_err("upload to a dead server");
     let text = format!("{err:#}");
+    eprintln!("upload to a killed server failed with: {text}");
     assert!(text.contains("upload of 'dies.didx' failed"), "{text}");
 }
 
