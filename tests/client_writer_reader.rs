@@ -26,6 +26,7 @@ use pbs_client::restore::{restore_index_to_writer, SharedIndex};
 use pbs_datastore::file_formats::{ENCRYPTED_BLOB_MAGIC_1_0, ENCR_COMPR_BLOB_MAGIC_1_0};
 use pbs_datastore::index::IndexFile;
 use pbs_datastore::index_reader::BufferedIndexReader;
+use pbs_datastore::read_chunk::AsyncReadChunk;
 use pbs_datastore::{BackupManifest, CryptConfig, DynamicIndexReader, FixedIndexReader};
 
 const STORE: &str = "store1";
@@ -543,6 +544,25 @@ async fn run(fixture: &Fixture) {
         .await
         .unwrap();
     assert_eq!(read_all(blob).unwrap(), conf);
+    // An encrypted chunk where the manifest promises plain data is refused.
+    let index = reader
+        .download_dynamic_index(&manifest, "secret.didx")
+        .await
+        .unwrap();
+    let chunks = RemoteChunkReader::new(
+        Arc::clone(&reader),
+        Some(Arc::clone(&key)),
+        CryptMode::None,
+        HashMap::new(),
+    );
+    let err = AsyncReadChunk::read_chunk(&chunks, index.index_digest(0).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("encrypted chunk in an unencrypted index"),
+        "{err:#}"
+    );
     drop(reader);
 
     // Without the key: the chunks cannot be decoded.
