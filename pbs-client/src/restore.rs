@@ -125,12 +125,17 @@ pub struct IndexStreamReader {
 }
 
 impl IndexStreamReader {
-    /// Starts fetching on the current tokio runtime.
-    pub fn new<R: AsyncReadChunk + 'static>(source: Arc<R>, index: SharedIndex) -> Self {
+    /// Starts fetching on the current tokio runtime (an error outside of one).
+    pub fn new<R: AsyncReadChunk + 'static>(
+        source: Arc<R>,
+        index: SharedIndex,
+    ) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| format_err!("index stream reader needs a tokio runtime"))?;
         let (tx, rx) = sync_channel(READ_AHEAD_CHUNKS);
         let fetcher = ParallelChunkFetcher::new(source);
         let chunks = fetcher.chunks(index);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut chunks = Box::pin(chunks);
             while let Some(chunk) = chunks.next().await {
                 let failed = chunk.is_err();
@@ -143,12 +148,12 @@ impl IndexStreamReader {
                 }
             }
         });
-        Self {
+        Ok(Self {
             chunks: rx,
             current: Vec::new(),
             pos: 0,
             done: false,
-        }
+        })
     }
 }
 
@@ -267,6 +272,15 @@ mod tests {
     }
 
     #[test]
+    fn stream_reader_outside_a_runtime_is_an_error() {
+        let (dir, source, _whole) = fixture();
+        let err = IndexStreamReader::new(Arc::new(source), Arc::new(open(&dir)))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("needs a tokio runtime"), "{err}");
+    }
+
+    #[test]
     fn most_used_chunks_ranks_repeated_digests() {
         let dir = tempfile::tempdir().unwrap();
         let mut file = vec![0u8; 4096];
@@ -306,7 +320,7 @@ mod tests {
     async fn stream_reader_and_read_at_return_the_stream() {
         let (dir, source, whole) = fixture();
         let source = Arc::new(source);
-        let mut reader = IndexStreamReader::new(Arc::clone(&source), Arc::new(open(&dir)));
+        let mut reader = IndexStreamReader::new(Arc::clone(&source), Arc::new(open(&dir))).unwrap();
         let data = tokio::task::spawn_blocking(move || {
             let mut data = Vec::new();
             reader.read_to_end(&mut data).map(|_| data)
@@ -341,7 +355,7 @@ mod tests {
         let (dir, mut source, _whole) = fixture();
         let (other, _) = DataChunkBuilder::new(&[2u8; 10]).build().unwrap();
         source.chunks.insert(digest, other);
-        let mut reader = IndexStreamReader::new(Arc::new(source), Arc::new(open(&dir)));
+        let mut reader = IndexStreamReader::new(Arc::new(source), Arc::new(open(&dir))).unwrap();
         let err = tokio::task::spawn_blocking(move || {
             let mut data = Vec::new();
             reader.read_to_end(&mut data).map(|_| data.len())
