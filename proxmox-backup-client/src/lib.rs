@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
+pub mod benchmark;
+pub mod catalog;
+pub mod key;
+
 /// Program name in usage texts.
 pub const PROGRAM: &str = "proxmox-backup-client";
 
@@ -61,6 +65,9 @@ pub fn command_tree() -> CommandTree {
     let mut entries: Vec<(&'static str, CommandTree)> = Vec::new();
     // One line per module; keep them sorted.
     let _ = &mut entries;
+    entries.extend(benchmark::commands());
+    entries.extend(catalog::commands());
+    entries.extend(key::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
@@ -80,6 +87,9 @@ pub fn command_tree() -> CommandTree {
 async fn dispatch(path: &[&'static str], _args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
         // One arm per module: `Some("name") => module::run(path, args).await,`
+        Some("benchmark") => benchmark::run(path, _args).await,
+        Some("catalog") => catalog::run(path, _args).await,
+        Some("key") => key::run(path, _args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
 }
