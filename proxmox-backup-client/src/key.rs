@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context, Result};
 use openssl::pkey::{PKey, Public};
 use openssl::rsa::Rsa;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use pbs_cli::format::{format_and_print_result, render_epoch, ColumnConfig, TableOptions};
 use pbs_cli::{Command, CommandTree, OutputFormat, Param, ParsedArgs};
@@ -379,18 +380,43 @@ fn create_master_key_cmd() -> Result<()> {
     Ok(())
 }
 
-/// Summary of an RSA public key as shown by `show-master-pubkey`.
+/// Summary of an RSA public key as shown by `show-master-pubkey` (field order = JSON order).
+#[derive(Serialize)]
+struct RsaPubKeyInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    modulus: String,
+    exponent: String,
+    length: usize,
+}
+
 fn rsa_pubkey_info(path: Option<String>, rsa: &Rsa<Public>) -> Result<Value> {
-    let modulus = rsa.n().to_vec();
-    let mut info = json!({
-        "modulus": rsa.n().to_hex_str()?.to_string(),
-        "exponent": rsa.e().to_dec_str()?.to_string(),
-        "length": modulus.len() * 8,
-    });
-    if let Some(path) = path {
-        info["path"] = json!(path);
+    Ok(serde_json::to_value(rsa_pubkey_struct(path, rsa)?)?)
+}
+
+fn rsa_pubkey_struct(path: Option<String>, rsa: &Rsa<Public>) -> Result<RsaPubKeyInfo> {
+    Ok(RsaPubKeyInfo {
+        path,
+        modulus: rsa.n().to_hex_str()?.to_string(),
+        exponent: rsa.e().to_dec_str()?.to_string(),
+        length: rsa.n().to_vec().len() * 8,
+    })
+}
+
+/// Prints `data` (JSON formats keep the struct's field order) or its text table.
+fn print_record<T: Serialize>(
+    data: &T,
+    format: OutputFormat,
+    options: &TableOptions,
+) -> Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string(data)?),
+        OutputFormat::JsonPretty => println!("{}", serde_json::to_string_pretty(data)?),
+        OutputFormat::Text => {
+            format_and_print_result(&serde_json::to_value(data)?, format, options)?
+        }
     }
-    Ok(info)
+    Ok(())
 }
 
 fn decode_pubkey_pem(pem: &[u8]) -> Result<Rsa<Public>> {
@@ -446,11 +472,11 @@ fn change_passphrase(args: &ParsedArgs) -> Result<()> {
     store_key(&config, &path, true)
 }
 
-/// The `key show` rendering of a key file: a `KeyInfo` with the debug-quoted path.
-pub fn key_info_value(path: &Path, config: &KeyConfig) -> Result<Value> {
+/// The `key show` record of a key file: a `KeyInfo` with the debug-quoted path.
+pub fn key_info(path: &Path, config: &KeyConfig) -> KeyInfo {
     let mut info = KeyInfo::from(config);
     info.path = Some(format!("{path:?}"));
-    Ok(serde_json::to_value(info)?)
+    info
 }
 
 fn show(args: &ParsedArgs) -> Result<()> {
@@ -461,7 +487,7 @@ fn show(args: &ParsedArgs) -> Result<()> {
             .ok_or_else(|| format_err!("no encryption file provided and no default file found"))?,
     };
     let config = KeyConfig::load(&path)?;
-    let info = key_info_value(&path, &config)?;
+    let info = key_info(&path, &config);
     let options = TableOptions::new()
         .column(ColumnConfig::new("path"))
         .column(ColumnConfig::new("kdf"))
@@ -469,7 +495,7 @@ fn show(args: &ParsedArgs) -> Result<()> {
         .column(ColumnConfig::new("modified").renderer(render_epoch))
         .column(ColumnConfig::new("fingerprint"))
         .column(ColumnConfig::new("hint"));
-    format_and_print_result(&info, format, &options)
+    print_record(&info, format, &options)
 }
 
 fn show_master_pubkey(args: &ParsedArgs) -> Result<()> {
@@ -483,13 +509,13 @@ fn show_master_pubkey(args: &ParsedArgs) -> Result<()> {
         std::fs::canonicalize(&path).with_context(|| format!("unable to resolve path {path:?}"))?;
     let pem = std::fs::read(&path).with_context(|| format!("unable to read file {path:?}"))?;
     let rsa = decode_pubkey_pem(&pem)?;
-    let info = rsa_pubkey_info(Some(path.display().to_string()), &rsa)?;
+    let info = rsa_pubkey_struct(Some(path.display().to_string()), &rsa)?;
     let options = TableOptions::new()
         .column(ColumnConfig::new("path"))
         .column(ColumnConfig::new("modulus"))
         .column(ColumnConfig::new("exponent"))
         .column(ColumnConfig::new("length"));
-    format_and_print_result(&info, format, &options)
+    print_record(&info, format, &options)
 }
 
 /// Whether `data` looks like something `paperkey` can print.
@@ -538,7 +564,7 @@ mod tests {
 
     #[test]
     fn master_key_round_trip() {
-        let (public_pem, private_pem) = create_master_key_with_bits(b"master", 2048).unwrap();
+        let (public_pem, private_pem) = create_master_key_with_bits(b"master", 3072).unwrap();
         let public = decode_pubkey_pem(&public_pem).unwrap();
         let key = KeyConfig::without_password([9u8; 32]).unwrap();
         let encrypted = rsa_encrypt_key_config(&public, &key).unwrap();
@@ -555,7 +581,7 @@ mod tests {
             "{err}"
         );
         let info = rsa_pubkey_info(None, &public).unwrap();
-        assert_eq!(info["length"], 2048);
+        assert_eq!(info["length"], 3072);
         assert_eq!(info["exponent"], "65537");
         assert!(decode_pubkey_pem(b"garbage")
             .unwrap_err()
