@@ -1,7 +1,7 @@
 //! Where the shell's lines come from.
 //!
-//! On a terminal the prompt is shown and the line is read in the terminal's cooked mode
-//! (the kernel's line editing); otherwise lines are read plainly, without a prompt.
+//! On a terminal [`super::TerminalLines`] edits lines with history; otherwise lines are read
+//! plainly, without a prompt.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -19,15 +19,13 @@ pub struct StdinLines<B: BufRead> {
     interactive: bool,
 }
 
-impl StdinLines<std::io::StdinLock<'static>> {
-    /// Lines from the process's stdin; prompts when stdin is a terminal.
-    pub fn stdin() -> Self {
-        let stdin = std::io::stdin();
-        let interactive = stdin.is_terminal();
-        Self {
-            input: stdin.lock(),
-            interactive,
-        }
+/// The line source for the process: the line editor on a terminal, else plain stdin lines.
+pub fn stdin_line_source() -> Box<dyn LineSource> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() && std::io::stdout().is_terminal() {
+        Box::new(super::TerminalLines::stdio())
+    } else {
+        Box::new(StdinLines::new(stdin.lock(), false))
     }
 }
 

@@ -8,6 +8,7 @@ mod input;
 mod path;
 mod restore;
 mod stat;
+mod terminal;
 
 use std::ffi::OsStr;
 use std::io::{Read, Seek, Write};
@@ -21,8 +22,9 @@ use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 use pbs_datastore::catalog::{CatalogReader, DirEntry};
 use pxar::accessor::{Accessor, ReadAt};
 
-pub use input::{LineSource, StdinLines};
+pub use input::{stdin_line_source, LineSource, StdinLines};
 pub use stat::{format_stat, mode_string};
+pub use terminal::TerminalLines;
 
 /// Program name used in the shell's usage texts.
 const SHELL_PROGRAM: &str = "";
