@@ -7,10 +7,14 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
 
+/// Completion candidates for the last word of a partial line (each a replacement of it).
+pub type Completer<'a> = dyn FnMut(&str) -> Vec<String> + 'a;
+
 /// A source of input lines.
 pub trait LineSource {
-    /// The next line without its terminator; `None` at the end of input.
-    fn read_line(&mut self, prompt: &str) -> Result<Option<String>>;
+    /// The next line without its terminator; `None` at the end of input. Interactive
+    /// sources may offer `complete`'s candidates on Tab.
+    fn read_line(&mut self, prompt: &str, complete: &mut Completer<'_>) -> Result<Option<String>>;
 }
 
 /// Lines from any buffered reader, e.g. stdin; shows `prompt` on stdout only if `interactive`.
@@ -37,7 +41,7 @@ impl<B: BufRead> StdinLines<B> {
 }
 
 impl<B: BufRead> LineSource for StdinLines<B> {
-    fn read_line(&mut self, prompt: &str) -> Result<Option<String>> {
+    fn read_line(&mut self, prompt: &str, _complete: &mut Completer<'_>) -> Result<Option<String>> {
         if self.interactive {
             let mut stdout = std::io::stdout();
             stdout.write_all(prompt.as_bytes())?;
@@ -61,7 +65,11 @@ impl<B: BufRead> LineSource for StdinLines<B> {
 }
 
 impl LineSource for std::vec::IntoIter<String> {
-    fn read_line(&mut self, _prompt: &str) -> Result<Option<String>> {
+    fn read_line(
+        &mut self,
+        _prompt: &str,
+        _complete: &mut Completer<'_>,
+    ) -> Result<Option<String>> {
         Ok(self.next())
     }
 }

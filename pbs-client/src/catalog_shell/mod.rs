@@ -22,7 +22,7 @@ use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 use pbs_datastore::catalog::{CatalogReader, DirEntry};
 use pxar::accessor::{Accessor, ReadAt};
 
-pub use input::{stdin_line_source, LineSource, StdinLines};
+pub use input::{stdin_line_source, Completer, LineSource, StdinLines};
 pub use stat::{format_stat, mode_string};
 pub use terminal::TerminalLines;
 
@@ -187,6 +187,23 @@ fn command_tree() -> CommandTree {
     CommandTree::Group(entries)
 }
 
+/// Usage texts are generated with an empty program name: drop the space it leaves behind.
+fn strip_program_name(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let line = match line.strip_prefix("Usage:  ") {
+            Some(rest) => {
+                out.push_str("Usage: ");
+                rest
+            }
+            None if line.starts_with(' ') && !line.starts_with("  ") => &line[1..],
+            None => line,
+        };
+        out.push_str(line);
+    }
+    out
+}
+
 /// Splits a line like a POSIX shell does (quotes and backslashes).
 fn split_line(line: &str) -> Result<Vec<String>> {
     shlex::split(line).ok_or_else(|| {
@@ -266,7 +283,8 @@ impl<C: Read + Seek, R: ReadAt> Shell<C, R> {
     ) -> Result<()> {
         loop {
             let prompt = self.prompt();
-            let Some(line) = lines.read_line(&prompt)? else {
+            let Some(line) = lines.read_line(&prompt, &mut |partial| self.complete(partial))?
+            else {
                 break;
             };
             if line == "exit" {
@@ -279,6 +297,53 @@ impl<C: Read + Seek, R: ReadAt> Shell<C, R> {
         }
         out.flush()?;
         Ok(())
+    }
+
+    /// Candidates for the last word of `line`: command names for the first word, else
+    /// catalog paths (directories with a trailing `/`).
+    pub fn complete(&mut self, line: &str) -> Vec<String> {
+        let words: Vec<&str> = line.split(' ').collect();
+        let last = words.last().copied().unwrap_or_default();
+        if words.len() <= 1 {
+            let CommandTree::Group(entries) = &self.commands else {
+                return Vec::new();
+            };
+            return entries
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| name.starts_with(last))
+                .map(String::from)
+                .collect();
+        }
+        let (dir, prefix) = match last.rfind('/') {
+            Some(pos) => (&last[..=pos], &last[pos + 1..]),
+            None => ("", last),
+        };
+        let stack = if dir.is_empty() {
+            self.position.clone()
+        } else {
+            // The trailing `.` makes a symlinked directory resolve to its target.
+            match self.resolve(format!("{dir}.").as_bytes(), true) {
+                Ok(stack) => stack,
+                Err(_) => return Vec::new(),
+            }
+        };
+        let Some(parent) = stack.last().filter(|entry| entry.is_directory()) else {
+            return Vec::new();
+        };
+        let Ok(children) = self.catalog.read_dir(parent) else {
+            return Vec::new();
+        };
+        children
+            .iter()
+            .filter_map(|child| {
+                let name = std::str::from_utf8(&child.name).ok()?;
+                name.starts_with(prefix).then(|| {
+                    let slash = if child.is_directory() { "/" } else { "" };
+                    format!("{dir}{name}{slash}")
+                })
+            })
+            .collect()
     }
 
     fn handle_line(&mut self, line: &str, out: &mut dyn Write) -> Result<()> {
@@ -335,7 +400,7 @@ impl<C: Read + Seek, R: ReadAt> Shell<C, R> {
                     args.get_all("command"),
                     args.flag("verbose", false)?,
                 )?;
-                write!(out, "{}", text.replace("Usage:  ", "Usage: "))?;
+                write!(out, "{}", strip_program_name(&text))?;
             }
             other => bail!("unknown command '{other}'"),
         }

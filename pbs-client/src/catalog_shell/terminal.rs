@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use anyhow::{bail, Result};
 
-use super::input::LineSource;
+use super::input::{Completer, LineSource};
 
 /// Keys the editor acts on, decoded from the terminal's byte stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,7 @@ enum Key {
     Interrupt,
     /// Ctrl-U
     KillLine,
+    Tab,
     Ignored,
 }
 
@@ -81,6 +82,7 @@ fn read_key(input: &mut dyn Read) -> io::Result<Option<Key>> {
         0x03 => Key::Interrupt,
         0x04 => Key::EndOfInput,
         0x15 => Key::KillLine,
+        b'\t' => Key::Tab,
         0x01 => Key::Home,
         0x05 => Key::End,
         0x1b => {
@@ -126,6 +128,24 @@ fn read_key(input: &mut dyn Read) -> io::Result<Option<Key>> {
         }
     };
     Ok(Some(key))
+}
+
+/// The longest common prefix of `words` (on character boundaries).
+fn common_prefix(words: &[String]) -> String {
+    let Some(first) = words.first() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for word in &words[1..] {
+        len = first
+            .char_indices()
+            .zip(word.chars())
+            .take_while(|((_, a), b)| a == b)
+            .last()
+            .map_or(0, |((i, a), _)| i + a.len_utf8())
+            .min(len);
+    }
+    first[..len].to_string()
 }
 
 /// Line editing state of one prompt.
@@ -208,7 +228,25 @@ impl<I: Read + AsRawFd, O: Write> TerminalLines<I, O> {
         self.output.flush()
     }
 
-    fn edit_line(&mut self, prompt: &str) -> Result<Option<String>> {
+    /// Tab: completes the last word before the cursor, or lists the candidates.
+    fn tab(&mut self, line: &mut LineBuffer, complete: &mut Completer<'_>) -> io::Result<()> {
+        let before: String = line.chars[..line.cursor].iter().collect();
+        let candidates = complete(&before);
+        let word_start = before.rfind(' ').map_or(0, |pos| pos + 1);
+        let word = &before[word_start..];
+        let common = common_prefix(&candidates);
+        if common.len() > word.len() && common.starts_with(word) {
+            let insert: Vec<char> = common[word.len()..].chars().collect();
+            for c in insert {
+                line.edit(&Key::Char(c));
+            }
+        } else if candidates.len() > 1 {
+            write!(self.output, "\r\n{}\r\n", candidates.join("  "))?;
+        }
+        Ok(())
+    }
+
+    fn edit_line(&mut self, prompt: &str, complete: &mut Completer<'_>) -> Result<Option<String>> {
         let mut line = LineBuffer::default();
         // Position in the history while browsing; `history.len()` is the line being typed.
         let mut browse = self.history.len();
@@ -240,6 +278,7 @@ impl<I: Read + AsRawFd, O: Write> TerminalLines<I, O> {
                         None => line.set(&typed),
                     }
                 }
+                Key::Tab => self.tab(&mut line, complete)?,
                 other => {
                     line.edit(&other);
                 }
@@ -250,9 +289,9 @@ impl<I: Read + AsRawFd, O: Write> TerminalLines<I, O> {
 }
 
 impl<I: Read + AsRawFd, O: Write> LineSource for TerminalLines<I, O> {
-    fn read_line(&mut self, prompt: &str) -> Result<Option<String>> {
+    fn read_line(&mut self, prompt: &str, complete: &mut Completer<'_>) -> Result<Option<String>> {
         let raw = RawMode::enable(self.input.as_raw_fd())?;
-        let result = self.edit_line(prompt);
+        let result = self.edit_line(prompt, complete);
         drop(raw);
         if let Ok(None) = result {
             writeln!(self.output)?;
@@ -298,6 +337,16 @@ mod tests {
                 Key::Char('ä'),
             ]
         );
+    }
+
+    #[test]
+    fn completion_prefix() {
+        let words = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(common_prefix(&words(&["select", "sel"])), "sel");
+        assert_eq!(common_prefix(&words(&["etc/", "etc/x"])), "etc/");
+        assert_eq!(common_prefix(&words(&["abc", "xyz"])), "");
+        assert_eq!(common_prefix(&words(&["äa", "äb"])), "ä");
+        assert_eq!(common_prefix(&[]), "");
     }
 
     #[test]

@@ -430,8 +430,28 @@ fn help_and_exit() {
     let (out, err) = run(&mut shell, &["help", "help stat", "exit", "pwd"]);
     assert_eq!(err, "");
     assert!(out.contains("restore-selected"), "{out}");
-    assert!(out.contains("stat <path>"), "{out}");
+    assert!(
+        out.starts_with("Usage:\n\ncd <path>\nclear-selected\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nUsage: stat <path>\n\nRead the metadata"),
+        "{out}"
+    );
     assert!(!out.contains("\"/\""), "exit must end the shell: {out}");
     let (out, _) = run(&mut shell, &[" exit", "pwd"]);
     assert_eq!(out, "\"/\"\n");
+}
+
+#[test]
+fn completion() {
+    let fixture = fixture();
+    let mut shell = shell(&fixture);
+    assert_eq!(shell.complete("li"), ["list-selected"]);
+    assert_eq!(shell.complete("res"), ["restore", "restore-selected"]);
+    assert_eq!(shell.complete("ls e"), ["etc/"]);
+    assert_eq!(shell.complete("ls etc/h"), ["etc/hosts", "etc/hosts.link"]);
+    assert_eq!(shell.complete("cd abs/s"), ["abs/sub/"]);
+    assert_eq!(shell.complete("cd /etc/sub/"), ["/etc/sub/deep.txt"]);
+    assert!(shell.complete("ls missing/").is_empty());
 }
