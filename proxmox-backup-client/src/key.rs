@@ -20,8 +20,6 @@ use pbs_datastore::paperkey::{generate_paper_key, PaperkeyFormat};
 pub const DEFAULT_ENCRYPTION_KEY_FILE_NAME: &str = "encryption-key.json";
 /// File name of the default RSA master public key in the XDG config directory.
 pub const DEFAULT_MASTER_PUBKEY_FILE_NAME: &str = "master-public.pem";
-/// Environment variable (base name) holding the encryption key passphrase.
-pub const ENCRYPTION_PASSWORD_ENV: &str = "PBS_ENCRYPTION_PASSWORD";
 
 const MASTER_PUBLIC_FILE: &str = "master-public.pem";
 const MASTER_PRIVATE_FILE: &str = "master-private.pem";
@@ -173,19 +171,9 @@ pub fn place_default_master_pubkey() -> Result<PathBuf> {
     pbs_client::tools::xdg_config_place(DEFAULT_MASTER_PUBKEY_FILE_NAME)
 }
 
-/// The passphrase of an existing key: `PBS_ENCRYPTION_PASSWORD`, else a terminal prompt.
+/// The passphrase of an existing key: `PBS_ENCRYPTION_PASSWORD*`, else a terminal prompt.
 pub fn encryption_key_password() -> Result<Vec<u8>> {
-    if let Some(value) = std::env::var_os(ENCRYPTION_PASSWORD_ENV) {
-        let value = value
-            .into_string()
-            .map_err(|_| format_err!("{ENCRYPTION_PASSWORD_ENV} contains bad characters"))?;
-        let first_line = value.lines().next().unwrap_or_default();
-        return Ok(first_line.as_bytes().to_vec());
-    }
-    if std::io::stdin().is_terminal() {
-        return pbs_cli::read_tty_password("Encryption Key Password: ");
-    }
-    bail!("no password input mechanism available");
+    pbs_client::tools::get_encryption_key_password()
 }
 
 /// Prompts for a new password twice; both must agree and be long enough.

@@ -7,6 +7,8 @@
 use anyhow::{bail, Result};
 use serde_json::Value;
 
+pub mod session;
+
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
 pub mod benchmark;
@@ -68,6 +70,7 @@ pub fn command_tree() -> CommandTree {
     entries.extend(benchmark::commands());
     entries.extend(catalog::commands());
     entries.extend(key::commands());
+    entries.extend(session::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
@@ -84,12 +87,13 @@ pub fn command_tree() -> CommandTree {
 }
 
 /// Runs the command at `path` (aliases already resolved).
-async fn dispatch(path: &[&'static str], _args: &ParsedArgs) -> Result<Option<Value>> {
+async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
         // One arm per module: `Some("name") => module::run(path, args).await,`
-        Some("benchmark") => benchmark::run(path, _args).await,
-        Some("catalog") => catalog::run(path, _args).await,
-        Some("key") => key::run(path, _args).await,
+        Some("benchmark") => benchmark::run(path, args).await,
+        Some("catalog") => catalog::run(path, args).await,
+        Some("key") => key::run(path, args).await,
+        Some("login" | "logout" | "version") => session::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
 }

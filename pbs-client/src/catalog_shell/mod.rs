@@ -204,13 +204,6 @@ fn strip_program_name(text: &str) -> String {
     out
 }
 
-/// Splits a line like a POSIX shell does (quotes and backslashes).
-fn split_line(line: &str) -> Result<Vec<String>> {
-    shlex::split(line).ok_or_else(|| {
-        format_err!("unable to parse line - unbalanced quotes or trailing backslash")
-    })
-}
-
 impl<C: Read + Seek, R: ReadAt> Shell<C, R> {
     /// A shell over `catalog`, positioned at `archive_root` (the archive's catalog directory,
     /// e.g. `root.pxar.didx`), reading metadata and contents from the pxar `archive` of
@@ -347,7 +340,7 @@ impl<C: Read + Seek, R: ReadAt> Shell<C, R> {
     }
 
     fn handle_line(&mut self, line: &str, out: &mut dyn Write) -> Result<()> {
-        let words = split_line(line)?;
+        let words = crate::tools::split_command_line(line)?;
         if words.is_empty() {
             return Ok(());
         }

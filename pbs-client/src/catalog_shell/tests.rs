@@ -172,7 +172,10 @@ fn navigation_and_listing() {
         "{err}"
     );
     assert!(lines[1].contains("'path': missing argument"), "{err}");
-    assert!(lines[2].starts_with("Error: unable to parse line"), "{err}");
+    assert_eq!(
+        lines[2], "Error: unterminated single quote in 'ls 'unbalanced'",
+        "{err}"
+    );
 }
 
 /// The archive root's listing in catalog (archive) order.

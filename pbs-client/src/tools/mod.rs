@@ -1,5 +1,0 @@
-//! Helpers for the client commands.
-
-mod xdg;
-
-pub use xdg::{xdg_config_file, xdg_config_place};
