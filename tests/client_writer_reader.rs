@@ -116,8 +116,8 @@ async fn connect(server: &TestServer) -> HttpClient {
     let auth_id: Authid = USER.parse().unwrap();
     let options =
         HttpClientOptions::new_non_interactive(PASSWORD.into(), Some(server.fingerprint.clone()));
-    let client = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &auth_id, options)
-        .expect("client");
+    let client =
+        HttpClient::new("127.0.0.1", server.proxy_addr.port(), &auth_id, options).expect("client");
     client.login().await.expect("login");
     client
 }
@@ -242,10 +242,19 @@ async fn run(fixture: &Fixture) {
         ..compress.clone()
     };
     let image_stats = writer
-        .upload_stream("disk.img.fidx", stream_of(&image), None, image_options.clone(), None)
+        .upload_stream(
+            "disk.img.fidx",
+            stream_of(&image),
+            None,
+            image_options.clone(),
+            None,
+        )
         .await
         .expect("fixed upload");
-    assert_eq!(image_stats.chunk_count, 3, "two full chunks and a short one");
+    assert_eq!(
+        image_stats.chunk_count, 3,
+        "two full chunks and a short one"
+    );
     let conf_stats = writer
         .upload_blob_from_data(conf.clone(), "conf.blob", no_compress.clone())
         .await
@@ -296,12 +305,7 @@ async fn run(fixture: &Fixture) {
         .download_fixed_index(&manifest, "disk.img.fidx")
         .await
         .unwrap();
-    let chunks = RemoteChunkReader::new(
-        Arc::clone(&reader),
-        None,
-        CryptMode::None,
-        HashMap::new(),
-    );
+    let chunks = RemoteChunkReader::new(Arc::clone(&reader), None, CryptMode::None, HashMap::new());
     let read_back = tokio::task::spawn_blocking(move || {
         let mut reader = BufferedIndexReader::new(fixed, chunks);
         let mut data = Vec::new();
@@ -417,7 +421,11 @@ async fn run(fixture: &Fixture) {
     assert_eq!(positions.len(), 3);
     let first_injected = inject_index.chunk_info(positions[0]).unwrap();
     assert_eq!(first_injected.range.start, head.len() as u64);
-    assert_eq!(positions[2] - positions[0], 2, "injected chunks are contiguous");
+    assert_eq!(
+        positions[2] - positions[0],
+        2,
+        "injected chunks are contiguous"
+    );
     // Only the chunks of the new head/tail bytes were added to the store.
     let added = count_chunk_files(store_path) - chunk_files_before;
     assert_eq!(added as u64, inject_stats.chunk_count - 3);
@@ -506,7 +514,10 @@ async fn run(fixture: &Fixture) {
         .await
         .unwrap();
     assert!(restored == secret_data, "encrypted stream differs");
-    let blob = reader.download_blob(&manifest, "secret.blob").await.unwrap();
+    let blob = reader
+        .download_blob(&manifest, "secret.blob")
+        .await
+        .unwrap();
     assert_eq!(read_all(blob).unwrap(), conf);
     drop(reader);
 
@@ -518,7 +529,10 @@ async fn run(fixture: &Fixture) {
     let err = restore_dynamic(&reader, &manifest, "secret.didx", None)
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("missing CryptConfig"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("missing CryptConfig"),
+        "{err:#}"
+    );
     drop(reader);
     // With another key: the manifest signature does not verify.
     let other = Arc::new(CryptConfig::new([0x11; 32]).unwrap());
@@ -530,9 +544,17 @@ async fn run(fixture: &Fixture) {
     drop(reader);
 
     // --- the server dies in the middle of an upload ---
-    let writer = BackupWriter::start(&client, None, STORE, &root_ns, &snapshot("dies", T1), true, false)
-        .await
-        .unwrap();
+    let writer = BackupWriter::start(
+        &client,
+        None,
+        STORE,
+        &root_ns,
+        &snapshot("dies", T1),
+        true,
+        false,
+    )
+    .await
+    .unwrap();
     let proxy_pid = server.child_pid(Target::Proxy);
     let endless = futures::stream::iter(0u64..).then(move |i| async move {
         if i == 20 {

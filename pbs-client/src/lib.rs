@@ -6,9 +6,9 @@
 //! * [`backup_writer`], [`backup_reader`], [`remote_chunk_reader`], [`restore`]: writing and
 //!   reading snapshots over the backup and reader protocols.
 
-pub mod catalog_shell;
 pub mod backup_reader;
 pub mod backup_writer;
+pub mod catalog_shell;
 pub mod h2;
 pub mod http_client;
 pub mod inject;

@@ -95,7 +95,11 @@ impl RemoteChunkReader {
         .map_err(|err| format_err!("chunk decoder failed - {err}"))??;
         let data = Arc::new(data);
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(*digest, Arc::clone(&data), self.cache_hint.contains_key(digest));
+            cache.insert(
+                *digest,
+                Arc::clone(&data),
+                self.cache_hint.contains_key(digest),
+            );
         }
         Ok(data)
     }

@@ -202,7 +202,12 @@ mod tests {
         }
 
         fn read_chunk(&self, digest: &[u8; 32]) -> Result<Vec<u8>, Error> {
-            decode_chunk(&ReadChunk::read_raw_chunk(self, digest)?, None, digest, None)
+            decode_chunk(
+                &ReadChunk::read_raw_chunk(self, digest)?,
+                None,
+                digest,
+                None,
+            )
         }
     }
 

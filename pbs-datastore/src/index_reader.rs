@@ -153,8 +153,8 @@ impl<S: ReadChunk> SharedIndexReader<S> {
 mod tests {
     use super::*;
     use crate::chunk_store::DatastoreFSyncLevel;
-    use crate::data_blob::DataChunkBuilder;
     use crate::crypt_config::CryptConfig;
+    use crate::data_blob::DataChunkBuilder;
     use crate::dynamic_index::{DynamicIndexReader, DynamicIndexWriter};
     use crate::fixed_index::{FixedIndexReader, FixedIndexWriter};
     use pbs_api_types::CryptMode;
@@ -279,13 +279,9 @@ mod tests {
         writer.add_chunk(data.len() as u64, &digest).unwrap();
         writer.close().unwrap();
 
-        let keyed = LocalChunkReader::new(
-            Arc::clone(&store),
-            Some(config),
-            Some(CryptMode::Encrypt),
-        );
-        let mut reader =
-            BufferedIndexReader::new(DynamicIndexReader::open(&path).unwrap(), keyed);
+        let keyed =
+            LocalChunkReader::new(Arc::clone(&store), Some(config), Some(CryptMode::Encrypt));
+        let mut reader = BufferedIndexReader::new(DynamicIndexReader::open(&path).unwrap(), keyed);
         let mut all = Vec::new();
         reader.read_to_end(&mut all).unwrap();
         assert_eq!(all, data);

@@ -168,7 +168,10 @@ mod tests {
         store.insert_chunk(blob.raw_data(), &digest).unwrap();
         let reader = LocalChunkReader::new(Arc::clone(&store), None, Some(CryptMode::None));
         assert_eq!(ReadChunk::read_chunk(&reader, &digest).unwrap(), data);
-        assert_eq!(poll_once(AsyncReadChunk::read_chunk(&reader, &digest)).unwrap(), data);
+        assert_eq!(
+            poll_once(AsyncReadChunk::read_chunk(&reader, &digest)).unwrap(),
+            data
+        );
         assert_eq!(
             ReadChunk::read_raw_chunk(&reader, &digest)
                 .unwrap()
@@ -179,7 +182,9 @@ mod tests {
         // Same bytes stored under another digest: the digest check must catch it.
         let wrong = [9u8; 32];
         store.insert_chunk(blob.raw_data(), &wrong).unwrap();
-        let err = ReadChunk::read_chunk(&reader, &wrong).unwrap_err().to_string();
+        let err = ReadChunk::read_chunk(&reader, &wrong)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&hex::encode(wrong)), "{err}");
         assert!(err.contains("wrong digest"), "{err}");
 
@@ -211,7 +216,9 @@ mod tests {
         let wrong_mode =
             LocalChunkReader::new(Arc::clone(&store), Some(config), Some(CryptMode::None));
         let err = ReadChunk::read_chunk(&wrong_mode, &digest).unwrap_err();
-        assert!(err.to_string().contains("encrypted chunk in an unencrypted index"));
+        assert!(err
+            .to_string()
+            .contains("encrypted chunk in an unencrypted index"));
     }
 
     #[test]
@@ -220,7 +227,10 @@ mod tests {
         let err = decode_chunk(&blob, Some(&key()), &digest, Some(CryptMode::Encrypt))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("unencrypted chunk in an encrypted index"), "{err}");
+        assert!(
+            err.contains("unencrypted chunk in an encrypted index"),
+            "{err}"
+        );
         // Sign-only indexes hold plain chunks.
         decode_chunk(&blob, None, &digest, Some(CryptMode::SignOnly)).unwrap();
     }

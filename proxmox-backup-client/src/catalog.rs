@@ -79,18 +79,7 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
     Ok(None)
 }
 
-mod remote {
-    use super::*;
-
-    pub(super) async fn dump(_args: &ParsedArgs) -> Result<()> {
-        bail!("catalog dump: no backup server connection available in this build")
-    }
-
-    pub(super) async fn shell(args: &ParsedArgs) -> Result<()> {
-        shell_archive_file_name(args.required("archive-name")?)?;
-        bail!("catalog shell: no backup server connection available in this build")
-    }
-}
+mod remote;
 
 #[cfg(test)]
 mod tests {

@@ -254,8 +254,12 @@ mod tests {
     fn fixed_chunks_with_short_last_chunk() {
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut cutter = ChunkCutter::fixed(4096).unwrap();
-        let out = collect(&mut cutter, &[&data[..100], &data[100..9000], &data[9000..]], vec![])
-            .unwrap();
+        let out = collect(
+            &mut cutter,
+            &[&data[..100], &data[100..9000], &data[9000..]],
+            vec![],
+        )
+        .unwrap();
         assert_eq!(chunk_lengths(&out), vec![4096, 4096, 1808]);
         let joined: Vec<u8> = out
             .iter()
@@ -287,11 +291,19 @@ mod tests {
                 x as u8
             })
             .collect();
-        let whole = collect(&mut ChunkCutter::dynamic(16 * 1024).unwrap(), &[&data], vec![])
-            .unwrap();
+        let whole = collect(
+            &mut ChunkCutter::dynamic(16 * 1024).unwrap(),
+            &[&data],
+            vec![],
+        )
+        .unwrap();
         let pieces: Vec<&[u8]> = data.chunks(777).collect();
-        let split = collect(&mut ChunkCutter::dynamic(16 * 1024).unwrap(), &pieces, vec![])
-            .unwrap();
+        let split = collect(
+            &mut ChunkCutter::dynamic(16 * 1024).unwrap(),
+            &pieces,
+            vec![],
+        )
+        .unwrap();
         assert_eq!(whole, split);
         assert!(whole.len() > 3, "expected several chunks");
         let total: usize = chunk_lengths(&whole).iter().sum();
@@ -347,7 +359,10 @@ mod tests {
     fn injection_beyond_the_end_of_the_stream_is_an_error() {
         let mut cutter = ChunkCutter::fixed(4096).unwrap();
         let err = collect(&mut cutter, &[&[0u8; 10]], vec![injection(20, &[5])]).unwrap_err();
-        assert!(err.to_string().contains("stream ended at offset 10"), "{err}");
+        assert!(
+            err.to_string().contains("stream ended at offset 10"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -101,7 +101,11 @@ impl IndexState {
     }
 
     /// Accounts a hashed chunk: known digests become appends, others uploads.
-    pub fn add_chunk(&mut self, chunk: EncodedChunk, out: &mut Vec<QueueItem>) -> Result<(), Error> {
+    pub fn add_chunk(
+        &mut self,
+        chunk: EncodedChunk,
+        out: &mut Vec<QueueItem>,
+    ) -> Result<(), Error> {
         let start = self.record(&chunk.digest, chunk.size)?;
         let entry = (start, chunk.digest);
         let newly_inserted = self

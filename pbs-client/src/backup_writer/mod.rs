@@ -258,7 +258,10 @@ impl BackupWriter {
         self.upload_blob_from_data(data, file_name, options).await
     }
 
-    fn blob_crypt_config(&self, options: &UploadOptions) -> Result<Option<Arc<CryptConfig>>, Error> {
+    fn blob_crypt_config(
+        &self,
+        options: &UploadOptions,
+    ) -> Result<Option<Arc<CryptConfig>>, Error> {
         if !options.encrypt {
             return Ok(None);
         }

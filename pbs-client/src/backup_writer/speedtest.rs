@@ -99,7 +99,10 @@ mod tests {
         let body = speedtest_body();
         assert_eq!(body.len(), SPEEDTEST_BODY_SIZE);
         assert_eq!(&body[..8], &[0, 0, 0, 0, 1, 0, 0, 0]);
-        assert_eq!(&body[4 * 0x0002_0304..4 * 0x0002_0304 + 4], &[4, 3, 2, 0][..]);
+        assert_eq!(
+            &body[4 * 0x0002_0304..4 * 0x0002_0304 + 4],
+            &[4, 3, 2, 0][..]
+        );
         assert_eq!(&body[body.len() - 4..], &0x000f_ffffu32.to_le_bytes());
     }
 

@@ -86,12 +86,14 @@ pub(super) async fn upload_index(upload: IndexUpload) -> Result<IndexTotals, Err
     let pieces = futures::stream::unfold(piece_rx, |mut rx| async move {
         rx.recv().await.map(|piece| (piece, rx))
     });
-    let mut encoded = Box::pin(ordered_parallel(pieces, worker_count(), move |piece| {
-        match piece {
+    let mut encoded = Box::pin(ordered_parallel(
+        pieces,
+        worker_count(),
+        move |piece| match piece {
             StreamPiece::Chunk(data) => encoder.encode(&data).map(EncodedPiece::Chunk),
             StreamPiece::Injected(injection) => Ok(EncodedPiece::Injected(injection)),
-        }
-    }));
+        },
+    ));
 
     let (queue_tx, queue_rx) = mpsc::channel::<PendingAppend>(UPLOAD_QUEUE_DEPTH);
     let appender = tokio::spawn(run_appender(h2.clone(), wid, kind, queue_rx));
@@ -170,9 +172,15 @@ async fn queue_item(
             let h2 = h2.clone();
             let path = format!("{}_chunk", kind.prefix());
             let upload = tokio::spawn(async move {
-                h2.upload("POST", &path, Some(params), "application/octet-stream", body)
-                    .await
-                    .map(drop)
+                h2.upload(
+                    "POST",
+                    &path,
+                    Some(params),
+                    "application/octet-stream",
+                    body,
+                )
+                .await
+                .map(drop)
             });
             PendingAppend::Uploaded(entry, upload)
         }
