@@ -20,6 +20,7 @@ use pbs_client::pxar::{create_archive, Flags, PxarCreateOptions};
 use pbs_client::{HttpClient, HttpClientOptions};
 use pbs_datastore::catalog::{BackupCatalogWriter, CatalogWriter};
 use pbs_datastore::manifest::BackupManifest;
+use pbs_datastore::{CryptConfig, KeyConfig};
 
 const STORE: &str = "store1";
 const PASSWORD: &str = "catalog-secret-1";
@@ -88,21 +89,24 @@ fn stream_of(data: Vec<u8>) -> impl futures::Stream<Item = Result<bytes::Bytes, 
     futures::stream::iter([Ok(bytes::Bytes::from(data))])
 }
 
-async fn upload_snapshot(server: &TestServer, archive: Vec<u8>, catalog: Vec<u8>) {
+/// Uploads `host/<id>` at BACKUP_TIME with the archive and catalog, encrypted with `key`.
+async fn upload_snapshot(
+    server: &TestServer,
+    id: &str,
+    archive: Vec<u8>,
+    catalog: Vec<u8>,
+    key: Option<Arc<CryptConfig>>,
+) {
     let auth_id: Authid = "alice@pbs".parse().unwrap();
     let options = HttpClientOptions::new_non_interactive(
         PASSWORD.to_string(),
         Some(server.fingerprint.clone()),
     );
     let client = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &auth_id, options).unwrap();
-    let dir = BackupDir::new(
-        BackupGroup::new(BackupType::Host, "elsa").unwrap(),
-        BACKUP_TIME,
-    )
-    .unwrap();
+    let dir = BackupDir::new(BackupGroup::new(BackupType::Host, id).unwrap(), BACKUP_TIME).unwrap();
     let writer = BackupWriter::start(
         &client,
-        None,
+        key.clone(),
         STORE,
         &BackupNamespace::root(),
         &dir,
@@ -113,19 +117,35 @@ async fn upload_snapshot(server: &TestServer, archive: Vec<u8>, catalog: Vec<u8>
     .unwrap();
     let options = UploadOptions {
         compress: true,
+        encrypt: key.is_some(),
         ..Default::default()
     };
-    let mut manifest = BackupManifest::new("host", "elsa", BACKUP_TIME);
+    let crypt_mode = if key.is_some() {
+        CryptMode::Encrypt
+    } else {
+        CryptMode::None
+    };
+    let mut manifest = BackupManifest::new("host", id, BACKUP_TIME);
     for (name, data) in [("root.pxar.didx", archive), ("catalog.pcat1.didx", catalog)] {
         let stats = writer
             .upload_stream(name, stream_of(data), Some(4096), options.clone(), None)
             .await
             .unwrap();
         manifest
-            .add_file(name, stats.size, stats.csum, CryptMode::None)
+            .add_file(name, stats.size, stats.csum, crypt_mode)
             .unwrap();
     }
-    let manifest = manifest.to_string(None).unwrap();
+    if let Some(key) = &key {
+        manifest.unprotected_mut().insert(
+            "key-fingerprint".into(),
+            key.fingerprint().to_string().into(),
+        );
+    }
+    let manifest = manifest.to_string(key.as_deref()).unwrap();
+    let options = UploadOptions {
+        encrypt: false,
+        ..options
+    };
     writer
         .upload_blob_from_data(manifest.into_bytes(), "index.json.blob", options)
         .await
@@ -207,11 +227,28 @@ fn setup() -> Fixture {
     let src = source_tree(scratch.path());
     let (archive, catalog) = archive_and_catalog(&src);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(upload_snapshot(&server, archive, catalog));
+    runtime.block_on(upload_snapshot(
+        &server,
+        "elsa",
+        archive.clone(),
+        catalog.clone(),
+        None,
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let key = KeyConfig::without_password([3u8; 32]).unwrap();
+    key.store(home.path().join("data.key"), false).unwrap();
+    let crypt_config = Arc::new(CryptConfig::new([3u8; 32]).unwrap());
+    runtime.block_on(upload_snapshot(
+        &server,
+        "secret",
+        archive,
+        catalog,
+        Some(crypt_config),
+    ));
     Fixture {
         server,
         _scratch: scratch,
-        home: tempfile::tempdir().unwrap(),
+        home,
     }
 }
 
@@ -240,6 +277,49 @@ fn catalog_dump_and_shell() {
 
     let out = fx.run(&["catalog", "dump", "host/elsa"], "");
     assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+
+    // An encrypted snapshot needs its key; the manifest names the key it was made with.
+    let snapshot = "host/secret/2023-11-14T22:13:20Z";
+    let out = fx.run(&["catalog", "dump", snapshot], "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert!(
+        stderr.contains("missing key - manifest was created with key "),
+        "{stderr}"
+    );
+    let keyfile = fx.home.path().join("data.key");
+    let out = fx.run(
+        &[
+            "catalog",
+            "dump",
+            snapshot,
+            "--keyfile",
+            keyfile.to_str().unwrap(),
+        ],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("d \"./root.pxar.didx\"\nf \"./root.pxar.didx/a.txt\" 3 "),
+        "{stderr}"
+    );
+    let out = fx.run(
+        &[
+            "catalog",
+            "dump",
+            snapshot,
+            "--keyfile",
+            "x",
+            "--keyfd",
+            "0",
+        ],
+        "",
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "Error: --keyfile and --keyfd are mutually exclusive\n"
+    );
 
     let restore = tempfile::tempdir().unwrap();
     let target = restore.path().join("out");
