@@ -191,8 +191,6 @@ fn root_listing(shell: &mut Shell<Cursor<Vec<u8>>, fs::File>) -> String {
 
 #[test]
 fn stat_output() {
-    std::env::set_var("TZ", "UTC");
-    pbs_api_types::time::reload_timezone();
     let fixture = fixture();
     let mut shell = shell(&fixture);
     let (out, err) = run(
@@ -219,7 +217,7 @@ fn stat_output() {
     let uid = unsafe { libc::getuid() };
     assert!(out.contains(&format!("Uid: {uid:<5} Gid: ")), "{out}");
     let mtime = fs::metadata(fixture._dir.path().join("src/data.bin")).unwrap();
-    let expected = pbs_api_types::time::strftime_utc(
+    let expected = pbs_api_types::time::strftime_local(
         "%Y-%m-%d %H:%M:%S",
         std::os::unix::fs::MetadataExt::mtime(&mtime),
     )
