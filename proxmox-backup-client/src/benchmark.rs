@@ -180,18 +180,19 @@ pub fn run_local_benchmarks(result: &mut BenchmarkResult) -> Result<()> {
 
 /// The `benchmark` command.
 pub fn commands() -> Vec<(&'static str, CommandTree)> {
+    let mut params = pbs_client::tools::repository_params();
+    params.extend([
+        Param::optional(
+            "keyfile",
+            "Path to encryption key. All data will be encrypted using this key.",
+        ),
+        Param::optional("output-format", "Output format: text, json or json-pretty."),
+    ]);
     vec![(
         "benchmark",
         CommandTree::Leaf(Command {
             description: "Run benchmark tests",
-            params: vec![
-                Param::optional("repository", "Repository URL."),
-                Param::optional(
-                    "keyfile",
-                    "Path to encryption key. All data will be encrypted using this key.",
-                ),
-                Param::optional("output-format", "Output format: text, json or json-pretty."),
-            ],
+            params,
             positionals: vec![],
         }),
     )]

@@ -12,15 +12,16 @@ use pbs_datastore::catalog::CatalogReader;
 pub const CATALOG_NAME: &str = "catalog.pcat1.didx";
 
 fn common_params() -> Vec<Param> {
-    vec![
-        Param::optional("repository", "Repository URL."),
-        Param::optional("ns", "Namespace."),
+    let mut params = pbs_client::tools::repository_params();
+    params.push(pbs_client::tools::ns_param());
+    params.extend([
         Param::optional("keyfile", "Path to encryption key."),
         Param::integer(
             "keyfd",
             "Pass an encryption key via an already opened file descriptor.",
         ),
-    ]
+    ]);
+    params
 }
 
 /// The `catalog` command group.
