@@ -11,6 +11,10 @@ pub mod session;
 
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
+pub mod benchmark;
+pub mod catalog;
+pub mod key;
+
 /// Program name in usage texts.
 pub const PROGRAM: &str = "proxmox-backup-client";
 
@@ -63,6 +67,9 @@ pub fn command_tree() -> CommandTree {
     let mut entries: Vec<(&'static str, CommandTree)> = Vec::new();
     // One line per module; keep them sorted.
     let _ = &mut entries;
+    entries.extend(benchmark::commands());
+    entries.extend(catalog::commands());
+    entries.extend(key::commands());
     entries.extend(session::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
@@ -83,6 +90,9 @@ pub fn command_tree() -> CommandTree {
 async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
         // One arm per module: `Some("name") => module::run(path, args).await,`
+        Some("benchmark") => benchmark::run(path, args).await,
+        Some("catalog") => catalog::run(path, args).await,
+        Some("key") => key::run(path, args).await,
         Some("login" | "logout" | "version") => session::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
