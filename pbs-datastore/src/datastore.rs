@@ -11,6 +11,7 @@ use pbs_api_types::datastore::{group_path, snapshot_path};
 use pbs_api_types::names::check_datastore_name;
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType};
 
+use crate::active_operations::{ActiveOperation, ActiveOperations, OperationKind};
 use crate::backup_info::{
     BackupInfo, CLIENT_LOG_BLOB_NAME, MANIFEST_BLOB_NAME, PROTECTED_MARKER_NAME,
 };
@@ -61,6 +62,8 @@ pub struct DataStore {
     lock_dir: PathBuf,
     chunk_store: Arc<ChunkStore>,
     tuning: DataStoreTuning,
+    /// The operation this handle is counted as, released with the handle.
+    operation: Option<ActiveOperation>,
 }
 
 impl DataStore {
@@ -103,7 +106,24 @@ impl DataStore {
             lock_dir: lock_dir.into(),
             chunk_store,
             tuning,
+            operation: None,
         })
+    }
+
+    /// Counts this handle as a running `kind` operation on the datastore (visible to all
+    /// processes through `counters`) until the handle is dropped.
+    pub fn count_operation(
+        mut self,
+        counters: &ActiveOperations,
+        kind: OperationKind,
+    ) -> Result<Self, Error> {
+        self.operation = Some(counters.start(&self.name, kind)?);
+        Ok(self)
+    }
+
+    /// The operation this handle is counted as, if any.
+    pub fn operation(&self) -> Option<OperationKind> {
+        self.operation.as_ref().map(ActiveOperation::kind)
     }
 
     /// Creates the chunk store of a new datastore at `base_path` and opens it.

@@ -1,5 +1,6 @@
 //! The datastore: everything a backup server keeps on disk, byte-compatible with upstream.
 
+pub mod active_operations;
 pub mod backup_info;
 pub mod canonical_json;
 pub mod catalog;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod h2client;
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -39,6 +41,8 @@ pub struct Reply {
     pub content_type: Option<String>,
     pub headers: http::HeaderMap,
     pub body: String,
+    /// The body as received (binary downloads).
+    pub raw: Bytes,
 }
 
 impl Reply {
@@ -472,6 +476,7 @@ impl Client {
                 .map(str::to_string),
             headers: parts.headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            raw: bytes,
         })
     }
 

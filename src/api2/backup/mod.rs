@@ -16,6 +16,7 @@ use serde_json::Value;
 use pbs_api_types::names::is_safe_id;
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType};
 use pbs_config::datastore::Operation;
+use crate::api2::admin::store_access::count_operation;
 use pbs_config::privileges::PRIV_DATASTORE_BACKUP;
 use pbs_config::CachedUserInfo;
 use pbs_datastore::datastore::DataStoreTuning;
@@ -115,6 +116,7 @@ pub fn lookup_datastore_for_write(store: &str) -> Result<(DataStore, bool), Erro
             ..Default::default()
         },
     )?;
+    let datastore = count_operation(datastore, Operation::Write)?;
     Ok((datastore, store_config.verify_new.unwrap_or(false)))
 }
 
