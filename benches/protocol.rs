@@ -191,11 +191,7 @@ async fn measure_backup(
 }
 
 /// Downloads every chunk of snapshot `host/<id>` through a reader session; returns MB/s.
-async fn measure_restore(
-    server: &TestServer,
-    id: &str,
-    chunks: &[Chunk],
-) -> Result<f64, BoxError> {
+async fn measure_restore(server: &TestServer, id: &str, chunks: &[Chunk]) -> Result<f64, BoxError> {
     let query = format!("backup-type=host&backup-id={id}&backup-time={BACKUP_TIME}&store={STORE}");
     let start = Instant::now();
     let h2 = open_session(server, "reader", READER_PROTOCOL, &query).await?;

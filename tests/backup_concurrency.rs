@@ -57,7 +57,13 @@ async fn reader_session(server: &TestServer, id: &str, time: i64) -> Session {
 /// Uploads `chunk` to dynamic writer `wid`.
 async fn upload_chunk(session: &mut Session, wid: u64, chunk: &Chunk) -> H2Reply {
     session
-        .chunk("dynamic", wid, &chunk.digest, chunk.data.len(), &chunk.encoded)
+        .chunk(
+            "dynamic",
+            wid,
+            &chunk.digest,
+            chunk.data.len(),
+            &chunk.encoded,
+        )
         .await
 }
 
@@ -168,10 +174,16 @@ async fn backup(server: &TestServer, id: &str, time: i64, chunks: &[Chunk]) {
     let mut session = backup_session(server, id, time).await;
     let wid = open_writer(&mut session).await;
     for c in chunks {
-        assert_eq!(upload_chunk(&mut session, wid, c).await.data(), hex::encode(c.digest));
+        assert_eq!(
+            upload_chunk(&mut session, wid, c).await.data(),
+            hex::encode(c.digest)
+        );
     }
     let refs: Vec<&Chunk> = chunks.iter().collect();
-    session.append("dynamic", wid, &layout(&refs).appends).await.data();
+    session
+        .append("dynamic", wid, &layout(&refs).appends)
+        .await
+        .data();
     close_and_finish(&mut session, wid, id, time, &refs).await;
 }
 
@@ -387,7 +399,10 @@ fn reader_next_to_a_running_backup() {
                 upload_chunk(&mut writer, wid, c).await.data();
             }
             let refs: Vec<&Chunk> = other.iter().collect();
-            writer.append("dynamic", wid, &layout(&refs).appends).await.data();
+            writer
+                .append("dynamic", wid, &layout(&refs).appends)
+                .await
+                .data();
             close_and_finish(&mut writer, wid, "other", T1, &refs).await;
         };
         let (data, ()) = tokio::join!(read, write);
@@ -419,7 +434,10 @@ fn gc_during_a_backup_deletes_nothing_live() {
             upload_chunk(&mut session, wid, c).await.data();
         }
         let refs: Vec<&Chunk> = old.iter().collect();
-        session.append("dynamic", wid, &layout(&refs).appends).await.data();
+        session
+            .append("dynamic", wid, &layout(&refs).appends)
+            .await
+            .data();
         close_and_finish(&mut session, wid, "gc", T1, &refs).await;
         drop(session);
 

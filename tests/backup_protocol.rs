@@ -309,7 +309,9 @@ async fn dynamic_backup(server: &TestServer, store: &Path) {
     assert_eq!(session.get("previous_backup_time").await.data(), T1);
     // A `:path` without leading slash is routed like one with it.
     assert_eq!(
-        get_raw_path(&mut session, "previous_backup_time").await.data(),
+        get_raw_path(&mut session, "previous_backup_time")
+            .await
+            .data(),
         T1
     );
     let previous = session.get("previous?archive-name=root.pxar.didx").await;

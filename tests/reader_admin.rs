@@ -145,7 +145,11 @@ async fn post_raw(server: &TestServer, userid: &str, path: &str, body: &[u8]) ->
 
 /// Upgrades `//api2/json/reader?{query}` with `cookie`, the request written by hand.
 async fn open_reader(server: &TestServer, cookie: &str, query: &str) -> Upgrade {
-    let head = upgrade_head(&format!("//api2/json/reader?{query}"), cookie, READER_PROTOCOL);
+    let head = upgrade_head(
+        &format!("//api2/json/reader?{query}"),
+        cookie,
+        READER_PROTOCOL,
+    );
     upgrade_raw(server, &head, READER_PROTOCOL).await.unwrap()
 }
 
@@ -791,9 +795,7 @@ fn reader_and_datastore_admin_end_to_end() {
     let alice_cookie = ticket_cookie(&fx.server, "alice@pbs");
     runtime.block_on(async {
         let query = format!("{}&ns=team", reader_query(&team_dir));
-        let Upgrade::Session(mut h2) =
-            open_reader(&fx.server, &alice_cookie, &query).await
-        else {
+        let Upgrade::Session(mut h2) = open_reader(&fx.server, &alice_cookie, &query).await else {
             panic!("alice refused in her namespace");
         };
         let (status, _, _) = h2_get(&mut h2, "download?file-name=disk.img.fidx").await;
@@ -806,13 +808,7 @@ fn reader_and_datastore_admin_end_to_end() {
             std::fs::read(fx.store_path.join(".chunks").join(&last[..4]).join(&last)).unwrap()
         );
         // the root namespace stays closed to her
-        match open_reader(
-            &fx.server,
-            &alice_cookie,
-            &reader_query(&team_dir),
-        )
-        .await
-        {
+        match open_reader(&fx.server, &alice_cookie, &reader_query(&team_dir)).await {
             Upgrade::Refused(status, body) => {
                 assert_eq!(status, 400);
                 assert_eq!(body, "no permissions on /datastore/store1");

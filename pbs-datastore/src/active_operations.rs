@@ -99,10 +99,8 @@ impl ActiveOperations {
         let (pid, starttime) = self_pid_pstart()?;
         let _lock = self.lock(store)?;
         let path = self.file(store);
-        let mut entries: Vec<ProcessOperations> = read_entries(&path)?
-            .into_iter()
-            .filter(is_alive)
-            .collect();
+        let mut entries: Vec<ProcessOperations> =
+            read_entries(&path)?.into_iter().filter(is_alive).collect();
         let own = match entries
             .iter()
             .position(|entry| entry.pid == pid && entry.starttime == starttime)
@@ -275,9 +273,7 @@ mod tests {
     fn corrupt_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bad"), b"{").unwrap();
-        let err = ActiveOperations::in_dir(dir.path())
-            .get("bad")
-            .unwrap_err();
+        let err = ActiveOperations::in_dir(dir.path()).get("bad").unwrap_err();
         assert!(format!("{err:#}").contains("invalid JSON"), "{err:#}");
     }
 }

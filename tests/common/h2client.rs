@@ -32,8 +32,27 @@ pub const READER_PROTOCOL: &str = "proxmox-backup-reader-protocol-v1";
 const WINDOW_SIZE: u32 = 2_147_483_646;
 const MAX_FRAME_SIZE: u32 = 4 * 1024 * 1024;
 
-/// Connects to `addr` with TLS, trusting only the leaf certificate with `fingerprint`.
+/// Connects to `addr` with TLS, trusting only the leaf certificate with `fingerprint`; no
+/// SNI and no ALPN, like the stock client.
 pub async fn tls_connect(addr: SocketAddr, fingerprint: &str) -> Result<TlsStream, BoxError> {
+    tls_connect_with(addr, fingerprint, &TlsOptions::default()).await
+}
+
+/// What the TLS client hello carries besides the defaults.
+#[derive(Default)]
+pub struct TlsOptions<'a> {
+    /// Server name indication.
+    pub sni: Option<&'a str>,
+    /// ALPN protocol list in wire format (length-prefixed names).
+    pub alpn: Option<&'a [u8]>,
+}
+
+/// [`tls_connect`] with SNI and ALPN as given.
+pub async fn tls_connect_with(
+    addr: SocketAddr,
+    fingerprint: &str,
+    options: &TlsOptions<'_>,
+) -> Result<TlsStream, BoxError> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let mut connector = SslConnector::builder(SslMethod::tls())?;
@@ -46,12 +65,15 @@ pub async fn tls_connect(addr: SocketAddr, fingerprint: &str) -> Result<TlsStrea
             .and_then(|cert| pbs_auth::tls::cert_fingerprint(cert).ok())
             .is_some_and(|fp| fp == expected)
     });
+    if let Some(alpn) = options.alpn {
+        connector.set_alpn_protos(alpn)?;
+    }
     let ssl = connector
         .build()
         .configure()?
         .verify_hostname(false)
-        .use_server_name_indication(false)
-        .into_ssl("localhost")?;
+        .use_server_name_indication(options.sni.is_some())
+        .into_ssl(options.sni.unwrap_or("localhost"))?;
     let mut tls = tokio_openssl::SslStream::new(ssl, stream)?;
     std::pin::Pin::new(&mut tls).connect().await?;
     Ok(tls)
@@ -147,32 +169,61 @@ pub async fn upgrade(
 }
 
 /// Sends `head` (a complete HTTP/1.1 request head) to the proxy and, on `101` with the
-/// `protocol` upgrade header, starts HTTP/2 on the connection.
+/// `protocol` upgrade header, starts HTTP/2 with the stock client's settings.
 pub async fn upgrade_raw(
     server: &TestServer,
     head: &str,
     protocol: &str,
 ) -> Result<Upgrade, BoxError> {
-    let mut tls = tls_connect(server.proxy_addr, &server.fingerprint).await?;
+    let tls = tls_connect(server.proxy_addr, &server.fingerprint).await?;
+    upgrade_on(tls, head, protocol, &stock_settings()).await
+}
+
+/// The HTTP/2 settings of the stock client: huge windows, 4 MiB frames.
+pub fn stock_settings() -> hyper::client::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .initial_stream_window_size(WINDOW_SIZE)
+        .initial_connection_window_size(WINDOW_SIZE)
+        .max_frame_size(MAX_FRAME_SIZE);
+    builder
+}
+
+/// Sends `head` on `tls` and reads the response head: on `101` the stream is positioned at
+/// the first HTTP/2 byte of the server; otherwise the body is the error text.
+pub async fn send_upgrade_head(
+    tls: &mut TlsStream,
+    head: &str,
+) -> Result<(StatusCode, String, Option<String>), BoxError> {
     tls.write_all(head.as_bytes()).await?;
-    let (status, head) = read_head(&mut tls).await?;
+    let (status, head) = read_head(tls).await?;
     if status != StatusCode::SWITCHING_PROTOCOLS {
-        let body = read_body(&mut tls, &head).await?;
-        return Ok(Upgrade::Refused(
+        let body = read_body(tls, &head).await?;
+        return Ok((
             status,
-            String::from_utf8_lossy(&body).into_owned(),
+            head,
+            Some(String::from_utf8_lossy(&body).into_owned()),
         ));
+    }
+    Ok((status, head, None))
+}
+
+/// [`upgrade_raw`] on an open TLS stream, with the client's HTTP/2 `settings`.
+pub async fn upgrade_on(
+    mut tls: TlsStream,
+    head: &str,
+    protocol: &str,
+    settings: &hyper::client::conn::http2::Builder<TokioExecutor>,
+) -> Result<Upgrade, BoxError> {
+    let (status, head, error) = send_upgrade_head(&mut tls, head).await?;
+    if let Some(text) = error {
+        return Ok(Upgrade::Refused(status, text));
     }
     let expected = format!("upgrade: {protocol}\r\n");
     if !head.to_ascii_lowercase().contains(&expected) {
         return Err(format!("101 without the {protocol} upgrade header: {head}").into());
     }
-    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(WINDOW_SIZE)
-        .initial_connection_window_size(WINDOW_SIZE)
-        .max_frame_size(MAX_FRAME_SIZE)
-        .handshake(TokioIo::new(tls))
-        .await?;
+    let (sender, conn) = settings.handshake(TokioIo::new(tls)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -331,12 +382,7 @@ impl Session {
     }
 
     /// Appends `(digest, offset)` entries to writer `wid` of the `prefix` index.
-    pub async fn append(
-        &mut self,
-        prefix: &str,
-        wid: u64,
-        entries: &[([u8; 32], u64)],
-    ) -> H2Reply {
+    pub async fn append(&mut self, prefix: &str, wid: u64, entries: &[([u8; 32], u64)]) -> H2Reply {
         self.put_json(&format!("{prefix}_index"), append_body(wid, entries))
             .await
     }

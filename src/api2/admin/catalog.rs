@@ -19,9 +19,7 @@ use pbs_datastore::catalog::{ArchiveEntry, CatalogReader};
 use pbs_datastore::index_reader::{IndexChunkReader, SharedIndexReader};
 use pbs_datastore::{BackupManifest, DataStore, DynamicIndexReader, IndexFile};
 use pbs_rest_server::router::{RawRequest, RouteError};
-use pbs_rest_server::{
-    ApiMethod, Body, HttpError, ObjectSchema, ParamSchema, Permission, Router,
-};
+use pbs_rest_server::{ApiMethod, Body, HttpError, ObjectSchema, ParamSchema, Permission, Router};
 
 use super::dir_download::{self, ChannelWriter, DirFormat, PieceSender};
 use super::store_access::{
@@ -253,7 +251,9 @@ async fn pxar_file_download(req: RawRequest) -> Result<Response<Body>, HttpError
     let params = req.params;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (piece_tx, piece_rx) = tokio::sync::mpsc::channel(4);
-    tokio::task::spawn_blocking(move || stream_archive_entry(&auth_id, &params, ready_tx, piece_tx));
+    tokio::task::spawn_blocking(move || {
+        stream_archive_entry(&auth_id, &params, ready_tx, piece_tx)
+    });
     ready_rx
         .await
         .map_err(|_| HttpError::internal("file download thread failed"))??;

@@ -10,9 +10,9 @@ use pbs_config::privileges::{
     PRIV_DATASTORE_AUDIT, PRIV_DATASTORE_BACKUP, PRIV_DATASTORE_MODIFY, PRIV_DATASTORE_PRUNE,
     PRIV_DATASTORE_READ, PRIV_DATASTORE_VERIFY,
 };
+use pbs_datastore::active_operations::ActiveOperations;
 use pbs_datastore::prune::PruneMark;
 use pbs_datastore::verify::{VerifyContext, VerifyFilter};
-use pbs_datastore::active_operations::ActiveOperations;
 use pbs_datastore::{compute_prune_info, load_gc_status, BackupInfo, DataStore};
 use pbs_rest_server::router::RouteError;
 use pbs_rest_server::{
@@ -331,9 +331,8 @@ fn active_operations(auth_id: Authid, params: Value) -> Result<Value, HttpError>
     let store_name = param_store(&params)?;
     check_store_privs(&auth_id, &store_name, PRIV_DATASTORE_AUDIT)?;
     let (config, _digest) = pbs_config::datastore::config().map_err(bad_request)?;
-    pbs_config::datastore::lookup(&config, &store_name).map_err(|_| {
-        HttpError::bad_request(format!("datastore '{store_name}' does not exist."))
-    })?;
+    pbs_config::datastore::lookup(&config, &store_name)
+        .map_err(|_| HttpError::bad_request(format!("datastore '{store_name}' does not exist.")))?;
     let stats = ActiveOperations::default()
         .get(&store_name)
         .map_err(bad_request)?;

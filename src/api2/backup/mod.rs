@@ -13,10 +13,10 @@ use anyhow::{bail, format_err, Context, Error};
 use http::{Method, Response, StatusCode};
 use serde_json::Value;
 
+use crate::api2::admin::store_access::count_operation;
 use pbs_api_types::names::is_safe_id;
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType};
 use pbs_config::datastore::Operation;
-use crate::api2::admin::store_access::count_operation;
 use pbs_config::privileges::PRIV_DATASTORE_BACKUP;
 use pbs_config::CachedUserInfo;
 use pbs_datastore::datastore::DataStoreTuning;

@@ -233,7 +233,13 @@ mod tests {
         let sum: u32 = dir
             .iter()
             .enumerate()
-            .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u32::from(*b) })
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u32::from(*b)
+                }
+            })
             .sum();
         assert_eq!(octal(&dir[148..155]), u64::from(sum));
 

@@ -28,18 +28,26 @@ fn archive(split: bool) -> (Vec<u8>, Option<Vec<u8>>) {
     let file = meta(mode::IFREG | 0o640);
     let dir = meta(mode::IFDIR | 0o750);
     let mut enc = Encoder::new(Vec::new(), &dir, split.then(Vec::new), None).unwrap();
-    let base = enc.add_file(&file, b"base.txt", 5, &mut &b"base\n"[..]).unwrap();
+    let base = enc
+        .add_file(&file, b"base.txt", 5, &mut &b"base\n"[..])
+        .unwrap();
     enc.create_directory(b"data", &dir).unwrap();
     let content = big();
     let a = enc
-        .add_file(&file, b"a.txt", content.len() as u64, &mut content.as_slice())
+        .add_file(
+            &file,
+            b"a.txt",
+            content.len() as u64,
+            &mut content.as_slice(),
+        )
         .unwrap();
     enc.add_hardlink(b"hl_out1", b"base.txt", base).unwrap();
     enc.add_hardlink(b"hl_out2", b"base.txt", base).unwrap();
     enc.add_symlink(&meta(mode::IFLNK | 0o777), b"link", b"a.txt")
         .unwrap();
     enc.add_fifo(&meta(mode::IFIFO | 0o600), b"pipe").unwrap();
-    enc.add_socket(&meta(mode::IFSOCK | 0o600), b"sock").unwrap();
+    enc.add_socket(&meta(mode::IFSOCK | 0o600), b"sock")
+        .unwrap();
     enc.create_directory(b"sub", &dir).unwrap();
     enc.add_file(&file, b"b.txt", 2, &mut &b"b\n"[..]).unwrap();
     enc.add_hardlink(b"hl_in", b"data/a.txt", a).unwrap();
