@@ -23,6 +23,7 @@ pub mod key_config;
 pub mod locks;
 pub mod manifest;
 pub mod paperkey;
+mod pending_index;
 pub mod process_locker;
 pub mod prune;
 pub mod verify;
