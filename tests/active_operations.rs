@@ -83,7 +83,12 @@ fn sessions_are_counted_while_they_run() {
     let second = runtime.block_on(backup(&server, "second"));
     let reader_target = format!("/api2/json/reader?{}", snapshot_query("first"));
     let reader = runtime
-        .block_on(upgrade(&server, "root@pam", &reader_target, READER_PROTOCOL))
+        .block_on(upgrade(
+            &server,
+            "root@pam",
+            &reader_target,
+            READER_PROTOCOL,
+        ))
         .unwrap()
         .session();
     assert_eq!(counters(), json!({"read": 1, "write": 1}));

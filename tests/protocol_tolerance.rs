@@ -375,7 +375,10 @@ async fn generic_client_settings(server: &TestServer, store: &std::path::Path) {
             .await
             .unwrap();
         let head = upgrade_head(&reader_target, &cookie, READER_PROTOCOL);
-        match upgrade_on(tls, &head, READER_PROTOCOL, &generic).await.unwrap() {
+        match upgrade_on(tls, &head, READER_PROTOCOL, &generic)
+            .await
+            .unwrap()
+        {
             Upgrade::Session(session) => break session,
             Upgrade::Refused(_, text)
                 if text.ends_with("locked by another operation")

@@ -60,7 +60,11 @@ impl PendingIndex {
 
     /// An I/O failure on the temporary file.
     pub(crate) fn io_error(&self, what: &str, err: std::io::Error) -> Error {
-        format_err!("{} index {:?}: {what} failed - {err}", self.kind, self.tmp_path)
+        format_err!(
+            "{} index {:?}: {what} failed - {err}",
+            self.kind,
+            self.tmp_path
+        )
     }
 
     /// Fails once the index was committed.
