@@ -4,11 +4,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::h2client::{upgrade, H2Reply, Session, Upgrade, BACKUP_PROTOCOL, READER_PROTOCOL};
+use common::h2client::{
+    dynamic_csum, upgrade, upgrade_retrying, H2Reply, Session, BACKUP_PROTOCOL, GROUP_BUSY,
+    READER_PROTOCOL,
+};
 use common::{wait_task, Client, Target, TestServer};
 use pbs_api_types::CryptMode;
 use pbs_datastore::{BackupManifest, DataBlob, DataChunkBuilder};
@@ -24,26 +26,13 @@ fn snapshot_query(ty: &str, id: &str, time: i64) -> String {
     format!("backup-type={ty}&backup-id={id}&backup-time={time}&store={STORE}")
 }
 
-/// Starts a backup session; while the previous session of the group is still ending (the
-/// server notices the closed connection asynchronously) the group lock is retried.
+/// Starts a backup session, waiting for the previous session of the group to end.
 async fn backup_session(server: &TestServer, id: &str, time: i64) -> Session {
     let target = format!("/api2/json/backup?{}", snapshot_query("host", id, time));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match upgrade(server, "root@pam", &target, BACKUP_PROTOCOL)
-            .await
-            .expect("upgrade request")
-        {
-            Upgrade::Session(session) => return session,
-            Upgrade::Refused(_, text)
-                if text.ends_with("another backup is already running")
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Upgrade::Refused(status, text) => panic!("backup upgrade refused: {status} {text}"),
-        }
-    }
+    upgrade_retrying(GROUP_BUSY, || {
+        upgrade(server, "root@pam", &target, BACKUP_PROTOCOL)
+    })
+    .await
 }
 
 async fn reader_session(server: &TestServer, id: &str, time: i64) -> Session {
@@ -130,15 +119,6 @@ fn layout(chunks: &[&Chunk]) -> Layout {
         ends,
         size: offset,
     }
-}
-
-fn dynamic_csum(entries: &[(u64, [u8; 32])]) -> [u8; 32] {
-    let mut hasher = openssl::sha::Sha256::new();
-    for (end, digest) in entries {
-        hasher.update(&end.to_le_bytes());
-        hasher.update(digest);
-    }
-    hasher.finish()
 }
 
 fn manifest_blob(id: &str, time: i64, size: u64, csum: [u8; 32]) -> Vec<u8> {

@@ -11,7 +11,10 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use common::h2client::{self, BoxError, H2Reply, Session, Upgrade, BACKUP_PROTOCOL};
+use common::h2client::{
+    self, dynamic_csum, upgrade_retrying, BoxError, H2Reply, Session, Upgrade, BACKUP_PROTOCOL,
+    GROUP_BUSY,
+};
 use common::{encode, wait_until, Target, TestServer};
 use pbs_api_types::CryptMode;
 use pbs_datastore::file_formats::{DYNAMIC_SIZED_CHUNK_INDEX_1_0, FIXED_SIZED_CHUNK_INDEX_1_0};
@@ -30,22 +33,9 @@ async fn upgrade_as(server: &TestServer, userid: &str, query: &str) -> Result<Up
     h2client::upgrade(server, userid, &target, BACKUP_PROTOCOL).await
 }
 
-/// Starts a session; while the previous session of the group is still ending (the server
-/// notices the dropped connection asynchronously) the group lock is retried.
+/// Starts a session, waiting for the previous session of the group to end.
 async fn start_session(server: &TestServer, query: &str) -> Session {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match upgrade(server, query).await.expect("upgrade request") {
-            Upgrade::Session(session) => return session,
-            Upgrade::Refused(_, text)
-                if text.ends_with("another backup is already running")
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Upgrade::Refused(status, text) => panic!("upgrade refused: {status} {text}"),
-        }
-    }
+    upgrade_retrying(GROUP_BUSY, || upgrade(server, query)).await
 }
 
 /// Sends `:path` exactly as given (e.g. without leading slash) and no `:authority`.
@@ -94,15 +84,6 @@ fn chunk(data: Vec<u8>) -> Chunk {
         digest,
         encoded: blob.into_inner(),
     }
-}
-
-fn dynamic_csum(entries: &[(u64, [u8; 32])]) -> [u8; 32] {
-    let mut hasher = openssl::sha::Sha256::new();
-    for (end, digest) in entries {
-        hasher.update(&end.to_le_bytes());
-        hasher.update(digest);
-    }
-    hasher.finish()
 }
 
 fn manifest_blob(

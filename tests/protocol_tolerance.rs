@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::h2client::{
-    self, send_upgrade_head, stock_settings, ticket_cookie, tls_connect, tls_connect_with,
-    upgrade_head, upgrade_on, H2Reply, Session, TlsOptions, Upgrade, BACKUP_PROTOCOL,
-    READER_PROTOCOL,
+    self, dynamic_csum, send_upgrade_head, stock_settings, ticket_cookie, tls_connect,
+    tls_connect_with, upgrade_head, upgrade_on, upgrade_retrying, H2Reply, Session, TlsOptions,
+    Upgrade, BACKUP_PROTOCOL, READER_PROTOCOL, SNAPSHOT_BUSY,
 };
-use common::{encode, wait_until, Target, TestServer};
+use common::{wait_task, Target, TestServer};
 use pbs_datastore::file_formats::COMPRESSED_BLOB_MAGIC_1_0;
 use pbs_datastore::{CryptConfig, DataBlob, DataChunkBuilder};
 
@@ -72,16 +72,6 @@ async fn finish_with_blob(session: &mut Session, id: &str, extra: &[(&str, u64, 
         .into_inner();
     session.blob("index.json.blob", &manifest).await.data();
     assert_eq!(session.post("finish").await.data(), Value::Null);
-}
-
-/// `sha256(end_le ‖ digest …)` of a dynamic index.
-fn dynamic_csum(entries: &[(u64, [u8; 32])]) -> [u8; 32] {
-    let mut hasher = openssl::sha::Sha256::new();
-    for (end, digest) in entries {
-        hasher.update(&end.to_le_bytes());
-        hasher.update(digest);
-    }
-    hasher.finish()
 }
 
 /// One encoded chunk: digest, plain size, blob bytes.
@@ -369,26 +359,12 @@ async fn generic_client_settings(server: &TestServer, store: &std::path::Path) {
     );
     // The finished session releases the snapshot once the server saw the connection end.
     drop(session);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut reader = loop {
-        let tls = tls_connect(server.proxy_addr, &server.fingerprint)
-            .await
-            .unwrap();
+    let mut reader = upgrade_retrying(SNAPSHOT_BUSY, || async {
+        let tls = tls_connect(server.proxy_addr, &server.fingerprint).await?;
         let head = upgrade_head(&reader_target, &cookie, READER_PROTOCOL);
-        match upgrade_on(tls, &head, READER_PROTOCOL, &generic)
-            .await
-            .unwrap()
-        {
-            Upgrade::Session(session) => break session,
-            Upgrade::Refused(_, text)
-                if text.ends_with("locked by another operation")
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Upgrade::Refused(status, text) => panic!("reader refused: {status} {text}"),
-        }
-    };
+        upgrade_on(tls, &head, READER_PROTOCOL, &generic).await
+    })
+    .await;
     reader.get("download?file-name=big.didx").await.bytes();
     let reply = reader
         .get(&format!("chunk?digest={}", hex::encode(big.digest)))
@@ -751,19 +727,8 @@ fn create_datastore(server: &TestServer, path: &std::path::Path) {
             json!({"name": STORE, "path": path}),
         )
         .data();
-    let upid = upid.as_str().unwrap().to_string();
-    wait_until(Duration::from_secs(60), "datastore creation", || {
-        let status = root
-            .get(
-                Target::Proxy,
-                &format!("nodes/localhost/tasks/{}/status", encode(&upid)),
-            )
-            .data();
-        status["status"] == "stopped" && {
-            assert_eq!(status["exitstatus"], "OK", "{status}");
-            true
-        }
-    });
+    let status = wait_task(&root, upid.as_str().unwrap());
+    assert_eq!(status["exitstatus"], "OK", "{status}");
 }
 
 /// An API token of root with backup rights on the store: `<tokenid>:<secret>`.

@@ -51,18 +51,25 @@ pub enum LockError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("unable to open manifest lock {path:?} - {source}")]
-    OpenManifestLock { path: PathBuf, source: io::Error },
-    #[error("unable to acquire manifest lock {path:?} - timed out after {} seconds", timeout.as_secs())]
-    ManifestTimeout { path: PathBuf, timeout: Duration },
-    #[error("unable to acquire manifest lock {path:?} - {source}")]
-    ManifestLock { path: PathBuf, source: io::Error },
-    #[error("unable to open lock file {path:?} - {source}")]
-    OpenLockFile { path: PathBuf, source: io::Error },
-    #[error("unable to acquire lock {path:?} - timed out after {} seconds", timeout.as_secs())]
-    LockFileTimeout { path: PathBuf, timeout: Duration },
-    #[error("unable to acquire lock {path:?} - {source}")]
-    LockFile { path: PathBuf, source: io::Error },
+    /// `what` names the lock in messages (`manifest lock`, `lock file`).
+    #[error("unable to open {what} {path:?} - {source}")]
+    OpenLockFile {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("unable to acquire {what} {path:?} - timed out after {} seconds", timeout.as_secs())]
+    LockFileTimeout {
+        what: &'static str,
+        path: PathBuf,
+        timeout: Duration,
+    },
+    #[error("unable to acquire {what} {path:?} - {source}")]
+    LockFile {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl LockError {
@@ -70,7 +77,7 @@ impl LockError {
     pub fn is_busy(&self) -> bool {
         matches!(
             self,
-            LockError::Busy { .. } | LockError::ManifestTimeout { .. }
+            LockError::Busy { .. } | LockError::LockFileTimeout { .. }
         )
     }
 }
@@ -210,10 +217,7 @@ pub fn manifest_lock_path(
 }
 
 /// A held manifest lock; released on drop.
-#[derive(Debug)]
-pub struct ManifestLockGuard {
-    _file: File,
-}
+pub type ManifestLockGuard = FileLockGuard;
 
 /// Opens (creating directory and file, mode 0660) and exclusively locks a manifest lock file,
 /// waiting up to [`MANIFEST_LOCK_TIMEOUT`].
@@ -226,22 +230,7 @@ pub fn lock_manifest_timeout(
     path: &Path,
     timeout: Duration,
 ) -> Result<ManifestLockGuard, LockError> {
-    let path_buf = || path.to_path_buf();
-    match lock_file_waiting(path, timeout) {
-        Ok(file) => Ok(ManifestLockGuard { _file: file }),
-        Err(WaitFailure::Open(source)) => Err(LockError::OpenManifestLock {
-            path: path_buf(),
-            source,
-        }),
-        Err(WaitFailure::Lock(source)) => Err(LockError::ManifestLock {
-            path: path_buf(),
-            source,
-        }),
-        Err(WaitFailure::Timeout) => Err(LockError::ManifestTimeout {
-            path: path_buf(),
-            timeout,
-        }),
-    }
+    lock_file_named(path, "manifest lock", timeout)
 }
 
 /// A held lock file; released on drop.
@@ -253,18 +242,29 @@ pub struct FileLockGuard {
 /// Opens (creating directory and file, mode 0660) and exclusively locks the lock file `path`,
 /// waiting up to `timeout`.
 pub fn lock_file(path: &Path, timeout: Duration) -> Result<FileLockGuard, LockError> {
+    lock_file_named(path, "lock file", timeout)
+}
+
+fn lock_file_named(
+    path: &Path,
+    what: &'static str,
+    timeout: Duration,
+) -> Result<FileLockGuard, LockError> {
     let path_buf = || path.to_path_buf();
     match lock_file_waiting(path, timeout) {
         Ok(file) => Ok(FileLockGuard { _file: file }),
         Err(WaitFailure::Open(source)) => Err(LockError::OpenLockFile {
+            what,
             path: path_buf(),
             source,
         }),
         Err(WaitFailure::Lock(source)) => Err(LockError::LockFile {
+            what,
             path: path_buf(),
             source,
         }),
         Err(WaitFailure::Timeout) => Err(LockError::LockFileTimeout {
+            what,
             path: path_buf(),
             timeout,
         }),

@@ -230,6 +230,43 @@ pub async fn upgrade_on(
     Ok(Upgrade::Session(Session { sender }))
 }
 
+/// Runs `attempt` until it yields a session, retrying for up to 20 s while the refusal text
+/// ends with `busy` (the previous session of the group or snapshot is still ending: the
+/// server notices a closed connection asynchronously).
+pub async fn upgrade_retrying<F, Fut>(busy: &str, mut attempt: F) -> Session
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Upgrade, BoxError>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match attempt().await.expect("upgrade request") {
+            Upgrade::Session(session) => return session,
+            Upgrade::Refused(_, text)
+                if text.ends_with(busy) && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Upgrade::Refused(status, text) => panic!("upgrade refused: {status} {text}"),
+        }
+    }
+}
+
+/// Refusal text while another backup of the group runs.
+pub const GROUP_BUSY: &str = "another backup is already running";
+/// Refusal text while the snapshot is locked exclusively (e.g. by its ending backup).
+pub const SNAPSHOT_BUSY: &str = "locked by another operation";
+
+/// The index checksum of a dynamic index: SHA-256 over `end offset (LE) ‖ digest` entries.
+pub fn dynamic_csum(entries: &[(u64, [u8; 32])]) -> [u8; 32] {
+    let mut hasher = openssl::sha::Sha256::new();
+    for (end, digest) in entries {
+        hasher.update(&end.to_le_bytes());
+        hasher.update(digest);
+    }
+    hasher.finish()
+}
+
 /// One answer inside a session.
 #[derive(Debug)]
 pub struct H2Reply {

@@ -303,8 +303,8 @@ fn dos_date_time(epoch: i64) -> (u16, u16) {
     if year > 2107 {
         return (23 << 11 | 59 << 5 | 29, 127 << 9 | 12 << 5 | 31);
     }
-    let time = (tm.tm_hour << 11 | tm.tm_min << 5 | tm.tm_sec / 2) as u16;
-    let date = ((year - 1980) << 9 | (tm.tm_mon + 1) << 5 | tm.tm_mday) as u16;
+    let time = ((tm.tm_hour << 11) | (tm.tm_min << 5) | (tm.tm_sec / 2)) as u16;
+    let date = (((year - 1980) << 9) | ((tm.tm_mon + 1) << 5) | tm.tm_mday) as u16;
     (time, date)
 }
 
