@@ -2,5 +2,7 @@
 //!
 //! * [`pxar`]: creating pxar archives from a Linux directory tree, extracting them, FUSE access.
 
+pub mod api_client;
 pub mod inject;
 pub mod pxar;
+pub mod task_log;
