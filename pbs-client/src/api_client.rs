@@ -33,6 +33,31 @@ pub trait ApiClient: Sync {
     ) -> impl Future<Output = Result<Value>> + Send;
 }
 
+impl ApiClient for crate::http_client::HttpClient {
+    async fn get(&self, path: &str, params: Option<Value>) -> Result<Value> {
+        crate::http_client::HttpClient::get(self, path, params).await
+    }
+    async fn post(&self, path: &str, params: Option<Value>) -> Result<Value> {
+        crate::http_client::HttpClient::post(self, path, params).await
+    }
+    async fn put(&self, path: &str, params: Option<Value>) -> Result<Value> {
+        crate::http_client::HttpClient::put(self, path, params).await
+    }
+    async fn delete(&self, path: &str, params: Option<Value>) -> Result<Value> {
+        crate::http_client::HttpClient::delete(self, path, params).await
+    }
+    async fn upload(
+        &self,
+        content_type: &str,
+        body: Vec<u8>,
+        path: &str,
+        params: Option<Value>,
+    ) -> Result<Value> {
+        crate::http_client::HttpClient::upload(self, content_type, body.into(), path, params)
+            .await
+    }
+}
+
 /// Percent-encodes a path component the way task URLs need it: every byte except ASCII
 /// letters and digits.
 pub fn encode_path_component(text: &str) -> String {

@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
+mod namespace;
+mod snapshot;
+mod task;
+
 /// Program name in usage texts.
 pub const PROGRAM: &str = "proxmox-backup-client";
 
@@ -61,6 +65,9 @@ pub fn command_tree() -> CommandTree {
     let mut entries: Vec<(&'static str, CommandTree)> = Vec::new();
     // One line per module; keep them sorted.
     let _ = &mut entries;
+    entries.extend(namespace::commands());
+    entries.extend(snapshot::commands());
+    entries.extend(task::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
@@ -77,8 +84,16 @@ pub fn command_tree() -> CommandTree {
 }
 
 /// Runs the command at `path` (aliases already resolved).
-async fn dispatch(path: &[&'static str], _args: &ParsedArgs) -> Result<Option<Value>> {
+async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
+        Some("change-owner") => snapshot::run(path, args).await,
+        Some("garbage-collect") => snapshot::run(path, args).await,
+        Some("list") => snapshot::run(path, args).await,
+        Some("namespace") => namespace::run(path, args).await,
+        Some("prune") => snapshot::run(path, args).await,
+        Some("snapshot") => snapshot::run(path, args).await,
+        Some("status") => snapshot::run(path, args).await,
+        Some("task") => task::run(path, args).await,
         // One arm per module: `Some("name") => module::run(path, args).await,`
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
