@@ -7,6 +7,8 @@
 use anyhow::{bail, Result};
 use serde_json::Value;
 
+pub mod session;
+
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
 mod namespace;
@@ -68,6 +70,7 @@ pub fn command_tree() -> CommandTree {
     entries.extend(namespace::commands());
     entries.extend(snapshot::commands());
     entries.extend(task::commands());
+    entries.extend(session::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
@@ -95,6 +98,7 @@ async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Val
         Some("status") => snapshot::run(path, args).await,
         Some("task") => task::run(path, args).await,
         // One arm per module: `Some("name") => module::run(path, args).await,`
+        Some("login" | "logout" | "version") => session::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
 }

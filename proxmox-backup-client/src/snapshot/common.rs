@@ -9,15 +9,15 @@ use pbs_api_types::{BackupDir, BackupGroup, BackupNamespace};
 use pbs_cli::format::{format_result, TableOptions};
 use pbs_cli::{OutputFormat, Param, ParsedArgs, ValueKind};
 
-/// `--repository`.
+/// `--repository` (the transport's definition).
 pub(crate) fn repository_param() -> Param {
-    Param::optional("repository", "Repository URL.")
+    pbs_client::tools::repository_params()
+        .into_iter()
+        .find(|p| p.name == "repository")
+        .unwrap_or_else(|| Param::optional("repository", "Repository URL."))
 }
 
-/// `--ns` (the namespace the command works in).
-pub(crate) fn ns_param() -> Param {
-    Param::optional("ns", "Namespace.")
-}
+pub(crate) use pbs_client::tools::ns_param;
 
 /// `--output-format`.
 pub(crate) fn output_format_param() -> Param {
