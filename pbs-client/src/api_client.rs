@@ -23,14 +23,19 @@ pub trait ApiClient: Sync {
     /// DELETE with `params` in the query string.
     fn delete(&self, path: &str, params: Option<Value>)
         -> impl Future<Output = Result<Value>> + Send;
-    /// POST of a raw body with `params` in the query string.
+    /// POST of a raw body with `params` in the query string; clients that cannot send raw
+    /// bodies keep the default, which fails.
     fn upload(
         &self,
         content_type: &str,
         body: Vec<u8>,
         path: &str,
         params: Option<Value>,
-    ) -> impl Future<Output = Result<Value>> + Send;
+    ) -> impl Future<Output = Result<Value>> + Send {
+        let _ = (content_type, body, params);
+        let path = path.to_string();
+        async move { anyhow::bail!("{path}: this client cannot upload raw data") }
+    }
 }
 
 impl ApiClient for crate::http_client::HttpClient {
