@@ -308,8 +308,14 @@ fn management_commands_end_to_end() {
 ╞═══════════════════════╪════════════╪══════╡
 │ index.json.blob       │ none       │";
     assert!(files.starts_with(expected), "{files}");
-    assert!(files.contains("│ qemu-server.conf.blob │ none       │   25 │"), "{files}");
-    assert!(files.contains("│ root.pxar.didx        │ none       │ 8192 │"), "{files}");
+    assert!(
+        files.contains("│ qemu-server.conf.blob │ none       │   25 │"),
+        "{files}"
+    );
+    assert!(
+        files.contains("│ root.pxar.didx        │ none       │ 8192 │"),
+        "{files}"
+    );
     let err = fx.fails(&["snapshot", "files", "vm/100/2020-01-01T00:00:00Z"]);
     assert_eq!(
         err,
@@ -319,7 +325,10 @@ fn management_commands_end_to_end() {
     // notes and protection
     let snap = "vm/100/2023-11-15T22:13:20Z";
     fx.ok(&["snapshot", "notes", "update", snap, "first line\nsecond"]);
-    assert_eq!(fx.ok(&["snapshot", "notes", "show", snap]), "first line\nsecond\n");
+    assert_eq!(
+        fx.ok(&["snapshot", "notes", "show", snap]),
+        "first line\nsecond\n"
+    );
     assert_eq!(
         fx.json(&["snapshot", "notes", "show", snap]),
         json!({"notes": "first line\nsecond"})
@@ -375,7 +384,14 @@ fn management_commands_end_to_end() {
         fx.ok(&["prune", "vm/100", "--keep-last", "1", "--dry-run"]),
         expected
     );
-    let quiet = fx.ok(&["prune", "vm/100", "--keep-last", "1", "--dry-run", "--quiet"]);
+    let quiet = fx.ok(&[
+        "prune",
+        "vm/100",
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "--quiet",
+    ]);
     assert_eq!(quiet.lines().count(), 5, "{quiet}");
     assert!(quiet.contains("│ vm/100/2023-11-14T22:13:20Z │"), "{quiet}");
     let pruned = fx.json(&["prune", "vm/100", "--keep-last", "1", "--dry-run"]);
@@ -405,7 +421,10 @@ fn management_commands_end_to_end() {
 
     // change-owner
     fx.ok(&["change-owner", "host/elsa", "carol@pbs"]);
-    let groups = fx.root.get(Target::Proxy, "admin/datastore/store1/groups").data();
+    let groups = fx
+        .root
+        .get(Target::Proxy, "admin/datastore/store1/groups")
+        .data();
     let elsa = groups
         .as_array()
         .unwrap()
@@ -428,7 +447,10 @@ fn management_commands_end_to_end() {
 
     // garbage-collect follows the task log; json prints the UPID
     let gc = fx.ok(&["garbage-collect"]);
-    assert!(gc.starts_with("Start GC phase1 (mark used chunks)\n"), "{gc}");
+    assert!(
+        gc.starts_with("Start GC phase1 (mark used chunks)\n"),
+        "{gc}"
+    );
     assert!(gc.ends_with("TASK OK\n"), "{gc}");
     let upid = fx.json(&["garbage-collect"]);
     let upid = upid.as_str().unwrap().to_string();
@@ -438,18 +460,28 @@ fn management_commands_end_to_end() {
     // task list/log
     let tasks = fx.json(&["task", "list", "--all"]);
     assert!(
-        tasks.as_array().unwrap().iter().any(|t| t["upid"] == upid.as_str()),
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["upid"] == upid.as_str()),
         "{tasks}"
     );
     let task_text = fx.ok(&["task", "list", "--all"]);
     assert!(task_text.contains(&upid), "{task_text}");
-    assert!(task_text.lines().nth(1).unwrap().contains("starttime"), "{task_text}");
+    assert!(
+        task_text.lines().nth(1).unwrap().contains("starttime"),
+        "{task_text}"
+    );
     let log = fx.ok(&["task", "log", &upid]);
     let lines = fx
         .root
         .get(
             Target::Proxy,
-            &format!("nodes/localhost/tasks/{}/log?limit=0", common::encode(&upid)),
+            &format!(
+                "nodes/localhost/tasks/{}/log?limit=0",
+                common::encode(&upid)
+            ),
         )
         .json();
     let expected: String = lines["data"]
@@ -458,7 +490,12 @@ fn management_commands_end_to_end() {
         .iter()
         .map(|line| {
             let text = line["t"].as_str().unwrap();
-            format!("{}\n", text.get(27..).filter(|_| text.get(25..27) == Some(": ")).unwrap_or(text))
+            format!(
+                "{}\n",
+                text.get(27..)
+                    .filter(|_| text.get(25..27) == Some(": "))
+                    .unwrap_or(text)
+            )
         })
         .collect();
     assert_eq!(log, expected);
@@ -468,15 +505,28 @@ fn management_commands_end_to_end() {
 
     // namespaces
     let err = fx.fails(&["namespace", "create", ""]);
-    assert!(err.starts_with("Error: root namespace is always present"), "{err}");
+    assert!(
+        err.starts_with("Error: root namespace is always present"),
+        "{err}"
+    );
     let err = fx.fails(&["namespace", "delete", ""]);
-    assert!(err.starts_with("Error: root namespace cannot be deleted"), "{err}");
+    assert!(
+        err.starts_with("Error: root namespace cannot be deleted"),
+        "{err}"
+    );
     fx.ok(&["namespace", "create", "dev"]);
     fx.ok(&["namespace", "create", "dev/sub"]);
     assert_eq!(fx.ok(&["namespace", "list"]), "dev\ndev/sub\n");
-    assert_eq!(fx.ok(&["namespace", "list", "dev", "--max-depth", "1"]), "dev\ndev/sub\n");
+    assert_eq!(
+        fx.ok(&["namespace", "list", "dev", "--max-depth", "1"]),
+        "dev\ndev/sub\n"
+    );
     let reply = fx.json(&["namespace", "list", "dev"]);
-    assert_eq!(reply["data"], json!([{"ns": "dev"}, {"ns": "dev/sub"}]), "{reply}");
+    assert_eq!(
+        reply["data"],
+        json!([{"ns": "dev"}, {"ns": "dev/sub"}]),
+        "{reply}"
+    );
     let dev: BackupNamespace = "dev".parse().unwrap();
     fx.snapshot(&dev, BackupType::Ct, "200", T1);
     let groups = fx.json(&["list", "--ns", "dev"]);
@@ -487,7 +537,11 @@ fn management_commands_end_to_end() {
 
     // task stop on a finished task is accepted or refused by the server, never a panic
     let run = fx.run(&["task", "stop", &upid]);
-    assert!(run.code == 0 || run.stderr.starts_with("Error: "), "{}", run.stderr);
+    assert!(
+        run.code == 0 || run.stderr.starts_with("Error: "),
+        "{}",
+        run.stderr
+    );
 
     let counts = fx.repo_list();
     assert!(counts[&fx.repo].as_u64().unwrap() > 10, "{counts}");

@@ -12,17 +12,18 @@ use serde_json::Value;
 /// returns the whole response envelope (`{"data": ...}` plus attributes).
 pub trait ApiClient: Sync {
     /// GET with `params` in the query string.
-    fn get(&self, path: &str, params: Option<Value>)
-        -> impl Future<Output = Result<Value>> + Send;
+    fn get(&self, path: &str, params: Option<Value>) -> impl Future<Output = Result<Value>> + Send;
     /// POST with `params` as JSON body.
     fn post(&self, path: &str, params: Option<Value>)
         -> impl Future<Output = Result<Value>> + Send;
     /// PUT with `params` as JSON body.
-    fn put(&self, path: &str, params: Option<Value>)
-        -> impl Future<Output = Result<Value>> + Send;
+    fn put(&self, path: &str, params: Option<Value>) -> impl Future<Output = Result<Value>> + Send;
     /// DELETE with `params` in the query string.
-    fn delete(&self, path: &str, params: Option<Value>)
-        -> impl Future<Output = Result<Value>> + Send;
+    fn delete(
+        &self,
+        path: &str,
+        params: Option<Value>,
+    ) -> impl Future<Output = Result<Value>> + Send;
     /// POST of a raw body with `params` in the query string; clients that cannot send raw
     /// bodies keep the default, which fails.
     fn upload(
@@ -58,8 +59,7 @@ impl ApiClient for crate::http_client::HttpClient {
         path: &str,
         params: Option<Value>,
     ) -> Result<Value> {
-        crate::http_client::HttpClient::upload(self, content_type, body.into(), path, params)
-            .await
+        crate::http_client::HttpClient::upload(self, content_type, body.into(), path, params).await
     }
 }
 

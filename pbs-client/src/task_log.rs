@@ -259,7 +259,8 @@ mod tests {
         )
     }
 
-    const UPID: &str = "UPID:pbs:00001234:00005678:00000001:6560A000:garbage_collection:store1:root@pam:";
+    const UPID: &str =
+        "UPID:pbs:00001234:00005678:00000001:6560A000:garbage_collection:store1:root@pam:";
 
     fn run(task: &ScriptedTask, options: FollowOptions) -> (Result<()>, String) {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -12,8 +12,8 @@ use pbs_client::api_client::ApiClient;
 use pbs_client::tools::{connect, extract_repository, record_repository};
 
 use crate::snapshot::common::{
-    bounded_integer, datastore_path, namespace_arg, output_format, output_format_param,
-    positional, repository_param, write_result,
+    bounded_integer, datastore_path, namespace_arg, output_format, output_format_param, positional,
+    repository_param, write_result,
 };
 
 /// The top-level entries of this module.
@@ -22,7 +22,10 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         description: "List namespaces at specified parent namespace.",
         params: vec![
             Param::optional("ns", "Namespace."),
-            Param::integer("max-depth", "How many levels of namespaces should be operated on (0 == no recursion)"),
+            Param::integer(
+                "max-depth",
+                "How many levels of namespaces should be operated on (0 == no recursion)",
+            ),
             repository_param(),
             output_format_param(),
         ],
@@ -178,9 +181,10 @@ mod tests {
     #[test]
     fn list_text_and_json() {
         let reply = json!({"data": [{"ns": ""}, {"ns": "a", "comment": "first"}, {"ns": "a/b"}]});
-        let api = FakeApi::new()
-            .reply("GET", PATH, reply.clone())
-            .reply("GET", PATH, reply.clone());
+        let api =
+            FakeApi::new()
+                .reply("GET", PATH, reply.clone())
+                .reply("GET", PATH, reply.clone());
         let parent: BackupNamespace = "a".parse().unwrap();
         let first = block_on(fetch_namespaces(&api, "s", &BackupNamespace::root(), None)).unwrap();
         let second = block_on(fetch_namespaces(&api, "s", &parent, Some(2))).unwrap();

@@ -12,8 +12,8 @@ use pbs_client::task_log::{display_task_log, task_path};
 use pbs_client::tools::{connect, extract_repository};
 
 use crate::snapshot::common::{
-    bounded_integer, output_format, output_format_param, positional, repository_param,
-    take_data, write_result,
+    bounded_integer, output_format, output_format_param, positional, repository_param, take_data,
+    write_result,
 };
 
 /// Path of the task list.
@@ -36,12 +36,18 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
     };
     let log = Command {
         description: "Display the task log.",
-        params: vec![positional("upid", "Unique Process/Task Identifier"), repository_param()],
+        params: vec![
+            positional("upid", "Unique Process/Task Identifier"),
+            repository_param(),
+        ],
         positionals: vec!["upid"],
     };
     let stop = Command {
         description: "Try to stop a specific task.",
-        params: vec![positional("upid", "Unique Process/Task Identifier"), repository_param()],
+        params: vec![
+            positional("upid", "Unique Process/Task Identifier"),
+            repository_param(),
+        ],
         positionals: vec!["upid"],
     };
     vec![(

@@ -162,7 +162,11 @@ pub fn format_and_print_result(
 
 /// What [`format_and_print_result`] prints: one line of JSON, pretty JSON plus newline, or
 /// the text rendering.
-pub fn format_result(value: &Value, format: OutputFormat, options: &TableOptions) -> Result<String> {
+pub fn format_result(
+    value: &Value,
+    format: OutputFormat,
+    options: &TableOptions,
+) -> Result<String> {
     Ok(match format {
         OutputFormat::Json => format!("{}\n", serde_json::to_string(value)?),
         OutputFormat::JsonPretty => format!("{}\n", serde_json::to_string_pretty(value)?),

@@ -172,7 +172,7 @@ pub(crate) mod testing {
 
     /// Answers calls from a list of `(method, path, reply)` and records the calls made.
     pub(crate) struct FakeApi {
-        replies: Mutex<Vec<(&'static str, String, Result<Value, String>)>>,
+        replies: Mutex<Vec<(&'static str, String, Value)>>,
         /// `METHOD path params` of every call, params as compact JSON.
         pub calls: Mutex<Vec<String>>,
     }
@@ -190,7 +190,7 @@ pub(crate) mod testing {
             self.replies
                 .lock()
                 .unwrap()
-                .push((method, path.to_string(), Ok(value)));
+                .push((method, path.to_string(), value));
             self
         }
 
@@ -210,10 +210,7 @@ pub(crate) mod testing {
             else {
                 bail!("unexpected call {method} {path}");
             };
-            match replies.remove(pos).2 {
-                Ok(value) => Ok(value),
-                Err(msg) => bail!("{msg}"),
-            }
+            Ok(replies.remove(pos).2)
         }
     }
 
@@ -271,7 +268,12 @@ mod tests {
 
     #[test]
     fn file_lists_lose_server_extensions() {
-        let files = ["root.pxar.didx", "index.json.blob", "drive-scsi0.img.fidx", "x.log"];
+        let files = [
+            "root.pxar.didx",
+            "index.json.blob",
+            "drive-scsi0.img.fidx",
+            "x.log",
+        ];
         assert_eq!(
             render_file_list(files.into_iter()),
             "drive-scsi0.img index.json root.pxar x.log"

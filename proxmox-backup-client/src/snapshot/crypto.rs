@@ -165,28 +165,49 @@ mod tests {
 
     #[test]
     fn resolution_table() {
-        let none = CryptoParams { mode: CryptMode::None, key: None };
+        let none = CryptoParams {
+            mode: CryptMode::None,
+            key: None,
+        };
         assert_eq!(resolve(&[], None).unwrap(), none);
         assert_eq!(
             resolve(&[], Some("/d")).unwrap(),
-            CryptoParams { mode: CryptMode::Encrypt, key: file("/d") }
+            CryptoParams {
+                mode: CryptMode::Encrypt,
+                key: file("/d")
+            }
         );
         assert_eq!(
             resolve(&["--keyfile", "/k"], Some("/d")).unwrap(),
-            CryptoParams { mode: CryptMode::Encrypt, key: file("/k") }
+            CryptoParams {
+                mode: CryptMode::Encrypt,
+                key: file("/k")
+            }
         );
         assert_eq!(
             resolve(&["--keyfd", "5"], None).unwrap(),
-            CryptoParams { mode: CryptMode::Encrypt, key: Some(KeySource::Fd(5)) }
+            CryptoParams {
+                mode: CryptMode::Encrypt,
+                key: Some(KeySource::Fd(5))
+            }
         );
-        assert_eq!(resolve(&["--crypt-mode", "none"], Some("/d")).unwrap(), none);
+        assert_eq!(
+            resolve(&["--crypt-mode", "none"], Some("/d")).unwrap(),
+            none
+        );
         assert_eq!(
             resolve(&["--crypt-mode", "sign-only"], Some("/d")).unwrap(),
-            CryptoParams { mode: CryptMode::SignOnly, key: file("/d") }
+            CryptoParams {
+                mode: CryptMode::SignOnly,
+                key: file("/d")
+            }
         );
         assert_eq!(
             resolve(&["--crypt-mode", "encrypt", "--keyfile", "/k"], None).unwrap(),
-            CryptoParams { mode: CryptMode::Encrypt, key: file("/k") }
+            CryptoParams {
+                mode: CryptMode::Encrypt,
+                key: file("/k")
+            }
         );
         let err = |args: &[&str], default| resolve(args, default).unwrap_err().to_string();
         assert_eq!(
@@ -208,13 +229,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = [9u8; 32];
         let plain = dir.path().join("plain.json");
-        std::fs::write(&plain, KeyConfig::without_password(raw).unwrap().to_json().unwrap())
-            .unwrap();
+        std::fs::write(
+            &plain,
+            KeyConfig::without_password(raw).unwrap().to_json().unwrap(),
+        )
+        .unwrap();
         let no_pass = || -> Result<Vec<u8>> { bail!("no passphrase expected") };
         let config = load_crypt_config(&KeySource::File(plain), &no_pass).unwrap();
-        assert_eq!(config.fingerprint(), CryptConfig::new(raw).unwrap().fingerprint());
+        assert_eq!(
+            config.fingerprint(),
+            CryptConfig::new(raw).unwrap().fingerprint()
+        );
 
         let missing = load_crypt_config(&KeySource::File(dir.path().join("x")), &no_pass);
-        assert!(missing.unwrap_err().to_string().starts_with("unable to read key file"));
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .starts_with("unable to read key file"));
     }
 }

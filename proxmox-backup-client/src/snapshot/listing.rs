@@ -176,8 +176,8 @@ pub(crate) fn print_files(
 
 #[cfg(test)]
 mod tests {
-    use super::super::common::testing::{block_on, FakeApi};
     use super::super::common::snapshot_args;
+    use super::super::common::testing::{block_on, FakeApi};
     use super::*;
 
     fn plain() -> (OutputFormat, Vec<u8>) {
@@ -194,8 +194,11 @@ mod tests {
             {"backup-type": "host", "backup-id": "elsa", "last-backup": 1575365702, "backup-count": 3,
              "files": ["root.pxar.didx", "catalog.pcat1.didx", "index.json.blob"]},
         ]);
-        let api = FakeApi::new()
-            .reply("GET", "api2/json/admin/datastore/store1/groups", json!({"data": groups}));
+        let api = FakeApi::new().reply(
+            "GET",
+            "api2/json/admin/datastore/store1/groups",
+            json!({"data": groups}),
+        );
         let (format, mut out) = plain();
         let ns: BackupNamespace = "a".parse().unwrap();
         let data = block_on(fetch_groups(&api, "store1", &ns)).unwrap();
@@ -215,12 +218,18 @@ mod tests {
 ";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
 
-        let api = FakeApi::new()
-            .reply("GET", "api2/json/admin/datastore/store1/groups", json!({"data": groups}));
+        let api = FakeApi::new().reply(
+            "GET",
+            "api2/json/admin/datastore/store1/groups",
+            json!({"data": groups}),
+        );
         let mut out = Vec::new();
         let data = block_on(fetch_groups(&api, "store1", &BackupNamespace::root())).unwrap();
         print_groups(&data, OutputFormat::Json, &mut out).unwrap();
-        assert_eq!(api.calls(), vec!["GET api2/json/admin/datastore/store1/groups {}"]);
+        assert_eq!(
+            api.calls(),
+            vec!["GET api2/json/admin/datastore/store1/groups {}"]
+        );
         assert_eq!(String::from_utf8(out).unwrap(), format!("{groups}\n"));
     }
 
@@ -241,8 +250,13 @@ mod tests {
         );
         let (format, mut out) = plain();
         let group: BackupGroup = "host/elsa".parse().unwrap();
-        let data =
-            block_on(fetch_snapshots(&api, "s", &BackupNamespace::root(), Some(&group))).unwrap();
+        let data = block_on(fetch_snapshots(
+            &api,
+            "s",
+            &BackupNamespace::root(),
+            Some(&group),
+        ))
+        .unwrap();
         print_snapshots(&data, format, &mut out).unwrap();
         assert_eq!(
             api.calls(),

@@ -29,13 +29,22 @@ pub(crate) async fn show_notes<C: ApiClient>(
     format: OutputFormat,
     out: &mut (dyn Write + Send),
 ) -> Result<()> {
-    let notes = take_data(client.get(&datastore_path(store, "notes"), Some(params)).await?);
+    let notes = take_data(
+        client
+            .get(&datastore_path(store, "notes"), Some(params))
+            .await?,
+    );
     match (format, notes.as_str()) {
         (OutputFormat::Text, Some(text)) => {
             writeln!(out, "{text}").context("unable to write output")
         }
         (OutputFormat::Text, None) => Ok(()),
-        _ => write_result(out, &json!({ "notes": notes }), format, &TableOptions::new()),
+        _ => write_result(
+            out,
+            &json!({ "notes": notes }),
+            format,
+            &TableOptions::new(),
+        ),
     }
 }
 
@@ -145,12 +154,36 @@ mod tests {
     #[test]
     fn notes_and_protected() {
         let api = FakeApi::new()
-            .reply("GET", "api2/json/admin/datastore/s/notes", json!({"data": "line 1\nline 2"}))
-            .reply("GET", "api2/json/admin/datastore/s/notes", json!({"data": "x"}))
-            .reply("PUT", "api2/json/admin/datastore/s/notes", json!({"data": null}))
-            .reply("GET", "api2/json/admin/datastore/s/protected", json!({"data": true}))
-            .reply("GET", "api2/json/admin/datastore/s/protected", json!({"data": false}))
-            .reply("PUT", "api2/json/admin/datastore/s/protected", json!({"data": null}));
+            .reply(
+                "GET",
+                "api2/json/admin/datastore/s/notes",
+                json!({"data": "line 1\nline 2"}),
+            )
+            .reply(
+                "GET",
+                "api2/json/admin/datastore/s/notes",
+                json!({"data": "x"}),
+            )
+            .reply(
+                "PUT",
+                "api2/json/admin/datastore/s/notes",
+                json!({"data": null}),
+            )
+            .reply(
+                "GET",
+                "api2/json/admin/datastore/s/protected",
+                json!({"data": true}),
+            )
+            .reply(
+                "GET",
+                "api2/json/admin/datastore/s/protected",
+                json!({"data": false}),
+            )
+            .reply(
+                "PUT",
+                "api2/json/admin/datastore/s/protected",
+                json!({"data": null}),
+            );
         let mut out = Vec::new();
         block_on(async {
             show_notes(&api, "s", params(), OutputFormat::Text, &mut out).await?;
@@ -166,7 +199,10 @@ mod tests {
             "line 1\nline 2\n{\"notes\":\"x\"}\ntrue\n{\n  \"protected\": false\n}\n"
         );
         let calls = api.calls();
-        assert_eq!(calls[0], format!("GET api2/json/admin/datastore/s/notes {SNAP}}}"));
+        assert_eq!(
+            calls[0],
+            format!("GET api2/json/admin/datastore/s/notes {SNAP}}}")
+        );
         assert_eq!(
             calls[2],
             format!("PUT api2/json/admin/datastore/s/notes {SNAP},\"notes\":\"new notes\"}}")
@@ -180,8 +216,16 @@ mod tests {
     #[test]
     fn forget_and_change_owner() {
         let api = FakeApi::new()
-            .reply("DELETE", "api2/json/admin/datastore/s/snapshots", json!({"data": null}))
-            .reply("POST", "api2/json/admin/datastore/s/change-owner", json!({"data": null}));
+            .reply(
+                "DELETE",
+                "api2/json/admin/datastore/s/snapshots",
+                json!({"data": null}),
+            )
+            .reply(
+                "POST",
+                "api2/json/admin/datastore/s/change-owner",
+                json!({"data": null}),
+            );
         block_on(async {
             forget(&api, "s", params()).await?;
             let group = "vm/100".parse().unwrap();

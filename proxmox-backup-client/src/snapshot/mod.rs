@@ -21,7 +21,11 @@ use common::{
     output_format_param, positional, repository_param, snapshot_arg, snapshot_args,
 };
 
-fn leaf(description: &'static str, params: Vec<Param>, positionals: Vec<&'static str>) -> CommandTree {
+fn leaf(
+    description: &'static str,
+    params: Vec<Param>,
+    positionals: Vec<&'static str>,
+) -> CommandTree {
     CommandTree::Leaf(Command {
         description,
         params,
@@ -46,7 +50,12 @@ fn snapshot_commands() -> CommandTree {
     );
     let files = leaf(
         "List snapshot files.",
-        vec![snapshot_param(), repository_param(), ns_param(), output_format_param()],
+        vec![
+            snapshot_param(),
+            repository_param(),
+            ns_param(),
+            output_format_param(),
+        ],
         vec!["snapshot"],
     );
     let forget = leaf(
@@ -77,7 +86,12 @@ fn snapshot_commands() -> CommandTree {
             "show",
             leaf(
                 "Show notes",
-                vec![snapshot_param(), repository_param(), ns_param(), output_format_param()],
+                vec![
+                    snapshot_param(),
+                    repository_param(),
+                    ns_param(),
+                    output_format_param(),
+                ],
                 vec!["snapshot"],
             ),
         ),
@@ -100,7 +114,12 @@ fn snapshot_commands() -> CommandTree {
             "show",
             leaf(
                 "Show protection status of the specified snapshot",
-                vec![snapshot_param(), repository_param(), ns_param(), output_format_param()],
+                vec![
+                    snapshot_param(),
+                    repository_param(),
+                    ns_param(),
+                    output_format_param(),
+                ],
                 vec!["snapshot"],
             ),
         ),
@@ -136,7 +155,10 @@ fn snapshot_commands() -> CommandTree {
 fn prune_command() -> CommandTree {
     let mut params = vec![
         positional("group", "Backup group."),
-        optional_bool("dry-run", "Just show what prune would do, but do not delete anything."),
+        optional_bool(
+            "dry-run",
+            "Just show what prune would do, but do not delete anything.",
+        ),
         Param::flag("quiet", "Minimal output - only show removals."),
         repository_param(),
         output_format_param(),
@@ -145,7 +167,10 @@ fn prune_command() -> CommandTree {
         params.push(Param::integer(name, "Number of backups to keep."));
     }
     params.push(ns_param());
-    params.push(Param::integer("max-depth", "How many levels of namespaces should be operated on (0 == no recursion)"));
+    params.push(Param::integer(
+        "max-depth",
+        "How many levels of namespaces should be operated on (0 == no recursion)",
+    ));
     leaf("Prune a backup repository.", params, vec!["group"])
 }
 
@@ -217,9 +242,7 @@ fn prune_params(args: &ParsedArgs) -> Result<Value> {
 fn upload_log_crypt_config(
     args: &ParsedArgs,
 ) -> Result<Option<pbs_datastore::crypt_config::CryptConfig>> {
-    let default_key = crypto::existing(pbs_client::tools::xdg_config_file(
-        "encryption-key.json",
-    ));
+    let default_key = crypto::existing(pbs_client::tools::xdg_config_file("encryption-key.json"));
     let params = crypto::crypto_params(args, default_key)?;
     let config = match &params.key {
         Some(source) => Some(crypto::load_crypt_config(
@@ -261,7 +284,10 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
             listing::print_snapshots(&data, format, &mut out)?;
         }
         ["snapshot", "files"] => {
-            let params = snapshot_args(&namespace_arg(args, "ns")?, &snapshot_arg(args, "snapshot")?);
+            let params = snapshot_args(
+                &namespace_arg(args, "ns")?,
+                &snapshot_arg(args, "snapshot")?,
+            );
             let format = output_format(args)?;
             let client = connect(&repo)?;
             let data = listing::fetch_files(&client, &store, params).await?;
@@ -269,41 +295,61 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
             listing::print_files(&data, format, &mut out)?;
         }
         ["snapshot", "forget"] => {
-            let params = snapshot_args(&namespace_arg(args, "ns")?, &snapshot_arg(args, "snapshot")?);
+            let params = snapshot_args(
+                &namespace_arg(args, "ns")?,
+                &snapshot_arg(args, "snapshot")?,
+            );
             let client = connect(&repo)?;
             manage::forget(&client, &store, params).await?;
             record_repository(&repo);
         }
         ["snapshot", "upload-log"] => {
-            let params = snapshot_args(&namespace_arg(args, "ns")?, &snapshot_arg(args, "snapshot")?);
+            let params = snapshot_args(
+                &namespace_arg(args, "ns")?,
+                &snapshot_arg(args, "snapshot")?,
+            );
             let client = connect(&repo)?;
             let crypt_config = upload_log_crypt_config(args)?;
             let logfile = args.required("logfile")?;
             let data = std::fs::read(logfile)
                 .map_err(|err| anyhow::format_err!("unable to read file {logfile:?} - {err}"))?;
             let blob = manage::encode_log(&data, crypt_config.as_ref())?;
-            return Ok(Some(manage::upload_log(&client, &store, params, blob).await?));
+            return Ok(Some(
+                manage::upload_log(&client, &store, params, blob).await?,
+            ));
         }
         ["snapshot", "notes", "show"] => {
-            let params = snapshot_args(&namespace_arg(args, "ns")?, &snapshot_arg(args, "snapshot")?);
+            let params = snapshot_args(
+                &namespace_arg(args, "ns")?,
+                &snapshot_arg(args, "snapshot")?,
+            );
             let format = output_format(args)?;
             let client = connect(&repo)?;
             manage::show_notes(&client, &store, params, format, &mut out).await?;
         }
         ["snapshot", "notes", "update"] => {
-            let params = snapshot_args(&namespace_arg(args, "ns")?, &snapshot_arg(args, "snapshot")?);
+            let params = snapshot_args(
+                &namespace_arg(args, "ns")?,
+                &snapshot_arg(args, "snapshot")?,
+            );
             let notes = args.required("notes")?;
             let client = connect(&repo)?;
             manage::update_notes(&client, &store, params, notes).await?;
         }
         ["snapshot", "protected", "show"] => {
-            let params = snapshot_args(&namespace_arg(args, "ns")?, &snapshot_arg(args, "snapshot")?);
+            let params = snapshot_args(
+                &namespace_arg(args, "ns")?,
+                &snapshot_arg(args, "snapshot")?,
+            );
             let format = output_format(args)?;
             let client = connect(&repo)?;
             manage::show_protected(&client, &store, params, format, &mut out).await?;
         }
         ["snapshot", "protected", "update"] => {
-            let params = snapshot_args(&namespace_arg(args, "ns")?, &snapshot_arg(args, "snapshot")?);
+            let params = snapshot_args(
+                &namespace_arg(args, "ns")?,
+                &snapshot_arg(args, "snapshot")?,
+            );
             args.required("protected")?;
             let protected = args.flag("protected", false)?;
             let client = connect(&repo)?;
@@ -369,7 +415,18 @@ mod tests {
         );
         let args = parse(
             prune_leaf(),
-            &["vm/100", "--dry-run", "--ns", "", "--max-depth", "3", "--keep-daily", "7", "--keep-yearly", "1"],
+            &[
+                "vm/100",
+                "--dry-run",
+                "--ns",
+                "",
+                "--max-depth",
+                "3",
+                "--keep-daily",
+                "7",
+                "--keep-yearly",
+                "1",
+            ],
         );
         assert_eq!(
             prune_params(&args).unwrap(),

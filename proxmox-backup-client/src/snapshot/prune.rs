@@ -218,7 +218,8 @@ mod tests {
     fn prune_table_quiet_and_json() {
         let date1 = pbs_api_types::time::strftime_local("%c", 1575365701).unwrap();
         let date2 = pbs_api_types::time::strftime_local("%c", 1575452101).unwrap();
-        let params = json!({"backup-type": "host", "backup-id": "elsa", "keep-last": 1, "dry-run": true});
+        let params =
+            json!({"backup-type": "host", "backup-id": "elsa", "keep-last": 1, "dry-run": true});
         let api = FakeApi::new()
             .reply("POST", "api2/json/admin/datastore/s/prune", prune_reply())
             .reply("POST", "api2/json/admin/datastore/s/prune", prune_reply())
@@ -241,11 +242,20 @@ mod tests {
         let text = String::from_utf8(text).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 7, "{text}");
-        assert!(lines[1].starts_with("│ snapshot                       │"), "{text}");
-        assert!(lines[3].starts_with("│ host/elsa/2019-12-03T09:35:01Z │"), "{text}");
+        assert!(
+            lines[1].starts_with("│ snapshot                       │"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("│ host/elsa/2019-12-03T09:35:01Z │"),
+            "{text}"
+        );
         assert!(lines[3].contains(&format!(" {date1} │")), "{text}");
         assert!(lines[3].ends_with(" remove │"), "{text}");
-        assert!(lines[5].starts_with("│ host/elsa/2019-12-04T09:35:01Z │"), "{text}");
+        assert!(
+            lines[5].starts_with("│ host/elsa/2019-12-04T09:35:01Z │"),
+            "{text}"
+        );
         assert!(lines[5].contains(&format!(" {date2} │")), "{text}");
         assert!(lines[5].ends_with("   keep │"), "{text}");
         let quiet = String::from_utf8(quiet).unwrap();
@@ -282,7 +292,10 @@ mod tests {
             show_gc_task(&api, &upid, OutputFormat::Text, &interrupts, &mut text).await
         })
         .unwrap();
-        assert_eq!(String::from_utf8(json_out).unwrap(), format!("\"{upid}\"\n"));
+        assert_eq!(
+            String::from_utf8(json_out).unwrap(),
+            format!("\"{upid}\"\n")
+        );
         assert_eq!(
             String::from_utf8(text).unwrap(),
             "starting garbage collection on store s\nTASK OK\n"
