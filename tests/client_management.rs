@@ -359,6 +359,44 @@ fn management_commands_end_to_end() {
     let err = fx.fails(&["upload-log", snap, log.to_str().unwrap()]);
     assert!(err.contains("backup already contains a log."), "{err}");
 
+    // with a key file the log is stored encrypted
+    let key_path = fx.home.path().join("key.json");
+    let key = pbs_datastore::key_config::KeyConfig::without_password([5u8; 32]).unwrap();
+    std::fs::write(&key_path, key.to_json().unwrap()).unwrap();
+    let key_arg = key_path.to_str().unwrap();
+    let other = "vm/100/2023-11-16T22:13:20Z";
+    let err = fx.fails(&[
+        "upload-log",
+        other,
+        log.to_str().unwrap(),
+        "--keyfile",
+        key_arg,
+        "--crypt-mode",
+        "none",
+    ]);
+    assert_eq!(
+        err,
+        "Error: --keyfile/--keyfd and --crypt-mode=none are mutually exclusive\n"
+    );
+    fx.ok(&[
+        "upload-log",
+        other,
+        log.to_str().unwrap(),
+        "--keyfile",
+        key_arg,
+    ]);
+    let stored = std::fs::read(fx.store_path.join(format!("{other}/client.log.blob"))).unwrap();
+    let blob = DataBlob::from_raw(stored).unwrap();
+    assert!(blob.is_encrypted());
+    let config = pbs_datastore::crypt_config::CryptConfig::new([5u8; 32]).unwrap();
+    assert_eq!(
+        blob.decode(Some(&config), None).unwrap(),
+        "backup log line\n".repeat(50).into_bytes()
+    );
+    let stored = std::fs::read(fx.store_path.join(format!("{snap}/client.log.blob"))).unwrap();
+    let blob = DataBlob::from_raw(stored).unwrap();
+    assert!(!blob.is_encrypted() && blob.is_compressed());
+
     // prune: dry run, quiet, json; --max-depth is passed on and rejected by the server
     let expected = format!(
         "\
