@@ -283,6 +283,24 @@ fn management_commands_end_to_end() {
          vm/100    vm/100/2023-11-16T22:13:20Z    3 index.json qemu-server.conf root.pxar\n"
     );
 
+    let no_header = fx.run_with(&["list"], &[("PROXMOX_OUTPUT_NO_HEADER", "1")]);
+    // without the header the widths come from the cells alone
+    assert_eq!(
+        no_header.stdout,
+        "\
+┌───────────┬────────────────────────────────┬───┬───────────────────────────────────────┐
+│ host/elsa │ host/elsa/2023-11-15T22:13:20Z │ 1 │ index.json qemu-server.conf root.pxar │
+├───────────┼────────────────────────────────┼───┼───────────────────────────────────────┤
+│ vm/100    │ vm/100/2023-11-16T22:13:20Z    │ 3 │ index.json qemu-server.conf root.pxar │
+└───────────┴────────────────────────────────┴───┴───────────────────────────────────────┘
+"
+    );
+    let pretty = fx.ok(&["list", "--output-format", "json-pretty"]);
+    assert_eq!(
+        pretty,
+        format!("{}\n", serde_json::to_string_pretty(&groups).unwrap())
+    );
+
     // snapshot list (and its alias)
     let expected = "\
 ┌─────────────────────────────┬───────────┬───────────────────────────────────────┐
