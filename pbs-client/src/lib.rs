@@ -6,6 +6,7 @@
 //! * [`backup_writer`], [`backup_reader`], [`remote_chunk_reader`], [`restore`]: writing and
 //!   reading snapshots over the backup and reader protocols.
 
+pub mod api_client;
 pub mod backup_reader;
 pub mod backup_writer;
 pub mod catalog_shell;
@@ -18,6 +19,7 @@ pub mod rate_limit;
 pub mod remote_chunk_reader;
 pub mod repository;
 pub mod restore;
+pub mod task_log;
 pub mod ticket_cache;
 pub mod tls;
 pub mod tools;

@@ -14,6 +14,9 @@ use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 pub mod benchmark;
 pub mod catalog;
 pub mod key;
+mod namespace;
+mod snapshot;
+mod task;
 
 /// Program name in usage texts.
 pub const PROGRAM: &str = "proxmox-backup-client";
@@ -70,6 +73,9 @@ pub fn command_tree() -> CommandTree {
     entries.extend(benchmark::commands());
     entries.extend(catalog::commands());
     entries.extend(key::commands());
+    entries.extend(namespace::commands());
+    entries.extend(snapshot::commands());
+    entries.extend(task::commands());
     entries.extend(session::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
@@ -89,6 +95,14 @@ pub fn command_tree() -> CommandTree {
 /// Runs the command at `path` (aliases already resolved).
 async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
+        Some("change-owner") => snapshot::run(path, args).await,
+        Some("garbage-collect") => snapshot::run(path, args).await,
+        Some("list") => snapshot::run(path, args).await,
+        Some("namespace") => namespace::run(path, args).await,
+        Some("prune") => snapshot::run(path, args).await,
+        Some("snapshot") => snapshot::run(path, args).await,
+        Some("status") => snapshot::run(path, args).await,
+        Some("task") => task::run(path, args).await,
         // One arm per module: `Some("name") => module::run(path, args).await,`
         Some("benchmark") => benchmark::run(path, args).await,
         Some("catalog") => catalog::run(path, args).await,
