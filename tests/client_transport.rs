@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use common::{encode, wait_until, Target, TestServer};
 use pbs_api_types::Authid;
+use pbs_client::proxy::ProxyConfig;
 use pbs_client::{HttpClient, HttpClientOptions, HttpError};
 use pbs_datastore::DataBlob;
 
@@ -340,6 +341,45 @@ fn create_datastore(server: &TestServer, name: &str, path: &Path) {
     });
 }
 
+/// A minimal HTTP CONNECT proxy on 127.0.0.1 that only tunnels to loopback addresses;
+/// returns its port and the list of requested authorities.
+async fn start_connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read_u8().await {
+                        Ok(byte) => head.push(byte),
+                        Err(_) => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let authority = head.split(' ').nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(authority.clone());
+                if !authority.starts_with("127.0.0.1:") {
+                    let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&authority).await else {
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (port, tunnels)
+}
+
 #[test]
 fn library_rest_and_backup_session() {
     let server = TestServer::start();
@@ -390,6 +430,25 @@ fn library_rest_and_backup_session() {
             err.to_string(),
             "Path '/api2/json/nonexistent/path' not found."
         );
+
+        // The same through an HTTP CONNECT proxy.
+        let (proxy_port, tunnels) = start_connect_proxy().await;
+        let options = HttpClientOptions::new_non_interactive(
+            PASSWORD.into(),
+            Some(server.fingerprint.clone()),
+        )
+        .proxy(Some(
+            ProxyConfig::parse(&format!("http://127.0.0.1:{proxy_port}")).unwrap(),
+        ));
+        let proxied = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &bob, options)
+            .expect("proxied client");
+        let version = proxied
+            .get("api2/json/version", None)
+            .await
+            .expect("via proxy");
+        assert!(version["data"]["version"].is_string());
+        let authority = format!("127.0.0.1:{}", server.proxy_addr.port());
+        assert_eq!(tunnels.lock().unwrap().first(), Some(&authority));
 
         // A backup session.
         let params = json!({

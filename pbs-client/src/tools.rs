@@ -11,6 +11,7 @@ use serde_json::Value;
 use pbs_cli::{Param, ParsedArgs};
 
 use crate::http_client::{HttpClient, HttpClientOptions};
+use crate::proxy::ProxyConfig;
 use crate::repository::{self, BackupRepository};
 use crate::xdg;
 
@@ -262,7 +263,9 @@ pub fn connect_rate_limited(
 ) -> Result<HttpClient> {
     let fingerprint = env_text(ENV_VAR_PBS_FINGERPRINT)?;
     let password = get_secret_from_env(ENV_VAR_PBS_PASSWORD)?;
-    let options = HttpClientOptions::new_interactive(password, fingerprint).rate_limit(rate, burst);
+    let options = HttpClientOptions::new_interactive(password, fingerprint)
+        .rate_limit(rate, burst)
+        .proxy(ProxyConfig::from_env()?);
     HttpClient::new(repo.host(), repo.port(), repo.auth_id(), options)
 }
 
@@ -358,7 +361,9 @@ mod tests {
         // The only test touching PBS_REPOSITORY.
         std::env::remove_var(ENV_VAR_PBS_REPOSITORY);
         assert_eq!(
-            extract_repository(&parse_args(&[])).unwrap_err().to_string(),
+            extract_repository(&parse_args(&[]))
+                .unwrap_err()
+                .to_string(),
             "unable to get (default) repository"
         );
         assert_eq!(extract_repository_optional(&parse_args(&[])).unwrap(), None);
@@ -372,7 +377,10 @@ mod tests {
         // From the environment only parsed, without the length limit.
         let long = format!("h:{}", "s".repeat(300));
         std::env::set_var(ENV_VAR_PBS_REPOSITORY, &long);
-        assert_eq!(extract_repository(&parse_args(&[])).unwrap().store().len(), 300);
+        assert_eq!(
+            extract_repository(&parse_args(&[])).unwrap().store().len(),
+            300
+        );
         let repo = extract_repository(&parse_args(&["--repository", "other"])).unwrap();
         assert_eq!(repo.store(), "other");
         std::env::remove_var(ENV_VAR_PBS_REPOSITORY);
