@@ -14,9 +14,10 @@ use serde_json::{json, Value};
 
 use common::{encode, wait_until, Target, TestServer};
 use pbs_api_types::Authid;
+use pbs_api_types::CryptMode;
 use pbs_client::proxy::ProxyConfig;
 use pbs_client::{HttpClient, HttpClientOptions, HttpError};
-use pbs_datastore::DataBlob;
+use pbs_datastore::{BackupManifest, DataBlob};
 
 const PASSWORD: &str = "client-secret-1";
 
@@ -449,6 +450,31 @@ fn library_rest_and_backup_session() {
         assert!(version["data"]["version"].is_string());
         let authority = format!("127.0.0.1:{}", server.proxy_addr.port());
         assert_eq!(tunnels.lock().unwrap().first(), Some(&authority));
+        // Sequential requests reuse the kept-alive connection: the proxy sees one tunnel
+        // for the login and all of them.
+        for _ in 0..3 {
+            proxied.get("api2/json/version", None).await.expect("again");
+        }
+        assert_eq!(tunnels.lock().unwrap().len(), 1);
+
+        // Ticket renewal while the client runs (here every second instead of 15 minutes).
+        let options = HttpClientOptions::new_non_interactive(
+            PASSWORD.into(),
+            Some(server.fingerprint.clone()),
+        )
+        .ticket_renew_interval(Duration::from_secs(1));
+        let renewing = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &bob, options)
+            .expect("renewing client");
+        renewing.login().await.expect("login");
+        let first = renewing.ticket().expect("ticket");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let second = renewing.ticket().expect("ticket");
+        assert_ne!(first, second);
+        assert!(second.starts_with("PBS:bob@pbs:"));
+        renewing
+            .get("api2/json/version", None)
+            .await
+            .expect("renewed ticket works");
 
         // A backup session.
         let params = json!({
@@ -519,5 +545,146 @@ fn library_rest_and_backup_session() {
                 .starts_with("unable to update manifest blob"),
             "{err}"
         );
+        drop(session);
+
+        // A complete snapshot, then downloads over REST and in a reader session.
+        let time = 1_700_000_100;
+        let params = json!({
+            "store": "store1",
+            "backup-type": "host",
+            "backup-id": "transport",
+            "backup-time": time,
+            "debug": true,
+        });
+        let session = start_backup_session(&client, params).await;
+        let (name, raw) = &blobs[0];
+        session
+            .upload(
+                "POST",
+                "blob",
+                Some(json!({"file-name": name, "encoded-size": raw.len()})),
+                "application/octet-stream",
+                raw.clone(),
+            )
+            .await
+            .expect("blob upload");
+        let mut manifest = BackupManifest::new("host", "transport", time);
+        manifest
+            .add_file(name, raw.len() as u64, openssl::sha::sha256(raw), CryptMode::None)
+            .expect("manifest entry");
+        let manifest_json = manifest.to_string(None).expect("manifest JSON");
+        let manifest_blob = DataBlob::encode(manifest_json.as_bytes(), None, true)
+            .expect("manifest blob")
+            .into_inner();
+        session
+            .upload(
+                "POST",
+                "blob",
+                Some(json!({"file-name": "index.json.blob", "encoded-size": manifest_blob.len()})),
+                "application/octet-stream",
+                Bytes::from(manifest_blob),
+            )
+            .await
+            .expect("manifest upload");
+        assert_eq!(
+            session.post("finish", None).await.expect("finish"),
+            json!({"data": null})
+        );
+        drop(session);
+
+        let mut downloaded = Vec::new();
+        client
+            .download(
+                &format!(
+                    "api2/json/admin/datastore/store1/download?backup-type=host&backup-id=transport&backup-time={time}&file-name={name}"
+                ),
+                &mut downloaded,
+            )
+            .await
+            .expect("REST download");
+        assert_eq!(downloaded, raw.as_ref());
+        let err = client
+            .download(
+                &format!(
+                    "api2/json/admin/datastore/store1/download?backup-type=host&backup-id=transport&backup-time={time}&file-name=missing.blob"
+                ),
+                &mut Vec::new(),
+            )
+            .await
+            .expect_err("missing file");
+        assert_eq!(
+            err.downcast_ref::<HttpError>().map(|e| e.code.as_u16()),
+            Some(404),
+            "{err}"
+        );
+
+        let reader = client
+            .start_h2_connection(
+                "api2/json/reader",
+                json!({
+                    "store": "store1",
+                    "backup-type": "host",
+                    "backup-id": "transport",
+                    "backup-time": time,
+                    "debug": true,
+                }),
+                "proxmox-backup-reader-protocol-v1",
+            )
+            .await
+            .expect("reader session");
+        let data = reader
+            .download_to_vec("download", Some(json!({"file-name": name})))
+            .await
+            .expect("reader download");
+        assert_eq!(data, raw.as_ref());
+        let speed = reader
+            .download_to_vec("speedtest", None)
+            .await
+            .expect("speedtest");
+        assert_eq!(speed.len(), 1024 * 1024);
+        assert!(speed.iter().all(|b| *b == b'A'));
+        let err = reader
+            .download_to_vec("download", Some(json!({"file-name": "x.txt"})))
+            .await
+            .expect_err("bad archive type");
+        assert_eq!(err.to_string(), "unknown archive type: \"x.txt\"");
+
+        // A refused upgrade carries the server's message.
+        let err = client
+            .start_h2_connection(
+                "api2/json/backup",
+                json!({"store": "nostore", "backup-type": "host", "backup-id": "x", "backup-time": 1}),
+                "proxmox-backup-protocol-v1",
+            )
+            .await
+            .err()
+            .expect("refused upgrade");
+        assert!(err.downcast_ref::<HttpError>().is_some(), "{err}");
     });
+}
+
+/// Starts a backup session; the previous session of the group may still be ending.
+async fn start_backup_session(client: &HttpClient, params: Value) -> pbs_client::H2Client {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match client
+            .start_h2_connection(
+                "api2/json/backup",
+                params.clone(),
+                "proxmox-backup-protocol-v1",
+            )
+            .await
+        {
+            Ok(session) => return session,
+            Err(err)
+                if err
+                    .to_string()
+                    .ends_with("another backup is already running")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("backup session: {err:#}"),
+        }
+    }
 }

@@ -92,6 +92,7 @@ pub struct HttpClientOptions {
     rate: Option<u64>,
     burst: Option<u64>,
     proxy: Option<ProxyConfig>,
+    renew_interval: Option<Duration>,
 }
 
 impl HttpClientOptions {
@@ -132,6 +133,12 @@ impl HttpClientOptions {
         }
     }
 
+    /// Renews the ticket at this interval instead of every 15 minutes.
+    pub fn ticket_renew_interval(mut self, interval: Duration) -> Self {
+        self.renew_interval = Some(interval);
+        self
+    }
+
     /// Connects through an HTTP proxy (`CONNECT` tunnel).
     pub fn proxy(mut self, proxy: Option<ProxyConfig>) -> Self {
         self.proxy = proxy;
@@ -167,6 +174,7 @@ struct Inner {
     connector: SslConnector,
     limits: RateLimits,
     proxy: Option<ProxyConfig>,
+    renew_interval: Duration,
     /// What `login` authenticates with: password, token secret or a ticket to renew.
     password: Mutex<Option<String>>,
     credentials: Mutex<Option<Credentials>>,
@@ -261,6 +269,7 @@ impl HttpClient {
             connector: tls::connector()?,
             limits: RateLimits::new(options.rate, options.burst),
             proxy: options.proxy.clone(),
+            renew_interval: options.renew_interval.unwrap_or(TICKET_RENEW_INTERVAL),
             password: Mutex::new(password),
             credentials: Mutex::new(credentials),
             login_lock: tokio::sync::Mutex::new(()),
@@ -293,6 +302,14 @@ impl HttpClient {
     /// Fingerprint of the server certificate as seen on the last connection.
     pub fn fingerprint(&self) -> Option<String> {
         lock(&self.inner.seen_fingerprint).clone()
+    }
+
+    /// The current ticket (none for API tokens or before the login).
+    pub fn ticket(&self) -> Option<String> {
+        match &*lock(&self.inner.credentials) {
+            Some(Credentials::Ticket(ticket)) => Some(ticket.ticket.clone()),
+            _ => None,
+        }
     }
 
     /// Authenticates: API tokens and given tickets need no request; otherwise a ticket is
@@ -369,9 +386,10 @@ impl HttpClient {
             return;
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let interval = self.inner.renew_interval;
         *renewal = Some(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(TICKET_RENEW_INTERVAL).await;
+                tokio::time::sleep(interval).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let client = HttpClient { inner };
                 let _guard = client.inner.login_lock.lock().await;
