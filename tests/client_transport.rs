@@ -104,6 +104,44 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Runs the client on a pseudo terminal (`script`), feeding `input` as typed text.
+    fn run_tty(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+        use std::io::Write;
+        let command_line = std::iter::once(client_binary().display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut command = Command::new("script");
+        command
+            .args(["-qec", &command_line, "/dev/null"])
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env_remove("PBS_PASSWORD")
+            .env_remove("PBS_FINGERPRINT")
+            .env_remove("PBS_REPOSITORY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("run script");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("terminal input");
+        // Keep the input open until the client is done: EOF would end the session early.
+        let output = std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| child.wait_with_output());
+            let output = waiter.join().expect("wait");
+            drop(stdin);
+            output
+        });
+        output.expect("script output")
+    }
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -272,6 +310,54 @@ fn client_commands_login_logout_version() {
         "{err}"
     );
     assert!(err.ends_with("Error: Certificate fingerprint was not confirmed.\n"));
+
+    // On a terminal: trust on first use, then the password prompt.
+    let tty_home = Home::new();
+    let out = tty_home.run_tty(
+        &["login", "--repository", &repo],
+        &[("PBS_PASSWORD", PASSWORD)],
+        "n\n",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(255), "{text}");
+    assert!(text.contains(&format!("fingerprint: {fp}")), "{text}");
+    assert!(
+        text.contains("Are you sure you want to continue connecting? (y/n): "),
+        "{text}"
+    );
+    assert!(
+        text.contains("Certificate fingerprint was not confirmed."),
+        "{text}"
+    );
+    assert!(!tty_home.path("config/proxmox-backup/fingerprints").exists());
+    let out = tty_home.run_tty(
+        &["login", "--repository", &repo],
+        &[("PBS_PASSWORD", PASSWORD)],
+        "maybe\ny\n",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text.matches("Are you sure you want to continue connecting? (y/n): ")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tty_home.path("config/proxmox-backup/fingerprints")).unwrap(),
+        format!("127.0.0.1 {fp}\n")
+    );
+    assert_ok(&tty_home.run(&["logout", "--repository", &repo], &[]));
+    let out = tty_home.run_tty(
+        &["login", "--repository", &repo],
+        &[],
+        &format!("{PASSWORD}\n"),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Password for \"alice@pbs\": "), "{text}");
+    assert!(!text.contains("Are you sure"), "{text}");
+    assert!(tty_home.tickets()["127.0.0.1"]["alice@pbs"]["ticket"].is_string());
 
     // API tokens: the secret comes from PBS_PASSWORD; no ticket is involved.
     let token = server
