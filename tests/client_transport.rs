@@ -735,6 +735,36 @@ fn library_rest_and_backup_session() {
             .expect_err("bad archive type");
         assert_eq!(err.to_string(), "unknown archive type: \"x.txt\"");
 
+        // Rate limiting applies to the session's socket too: 1 MiB at 2 MB/s.
+        let options = HttpClientOptions::new_non_interactive(
+            PASSWORD.into(),
+            Some(server.fingerprint.clone()),
+        )
+        .rate_limit(Some(2_000_000), Some(100_000));
+        let limited = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &bob, options)
+            .expect("rate-limited client");
+        let reader = limited
+            .start_h2_connection(
+                "api2/json/reader",
+                json!({
+                    "store": "store1",
+                    "backup-type": "host",
+                    "backup-id": "transport",
+                    "backup-time": time,
+                }),
+                "proxmox-backup-reader-protocol-v1",
+            )
+            .await
+            .expect("rate-limited reader session");
+        let start = std::time::Instant::now();
+        let speed = reader
+            .download_to_vec("speedtest", None)
+            .await
+            .expect("speedtest");
+        let elapsed = start.elapsed();
+        assert_eq!(speed.len(), 1024 * 1024);
+        assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+
         // A refused upgrade carries the server's message.
         let err = client
             .start_h2_connection(
