@@ -13,6 +13,7 @@ pub mod catalog_shell;
 pub mod h2;
 pub mod http_client;
 pub mod inject;
+pub mod proxy;
 pub mod pxar;
 pub mod query;
 pub mod rate_limit;
