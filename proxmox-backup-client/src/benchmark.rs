@@ -263,7 +263,7 @@ mod tls {
             true,
         )
         .await?;
-        let speed = writer.upload_speedtest().await;
+        let speed = writer.speedtest().await;
         writer.cancel();
         let speed = speed?;
         for line in speed.log_lines() {
