@@ -4,3 +4,4 @@
 
 pub mod inject;
 pub mod pxar;
+pub mod pxar_backup_stream;
