@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
+pub mod backup;
+pub mod crypto;
+pub mod restore;
+
 /// Program name in usage texts.
 pub const PROGRAM: &str = "proxmox-backup-client";
 
@@ -60,7 +64,8 @@ fn subtree<'a>(tree: &'a CommandTree, path: &[&str]) -> Option<&'a CommandTree> 
 pub fn command_tree() -> CommandTree {
     let mut entries: Vec<(&'static str, CommandTree)> = Vec::new();
     // One line per module; keep them sorted.
-    let _ = &mut entries;
+    entries.extend(backup::commands());
+    entries.extend(restore::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
