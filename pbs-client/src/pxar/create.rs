@@ -13,8 +13,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::mpsc::Sender;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, format_err, Context, Result};
 use pathpatterns::{MatchEntry, MatchList, MatchType, PatternFlag};
 use pbs_datastore::catalog::BackupCatalogWriter;
 use pxar::encoder::{Encoder, LinkOffset, SeqWrite};
@@ -23,7 +24,9 @@ use pxar::Metadata;
 
 use super::flags::{fs_magic::is_virtual_file_system, Flags};
 use super::metadata::get_metadata;
+use super::reuse::{CachedFile, Deferred, PreviousArchiveRef, ReuseState, RunDecision};
 use super::tools::{self, errno, Dir};
+use crate::inject::InjectChunks;
 
 /// Default limit of listed entries on the current directory path (`--entries-max`).
 pub const ENCODER_MAX_ENTRIES: usize = 1024 * 1024;
@@ -89,10 +92,28 @@ pub struct ArchiveStats {
     pub archive_size: u64,
     /// Size of the payload stream (split archives only).
     pub payload_size: Option<u64>,
-    /// Regular files written with content (the synthetic `.pxarexclude-cli` included).
+    /// Regular files, fresh or reused (the synthetic `.pxarexclude-cli` included).
     pub files: u64,
     /// Content bytes of those files.
     pub file_bytes: u64,
+    /// Regular files whose contents were read from disk.
+    pub files_read: u64,
+    /// Metadata mode: unchanged files whose payload was taken from reused chunks.
+    pub reused_files: u64,
+    /// Content bytes of the reused files.
+    pub reused_bytes: u64,
+    /// Metadata mode: regular files encoded afresh (new, changed, or reuse rejected).
+    pub reencoded_files: u64,
+    /// Content bytes of the re-encoded files.
+    pub reencoded_bytes: u64,
+    /// Metadata mode: unchanged files re-encoded because reuse broke the padding rule.
+    pub reuse_rejected_files: u64,
+    /// Bytes of previous chunks injected into the payload stream.
+    pub injected_bytes: u64,
+    /// Number of injected chunks.
+    pub injected_chunks: u64,
+    /// Injected bytes that no reused file references (waste in partially used chunks).
+    pub padding_bytes: u64,
     /// Subdirectories (the root not counted).
     pub directories: u64,
     /// Hardlinks (second and later occurrences).
@@ -219,6 +240,44 @@ pub fn create_archive_split<'a, 'h, W: Write, P: Write>(
     )
 }
 
+/// Create a v2 split archive like [`create_archive_split`] in change-detection mode
+/// `metadata`: regular files whose metadata equals their entry in `reference` are not read;
+/// their PAYLOAD items are taken over from the previous payload stream by injecting whole
+/// previous chunks, announced on `injections` before any payload byte behind them is written.
+/// The payload stream position counts injected bytes as if written.
+///
+/// Without a reference this is [`create_archive_split`]. With one, a change-detection
+/// summary goes to `messages` at the end.
+#[allow(clippy::too_many_arguments)]
+pub fn create_archive_split_with_reference<'a, 'h, W: Write, P: Write>(
+    source: impl Into<SourceDir<'a>>,
+    writer: W,
+    payload_writer: P,
+    feature_flags: Flags,
+    options: PxarCreateOptions,
+    reference: Option<PreviousArchiveRef>,
+    injections: Sender<InjectChunks>,
+    payload_boundary: Option<&'h mut dyn FnMut(u64)>,
+    messages: &'h mut dyn FnMut(String),
+) -> Result<ArchiveStats> {
+    let reuse = reference
+        .map(|reference| ReuseState::new(reference, injections))
+        .transpose()?;
+    run_with_reuse(
+        source.into(),
+        Outputs::Split(writer, payload_writer),
+        feature_flags,
+        options,
+        None,
+        reuse,
+        Hooks {
+            messages,
+            payload_boundary,
+            before_entry: None,
+        },
+    )
+}
+
 enum Outputs<W, P> {
     Unified(W),
     Split(W, P),
@@ -272,6 +331,26 @@ fn run<'h, W: Write, P: Write>(
     feature_flags: Flags,
     options: PxarCreateOptions,
     catalog: Option<&'h mut dyn BackupCatalogWriter>,
+    hooks: Hooks<'h>,
+) -> Result<ArchiveStats> {
+    run_with_reuse(
+        source,
+        outputs,
+        feature_flags,
+        options,
+        catalog,
+        None,
+        hooks,
+    )
+}
+
+fn run_with_reuse<'h, W: Write, P: Write>(
+    source: SourceDir<'_>,
+    outputs: Outputs<W, P>,
+    feature_flags: Flags,
+    options: PxarCreateOptions,
+    catalog: Option<&'h mut dyn BackupCatalogWriter>,
+    reuse: Option<ReuseState>,
     hooks: Hooks<'h>,
 ) -> Result<ArchiveStats> {
     let mut source_dir = source.open()?;
@@ -341,12 +420,17 @@ fn run<'h, W: Write, P: Write>(
         buffer: vec![0u8; COPY_BUFFER_SIZE],
         hooks,
         stats: ArchiveStats::default(),
+        reuse,
     };
     archiver.archive_dir_contents(&mut encoder, &mut source_dir, true)?;
+    archiver.finish_reuse(&mut encoder)?;
+    let payload_position = encoder.payload_position();
     let mut stats = archiver.stats;
     let (out, payload_out) = encoder.finish()?;
     stats.archive_size = finish_output(out)?;
-    stats.payload_size = payload_out.map(finish_output).transpose()?;
+    let written = payload_out.map(finish_output).transpose()?;
+    // Injected chunks count as part of the payload stream; 16 bytes are the tail marker.
+    stats.payload_size = written.map(|written| payload_position.map_or(written, |pos| pos + 16));
     Ok(stats)
 }
 
@@ -381,6 +465,8 @@ struct Archiver<'a> {
     buffer: Vec<u8>,
     hooks: Hooks<'a>,
     stats: ArchiveStats,
+    /// Metadata mode with a previous archive: the look-ahead cache and injections.
+    reuse: Option<ReuseState>,
 }
 
 impl Archiver<'_> {
@@ -659,7 +745,7 @@ impl Archiver<'_> {
         let name = entry.name.to_bytes();
 
         match metadata.stat.file_type() {
-            mode::IFREG => self.add_regular_file(encoder, fd, name, &metadata, stat),
+            mode::IFREG => self.add_regular_file(encoder, fd, name, metadata, stat),
             mode::IFDIR => {
                 let mut dir = Dir::from_fd(fd)?;
                 if let Some(catalog) = self.catalog.as_mut() {
@@ -676,7 +762,8 @@ impl Archiver<'_> {
                 if let Some(catalog) = self.catalog.as_mut() {
                     catalog.add_socket(name)?;
                 }
-                encoder.add_socket(&metadata, name)?;
+                let name = name.to_vec();
+                self.emit(encoder, Deferred::Socket { name, metadata })?;
                 self.stats.special_files += 1;
                 Ok(())
             }
@@ -684,7 +771,8 @@ impl Archiver<'_> {
                 if let Some(catalog) = self.catalog.as_mut() {
                     catalog.add_fifo(name)?;
                 }
-                encoder.add_fifo(&metadata, name)?;
+                let name = name.to_vec();
+                self.emit(encoder, Deferred::Fifo { name, metadata })?;
                 self.stats.special_files += 1;
                 Ok(())
             }
@@ -693,7 +781,15 @@ impl Archiver<'_> {
                     catalog.add_symlink(name)?;
                 }
                 let target = tools::readlink_fd(fd.as_raw_fd()).context("readlink failed")?;
-                encoder.add_symlink(&metadata, name, &target)?;
+                let name = name.to_vec();
+                self.emit(
+                    encoder,
+                    Deferred::Symlink {
+                        name,
+                        metadata,
+                        target,
+                    },
+                )?;
                 self.stats.special_files += 1;
                 Ok(())
             }
@@ -705,7 +801,16 @@ impl Archiver<'_> {
                         catalog.add_char_device(name)?;
                     }
                 }
-                encoder.add_device(&metadata, name, Device::from_dev_t(stat.st_rdev))?;
+                let device = Device::from_dev_t(stat.st_rdev);
+                let name = name.to_vec();
+                self.emit(
+                    encoder,
+                    Deferred::Device {
+                        name,
+                        metadata,
+                        device,
+                    },
+                )?;
                 self.stats.special_files += 1;
                 Ok(())
             }
@@ -718,24 +823,83 @@ impl Archiver<'_> {
         encoder: &mut Encoder<W, P>,
         fd: OwnedFd,
         name: &[u8],
-        metadata: &Metadata,
+        metadata: Metadata,
         stat: &libc::stat,
     ) -> Result<()> {
         let link_key = (stat.st_dev, stat.st_ino);
         if stat.st_nlink > 1 {
+            if let Some(reuse) = self.reuse.as_mut() {
+                if reuse.has_cached_link(link_key) {
+                    // The target's link offset is known once the cache is encoded.
+                    if let Some(catalog) = self.catalog.as_mut() {
+                        catalog.add_hardlink(name)?;
+                    }
+                    reuse.defer(Deferred::CachedHardlink {
+                        name: name.to_vec(),
+                        key: link_key,
+                    });
+                    self.stats.hardlinks += 1;
+                    return Ok(());
+                }
+            }
             if let Some((target, offset)) = self.hardlinks.get(&link_key) {
                 if let Some(catalog) = self.catalog.as_mut() {
                     catalog.add_hardlink(name)?;
                 }
-                encoder.add_hardlink(name, target, *offset)?;
+                let entry = Deferred::Hardlink {
+                    name: name.to_vec(),
+                    target: target.clone(),
+                    offset: *offset,
+                };
+                self.emit(encoder, entry)?;
                 self.stats.hardlinks += 1;
                 return Ok(());
             }
         }
 
+        if let Some(reuse) = self.reuse.as_mut() {
+            if let Some((range, previous_size)) = reuse.reusable(name, &metadata)? {
+                if !reuse.continues_run(&range) {
+                    self.flush_reuse_cache(encoder)?;
+                }
+                let file = CachedFile {
+                    fd,
+                    name: name.to_vec(),
+                    path: self.path.clone(),
+                    metadata,
+                    stat: *stat,
+                    range,
+                    previous_size,
+                };
+                let full = match self.reuse.as_mut() {
+                    Some(reuse) => reuse.cache_file(file),
+                    None => false,
+                };
+                if full {
+                    self.flush_reuse_cache(encoder)?;
+                }
+                return Ok(());
+            }
+            self.flush_reuse_cache(encoder)?;
+        }
+        self.encode_file(encoder, fd, name, &metadata, stat)
+    }
+
+    /// Encode a regular file with its contents read from `fd`.
+    fn encode_file<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+        fd: OwnedFd,
+        name: &[u8],
+        metadata: &Metadata,
+        stat: &libc::stat,
+    ) -> Result<()> {
         let size = stat.st_size as u64;
         if let Some(catalog) = self.catalog.as_mut() {
             catalog.add_file(name, size, stat.st_mtime)?;
+        }
+        if let Some(reuse) = self.reuse.as_mut() {
+            reuse.commit(encoder)?;
         }
         if let (Some(boundary), Some(pos)) = (
             self.hooks.payload_boundary.as_mut(),
@@ -792,9 +956,162 @@ impl Archiver<'_> {
         }
         self.stats.files += 1;
         self.stats.file_bytes += size;
-        if stat.st_nlink > 1 {
-            self.hardlinks.insert(link_key, (self.path.clone(), offset));
+        self.stats.files_read += 1;
+        if self.reuse.is_some() {
+            self.stats.reencoded_files += 1;
+            self.stats.reencoded_bytes += size;
         }
+        if stat.st_nlink > 1 {
+            self.hardlinks
+                .insert((stat.st_dev, stat.st_ino), (self.path.clone(), offset));
+        }
+        Ok(())
+    }
+
+    /// Encode a non-file entry now, or queue it behind the cached files.
+    fn emit<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+        entry: Deferred,
+    ) -> Result<()> {
+        match self.reuse.as_mut() {
+            Some(reuse) if reuse.is_caching() => {
+                reuse.defer(entry);
+                Ok(())
+            }
+            _ => encode_entry(encoder, entry),
+        }
+    }
+
+    /// Encode the cached run: as references into reused chunks, or normally if the padding
+    /// rule rejects reuse.
+    fn flush_reuse_cache<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+    ) -> Result<()> {
+        let Some(reuse) = self.reuse.as_mut() else {
+            return Ok(());
+        };
+        let Some(run) = reuse.take_run() else {
+            return Ok(());
+        };
+        match reuse.decide(&run.range)? {
+            RunDecision::Reuse { span, continuing } => {
+                let base = reuse.begin_reuse(encoder, continuing)?;
+                let mut item_bytes = 0;
+                for entry in run.entries {
+                    let Deferred::File(file) = entry else {
+                        self.encode_deferred(encoder, entry)?;
+                        continue;
+                    };
+                    let offset = base + (file.range.start - span.first_start);
+                    let link = encoder
+                        .add_payload_ref(&file.metadata, &file.name, file.previous_size, offset)
+                        .map_err(|error| ArchiveError {
+                            path: file.path.clone(),
+                            error: error.into(),
+                        })?;
+                    item_bytes += file.range.end - file.range.start;
+                    self.stats.files += 1;
+                    self.stats.file_bytes += file.previous_size;
+                    self.stats.reused_files += 1;
+                    self.stats.reused_bytes += file.previous_size;
+                    if file.stat.st_nlink > 1 {
+                        self.hardlinks
+                            .insert((file.stat.st_dev, file.stat.st_ino), (file.path, link));
+                    }
+                }
+                if let Some(reuse) = self.reuse.as_mut() {
+                    reuse.finish_reuse(encoder, span, continuing, run.range.end, item_bytes)?;
+                }
+            }
+            RunDecision::Reject => {
+                reuse.commit(encoder)?;
+                let walk_path = std::mem::take(&mut self.path);
+                let mut result = Ok(());
+                for entry in run.entries {
+                    let Deferred::File(file) = entry else {
+                        result = self.encode_deferred(encoder, entry);
+                        if result.is_err() {
+                            break;
+                        }
+                        continue;
+                    };
+                    let file = *file;
+                    self.path = file.path;
+                    result =
+                        self.encode_file(encoder, file.fd, &file.name, &file.metadata, &file.stat);
+                    if result.is_err() {
+                        result = result.map_err(|error| self.wrap_error(error));
+                        break;
+                    }
+                    self.stats.reuse_rejected_files += 1;
+                }
+                self.path = walk_path;
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encode a cached non-file entry; hardlinks to cached files resolve their target now.
+    fn encode_deferred<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+        entry: Deferred,
+    ) -> Result<()> {
+        let Deferred::CachedHardlink { name, key } = entry else {
+            return encode_entry(encoder, entry);
+        };
+        let (target, offset) = self.hardlinks.get(&key).ok_or_else(|| {
+            format_err!(
+                "hardlink {:?}: target not encoded",
+                String::from_utf8_lossy(&name)
+            )
+        })?;
+        encoder.add_hardlink(&name, target, *offset)?;
+        Ok(())
+    }
+
+    /// End of the walk: encode what is cached, send the last injection, log the summary.
+    fn finish_reuse<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+    ) -> Result<()> {
+        self.flush_reuse_cache(encoder)?;
+        let Some(reuse) = self.reuse.as_mut() else {
+            return Ok(());
+        };
+        reuse.commit(encoder)?;
+        let counters = reuse.counters.clone();
+        self.stats.injected_bytes = counters.injected_bytes;
+        self.stats.injected_chunks = counters.injected_chunks;
+        self.stats.padding_bytes = counters
+            .injected_bytes
+            .saturating_sub(counters.reused_item_bytes);
+        let stats = self.stats.clone();
+        self.log("Change detection summary:".to_string());
+        self.log(format!(
+            " - {} total files ({} hardlinks)",
+            stats.reused_files + stats.reencoded_files + stats.hardlinks,
+            stats.hardlinks
+        ));
+        self.log(format!(
+            " - {} unchanged files reused, {} of content",
+            stats.reused_files,
+            human_bytes(stats.reused_bytes)
+        ));
+        self.log(format!(
+            " - {} new, changed or not reusable files re-encoded, {} of content",
+            stats.reencoded_files,
+            human_bytes(stats.reencoded_bytes)
+        ));
+        self.log(format!(
+            " - {} padding in {} reused chunks ({} injected)",
+            human_bytes(stats.padding_bytes),
+            stats.injected_chunks,
+            human_bytes(stats.injected_bytes)
+        ));
         Ok(())
     }
 
@@ -806,7 +1123,13 @@ impl Archiver<'_> {
         metadata: &Metadata,
         stat: &libc::stat,
     ) -> Result<()> {
-        encoder.create_directory(name, metadata)?;
+        self.emit(
+            encoder,
+            Deferred::DirStart {
+                name: name.to_vec(),
+                metadata: metadata.clone(),
+            },
+        )?;
 
         let old_fs_magic = self.fs_magic;
         let old_fs_feature_flags = self.fs_feature_flags;
@@ -835,7 +1158,7 @@ impl Archiver<'_> {
                 let message = format!("skipping mount point: {:?}", self.current_path());
                 self.log(message);
             } else {
-                result = self.archive_dir_contents(encoder, dir, false);
+                result = self.archive_subdir_contents(encoder, dir, name);
             }
         }
 
@@ -845,8 +1168,24 @@ impl Archiver<'_> {
 
         // After a failure the encoder holds a partial entry; the whole run is aborted anyway.
         result?;
-        encoder.finish_directory()?;
-        Ok(())
+        self.emit(encoder, Deferred::DirEnd)
+    }
+
+    /// Archive a subdirectory's children, following it in the previous archive too.
+    fn archive_subdir_contents<W: SeqWrite, P: SeqWrite>(
+        &mut self,
+        encoder: &mut Encoder<W, P>,
+        dir: &mut Dir,
+        name: &[u8],
+    ) -> Result<()> {
+        if let Some(reuse) = self.reuse.as_mut() {
+            reuse.enter_dir(name)?;
+        }
+        let result = self.archive_dir_contents(encoder, dir, false);
+        if let Some(reuse) = self.reuse.as_mut() {
+            reuse.leave_dir();
+        }
+        result
     }
 
     /// Append `.pxarexclude-cli` with the command-line patterns to the root (v1 only).
@@ -873,5 +1212,63 @@ impl Archiver<'_> {
     }
 }
 
+/// Encode an entry that needs no file contents.
+fn encode_entry<W: SeqWrite, P: SeqWrite>(
+    encoder: &mut Encoder<W, P>,
+    entry: Deferred,
+) -> Result<()> {
+    match entry {
+        Deferred::DirStart { name, metadata } => {
+            encoder.create_directory(&name, &metadata)?;
+        }
+        Deferred::DirEnd => encoder.finish_directory()?,
+        Deferred::Symlink {
+            name,
+            metadata,
+            target,
+        } => encoder.add_symlink(&metadata, &name, &target)?,
+        Deferred::Device {
+            name,
+            metadata,
+            device,
+        } => encoder.add_device(&metadata, &name, device)?,
+        Deferred::Fifo { name, metadata } => encoder.add_fifo(&metadata, &name)?,
+        Deferred::Socket { name, metadata } => encoder.add_socket(&metadata, &name)?,
+        Deferred::Hardlink {
+            name,
+            target,
+            offset,
+        } => encoder.add_hardlink(&name, &target, offset)?,
+        Deferred::File(file) => bail!(
+            "{:?}: a file with contents cannot be encoded without them",
+            display_path(&file.path)
+        ),
+        Deferred::CachedHardlink { name, .. } => bail!(
+            "hardlink {:?}: target offset unknown",
+            String::from_utf8_lossy(&name)
+        ),
+    }
+    Ok(())
+}
+
+/// Byte count with a binary unit, e.g. `1.50 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod reuse_tests;
