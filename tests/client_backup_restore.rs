@@ -623,8 +623,9 @@ fn server_going_away_fails_the_backup_cleanly() {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn backup");
+    let group = env.store_path().join("host/gone");
     wait_until(Duration::from_secs(20), "backup session start", || {
-        env.server.daemon_log(Target::Proxy).contains("starting new backup")
+        std::fs::read_dir(&group).is_ok_and(|mut d| d.next().is_some())
     });
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: kill on the harness' own child process.

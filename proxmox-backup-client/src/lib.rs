@@ -11,6 +11,7 @@ use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
 pub mod backup;
 pub mod crypto;
+pub mod mount;
 pub mod restore;
 
 /// Program name in usage texts.
@@ -65,6 +66,7 @@ pub fn command_tree() -> CommandTree {
     let mut entries: Vec<(&'static str, CommandTree)> = Vec::new();
     // One line per module; keep them sorted.
     entries.extend(backup::commands());
+    entries.extend(mount::commands());
     entries.extend(restore::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
@@ -82,9 +84,12 @@ pub fn command_tree() -> CommandTree {
 }
 
 /// Runs the command at `path` (aliases already resolved).
-async fn dispatch(path: &[&'static str], _args: &ParsedArgs) -> Result<Option<Value>> {
+async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
         // One arm per module: `Some("name") => module::run(path, args).await,`
+        Some("backup") => backup::run(path, args).await,
+        Some("map") | Some("mount") | Some("unmap") => mount::run(path, args).await,
+        Some("restore") => restore::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
 }

@@ -1,11 +1,16 @@
 //! `backup`: archive directories, images, config and log files into a new snapshot.
 
 pub mod options;
+pub mod run;
 pub mod source;
 pub mod spec;
+pub mod split;
 pub mod stats;
 
-use pbs_cli::{Command, CommandTree, Param, ValueKind};
+use anyhow::Result;
+use serde_json::Value;
+
+use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
 use crate::crypto;
 
@@ -73,4 +78,9 @@ pub fn backup_command_tree() -> CommandTree {
 /// The top-level entries of this module.
 pub fn commands() -> Vec<(&'static str, CommandTree)> {
     vec![("backup", backup_command_tree())]
+}
+
+/// Runs `backup`.
+pub async fn run(_path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
+    run::run(args).await.map(|()| None)
 }

@@ -12,7 +12,7 @@ use pbs_api_types::{BackupDir, BackupGroup, CryptMode};
 use pbs_cli::ParsedArgs;
 use pbs_client::backup_writer::{BackupStats, BackupWriter, UploadOptions};
 use pbs_client::pxar::{Flags, PxarCreateOptions};
-use pbs_client::pxar_backup_stream::{self, PxarBackupStream, SharedCatalog, StreamWriter};
+use pbs_client::pxar_backup_stream::{self, SharedCatalog, StreamWriter};
 use pbs_datastore::catalog::CatalogWriter;
 use pbs_datastore::{BackupManifest, CryptConfig};
 
@@ -305,6 +305,13 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
                 }
                 ChangeDetectionMode::Data | ChangeDetectionMode::Metadata => {
                     let (meta_name, payload_name) = split_names(spec.label());
+                    let reference_source = super::split::ReferenceSource {
+                        client: &client,
+                        store: repo.store(),
+                        ns: &options.ns,
+                        crypt_config: crypt_config.clone(),
+                        crypt_mode,
+                    };
                     let split = super::split::upload_split_archive(
                         &writer,
                         spec,
@@ -312,10 +319,13 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
                         pxar_options(&options)?,
                         &upload_options,
                         previous.as_deref(),
-                        crypt_mode,
+                        &reference_source,
                         Arc::clone(&progress.bytes),
                     )
                     .await?;
+                    if options.change_detection_mode == ChangeDetectionMode::Metadata {
+                        super::split::print_change_detection_summary(&split.archive);
+                    }
                     print_summary(&meta_name, &split.metadata);
                     print_summary(&payload_name, &split.payload);
                     manifest.add_file(meta_name, split.metadata.size, split.metadata.csum, crypt_mode)?;

@@ -1,8 +1,10 @@
 //! `restore`: write an archive of a snapshot to a file, a directory or stdout.
 
 pub mod archive;
+pub mod run;
 
 use anyhow::{format_err, Result};
+use serde_json::Value;
 
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 use pbs_client::pxar::{Flags, OverwriteFlags};
@@ -53,6 +55,11 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
             positionals: vec!["snapshot", "archive-name", "target"],
         }),
     )]
+}
+
+/// Runs `restore`.
+pub async fn run(_path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
+    run::run(args).await.map(|()| None)
 }
 
 /// How a pxar archive is extracted.

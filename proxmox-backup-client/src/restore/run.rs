@@ -103,7 +103,7 @@ fn write_manifest_raw(target: &Target, raw: &[u8]) -> Result<()> {
             out.flush()?;
         }
         Target::Path(path) => {
-            pbs_tools::fs::replace_file(path, raw, pbs_tools::fs::ReplaceOptions::default())
+            pbs_tools::fs::replace_file(path, raw, pbs_tools::fs::ReplaceOptions::mode(0o644))
                 .with_context(|| format!("unable to write {path:?}"))?;
         }
     }
@@ -243,7 +243,7 @@ fn extract_into(
         .with_context(|| format!("unable to create target directory {dir:?}"))?;
     let archive = std::io::BufReader::with_capacity(1024 * 1024, archive);
     let payload = payload.map(|p| std::io::BufReader::with_capacity(1024 * 1024, p));
-    let mut decoder = pxar::Decoder::new(archive, payload)
+    let decoder = pxar::Decoder::new(archive, payload)
         .map_err(|err| format_err!("error extracting archive - {err}"))?;
     if let Some(path) = prelude_target {
         match decoder.prelude() {
