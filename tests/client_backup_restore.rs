@@ -635,5 +635,66 @@ fn server_going_away_fails_the_backup_cleanly() {
     assert_eq!(out.status.code(), Some(255), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("Error: "), "{stderr}");
+    eprintln!("client reported: {last}");
     assert!(env.finished_snapshots().is_empty(), "a snapshot was finished");
+}
+
+/// Files the archiver read from disk, as the client reports them for `root.mpxar.didx`.
+fn files_read(log: &str) -> u64 {
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix("root.mpxar.didx: "))
+        .and_then(|l| l.strip_suffix(" files read from disk"))
+        .unwrap_or_else(|| panic!("no files-read line in:\n{log}"));
+    line.parse().expect("count")
+}
+
+/// Content bytes of files encoded afresh (from the change detection summary; plain bytes).
+fn reencoded_bytes(log: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("re-encoded, ") && l.ends_with(" of content"))
+        .unwrap_or_else(|| panic!("no re-encoded line in:\n{log}"));
+    let amount = line.rsplit_once("re-encoded, ").expect("split").1.trim_end_matches(" of content");
+    match amount.strip_suffix(" B") {
+        Some(n) => n.parse().expect("bytes"),
+        None => u64::MAX,
+    }
+}
+
+#[test]
+fn metadata_mode_does_not_read_unchanged_files() {
+    let env = Env::new();
+    let work = tempfile::tempdir().expect("work dir");
+    let src = work.path().join("src");
+    let xattr_ok = build_tree(&src);
+    let backup = |extra: &[&OsStr]| {
+        let mut args = vec![os("backup"), os("--backup-id"), os("meta"), os("--change-detection-mode"), os("metadata")];
+        let s = spec("root.pxar", &src);
+        args.push(&s);
+        args.extend_from_slice(extra);
+        env.ok(&args)
+    };
+    let first = backup(&[]);
+    assert!(first.contains("No previous manifest available."), "{first}");
+    std::thread::sleep(Duration::from_secs(1));
+    let second = backup(&[]);
+    assert!(second.contains("Using previous index as metadata reference for 'root.mpxar.didx'"), "{second}");
+    assert!(second.contains("Change detection summary:"), "{second}");
+    // Only tiny files may be re-encoded (reusing their chunks would mostly be padding): the
+    // large files' contents are not read again.
+    assert!(reencoded_bytes(&second) < 1024, "unchanged files were read:\n{second}");
+    let read = files_read(&second);
+    assert!(read <= 6, "{read} files read:\n{second}");
+
+    // A changed file is read again; the rest still comes from the reference.
+    std::fs::write(src.join("dir/changed"), b"new contents").expect("write");
+    set_times(&src);
+    std::thread::sleep(Duration::from_secs(1));
+    let third = backup(&[]);
+    assert!(files_read(&third) > read, "{third}");
+
+    let restored = work.path().join("restored");
+    env.ok(&[os("restore"), os("host/meta"), os("root.pxar"), restored.as_os_str()]);
+    assert_trees_equal(&src, &restored, xattr_ok);
 }

@@ -324,7 +324,7 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
                     )
                     .await?;
                     if options.change_detection_mode == ChangeDetectionMode::Metadata {
-                        super::split::print_change_detection_summary(&split.archive);
+                        eprintln!("{}", super::split::files_read_line(&meta_name, &split.archive));
                     }
                     print_summary(&meta_name, &split.metadata);
                     print_summary(&payload_name, &split.payload);

@@ -101,27 +101,9 @@ async fn open_reference(
     ))
 }
 
-/// Prints the archiver's reuse counters (metadata mode).
-pub fn print_change_detection_summary(stats: &ArchiveStats) {
-    use pbs_cli::format::format_bytes_binary as bytes;
-    eprintln!("Change detection summary:");
-    eprintln!(" - {} total files ({})", stats.files, bytes(stats.file_bytes));
-    eprintln!(
-        " - {} unchanged, reusable files with {} data",
-        stats.reused_files,
-        bytes(stats.reused_bytes)
-    );
-    eprintln!(
-        " - {} changed or non-reusable files with {} data",
-        stats.reencoded_files,
-        bytes(stats.reencoded_bytes)
-    );
-    eprintln!(
-        " - {} padding in {} partially reused chunks",
-        bytes(stats.padding_bytes),
-        stats.injected_chunks
-    );
-    eprintln!(" - {} files read from disk", stats.files_read);
+/// How many files the archiver read (metadata mode: unchanged files are not read).
+pub fn files_read_line(archive: &str, stats: &ArchiveStats) -> String {
+    format!("{archive}: {} files read from disk", stats.files_read)
 }
 
 /// Archives `spec` as a split archive and uploads both streams concurrently.
