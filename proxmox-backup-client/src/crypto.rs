@@ -242,25 +242,9 @@ pub fn crypto_args(args: &ParsedArgs, with_master: bool) -> Result<CryptoArgs> {
 /// The default key files present in the client's config search path.
 pub fn default_keys() -> DefaultKeys {
     DefaultKeys {
-        key: config_file(DEFAULT_ENCRYPTION_KEY_FILE_NAME),
-        master: config_file(DEFAULT_MASTER_PUBKEY_FILE_NAME),
+        key: pbs_client::tools::xdg_config_file(DEFAULT_ENCRYPTION_KEY_FILE_NAME),
+        master: pbs_client::tools::xdg_config_file(DEFAULT_MASTER_PUBKEY_FILE_NAME),
     }
-}
-
-/// A file of the client's config search path (`$XDG_CONFIG_HOME`, then `$XDG_CONFIG_DIRS`).
-fn config_file(name: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-    let dirs = std::env::var("XDG_CONFIG_DIRS").unwrap_or_else(|_| "/etc/xdg".to_string());
-    home.into_iter()
-        .chain(dirs.split(':').filter(|d| !d.is_empty()).map(PathBuf::from))
-        .map(|dir| dir.join("proxmox-backup").join(name))
-        .find(|path| path.exists())
-}
-
-fn encryption_key_password() -> Result<Vec<u8>> {
-    pbs_cli::read_password("Encryption Key Password: ", "PBS_ENCRYPTION_PASSWORD")
 }
 
 /// Resolves the command's crypto options against the default key files.
@@ -325,7 +309,7 @@ pub fn load_crypt_config(params: &CryptoParams) -> Result<Option<LoadedKey>> {
     }
     let data = load_key(source)?;
     eprintln!("Using {}", source.describe("encryption key"));
-    let key = crypt_config_from_key(&data, &encryption_key_password)?;
+    let key = crypt_config_from_key(&data, &pbs_client::tools::get_encryption_key_password)?;
     Ok(Some(key))
 }
 

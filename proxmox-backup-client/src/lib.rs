@@ -7,6 +7,8 @@
 use anyhow::{bail, Result};
 use serde_json::Value;
 
+pub mod session;
+
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
 pub mod backup;
@@ -68,6 +70,7 @@ pub fn command_tree() -> CommandTree {
     entries.extend(backup::commands());
     entries.extend(mount::commands());
     entries.extend(restore::commands());
+    entries.extend(session::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
@@ -90,6 +93,7 @@ async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Val
         Some("backup") => backup::run(path, args).await,
         Some("map") | Some("mount") | Some("unmap") => mount::run(path, args).await,
         Some("restore") => restore::run(path, args).await,
+        Some("login" | "logout" | "version") => session::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
 }

@@ -43,14 +43,15 @@ const MAP_RUN_DIR: &str = "/run/pbs-loopdev";
 const IMAGE_FILE: &str = "image";
 
 fn common_params() -> Vec<Param> {
-    vec![
+    let mut params = vec![
         Param::required("snapshot", "Group/Snapshot path."),
         Param::required("archive-name", "Backup archive name."),
-        Param::optional("repository", "Repository URL."),
-        Param::optional("ns", "Namespace."),
         Param::optional("keyfile", "Path to encryption key."),
         Param::flag("verbose", "Verbose output and stay in foreground."),
-    ]
+    ];
+    params.extend(pbs_client::tools::repository_params());
+    params.push(pbs_client::tools::ns_param());
+    params
 }
 
 /// The top-level entries of this module.
@@ -210,9 +211,10 @@ async fn prepare_and_serve(map: bool, args: &ParsedArgs) -> Result<()> {
             let path = PathBuf::from(path);
             eprintln!("Encryption key file: '{path:?}'");
             let data = crypto::load_key(&KeySource::Path(path))?;
-            let key = crypto::crypt_config_from_key(&data, &|| {
-                pbs_cli::read_password("Encryption Key Password: ", "PBS_ENCRYPTION_PASSWORD")
-            })?;
+            let key = crypto::crypt_config_from_key(
+                &data,
+                &pbs_client::tools::get_encryption_key_password,
+            )?;
             eprintln!("Encryption key fingerprint: '{}'", key.fingerprint);
             Some(key)
         }

@@ -22,8 +22,6 @@ fn backup_params() -> Vec<Param> {
             optional: false,
             description: "List of backup source specifications ([<label.ext>:<path>] ...)",
         },
-        Param::optional("repository", "Repository URL."),
-        Param::optional("ns", "Namespace."),
         Param::optional("backup-type", "Backup types."),
         Param::optional("backup-id", "Backup ID."),
         Param::integer("backup-time", "Backup time (Unix epoch.)"),
@@ -61,6 +59,8 @@ fn backup_params() -> Vec<Param> {
         ),
         Param::flag("verbose", "Verbose output."),
     ];
+    params.extend(pbs_client::tools::repository_params());
+    params.push(pbs_client::tools::ns_param());
     params.extend(crypto::key_params());
     params.extend(crypto::master_key_params());
     params

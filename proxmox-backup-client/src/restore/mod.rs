@@ -19,8 +19,6 @@ fn restore_params() -> Vec<Param> {
             "target",
             "Target directory path. Use '-' to write to standard output.\n\nWe do not extract '.pxar' archives when writing to standard output.",
         ),
-        Param::optional("repository", "Repository URL."),
-        Param::optional("ns", "Namespace."),
         Param::integer("rate", "Rate limit (for Token bucket filter) in bytes/second."),
         Param::integer("burst", "Size limit (for Token bucket filter) in bytes."),
         Param::flag("allow-existing-dirs", "Do not fail if directories already exists."),
@@ -41,6 +39,8 @@ fn restore_params() -> Vec<Param> {
         },
         Param::flag("verbose", "Verbose output."),
     ];
+    params.extend(pbs_client::tools::repository_params());
+    params.push(pbs_client::tools::ns_param());
     params.extend(crypto::key_params());
     params
 }
