@@ -27,12 +27,21 @@ const PASSWORD: &str = "bench-password";
 
 fn client_bin() -> Result<PathBuf, BoxError> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).ok_or("no target directory")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("no target directory")?;
     let bin = dir.join("proxmox-backup-client");
     if !bin.exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-p", "proxmox-backup-client", "--bin", "proxmox-backup-client"]);
+        build.args([
+            "build",
+            "-p",
+            "proxmox-backup-client",
+            "--bin",
+            "proxmox-backup-client",
+        ]);
         if dir.file_name() == Some(OsStr::new("release")) {
             build.arg("--release");
         }
@@ -56,7 +65,16 @@ fn xorshift_fill(out: &mut Vec<u8>, len: usize, seed: u64) {
 }
 
 fn text_fill(out: &mut Vec<u8>, len: usize, seed: u64) {
-    let words = ["backup", "chunk", "index", "archive", "restore", "datastore", "snapshot", "\n"];
+    let words = [
+        "backup",
+        "chunk",
+        "index",
+        "archive",
+        "restore",
+        "datastore",
+        "snapshot",
+        "\n",
+    ];
     let mut i = seed as usize;
     let end = out.len() + len;
     while out.len() < end {
@@ -69,11 +87,19 @@ fn text_fill(out: &mut Vec<u8>, len: usize, seed: u64) {
 
 /// Writes the data set; returns its size in bytes.
 fn generate(root: &Path, total: u64) -> Result<u64, BoxError> {
-    let sizes = [4 * 1024u64, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024, 64 * 1024 * 1024];
+    let sizes = [
+        4 * 1024u64,
+        64 * 1024,
+        1024 * 1024,
+        16 * 1024 * 1024,
+        64 * 1024 * 1024,
+    ];
     let mut written = 0u64;
     let mut n = 0u64;
     while written < total {
-        let size = sizes[(n % sizes.len() as u64) as usize].min(total - written).max(1);
+        let size = sizes[(n % sizes.len() as u64) as usize]
+            .min(total - written)
+            .max(1);
         let dir = root.join(format!("d{}", n % 16));
         std::fs::create_dir_all(&dir)?;
         let mut data = Vec::with_capacity(size as usize);
@@ -137,7 +163,10 @@ fn run_measured(
     let proxy_before = proc_cpu_secs(proxy);
     let before = rusage_children();
     let start = Instant::now();
-    let out = command.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let out = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
     let seconds = start.elapsed().as_secs_f64();
     let after = rusage_children();
     if !out.status.success() {
@@ -155,23 +184,42 @@ fn run_measured(
 fn main() -> Result<(), BoxError> {
     let full = std::env::args().any(|a| a == "--bench");
     let mib: u64 = if full {
-        std::env::var("BENCH_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(2048)
+        std::env::var("BENCH_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2048)
     } else {
         16
     };
     let bin = client_bin()?;
-    let work = tempfile::Builder::new().prefix("pbs-client-bench").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("pbs-client-bench")
+        .tempdir()?;
     let source = work.path().join("source");
     let size = generate(&source, mib * 1024 * 1024)?;
 
     let server = TestServer::start();
-    let shm = tempfile::Builder::new().prefix("pbs-client-bench").tempdir_in("/dev/shm")?;
+    let shm = tempfile::Builder::new()
+        .prefix("pbs-client-bench")
+        .tempdir_in("/dev/shm")?;
     let root = server.client("root@pam");
-    let reply = root.post(Target::Proxy, "config/datastore", json!({"name": STORE, "path": shm.path().join("store")}));
+    let reply = root.post(
+        Target::Proxy,
+        "config/datastore",
+        json!({"name": STORE, "path": shm.path().join("store")}),
+    );
     let upid = reply.data().as_str().ok_or("no UPID")?.to_string();
     common::wait_task(&root, &upid);
-    root.post(Target::Proxy, "access/users", json!({"userid": USER, "password": PASSWORD}));
-    root.put(Target::Proxy, "access/acl", json!({"path": format!("/datastore/{STORE}"), "role": "DatastoreAdmin", "auth-id": USER}));
+    root.post(
+        Target::Proxy,
+        "access/users",
+        json!({"userid": USER, "password": PASSWORD}),
+    );
+    root.put(
+        Target::Proxy,
+        "access/acl",
+        json!({"path": format!("/datastore/{STORE}"), "role": "DatastoreAdmin", "auth-id": USER}),
+    );
 
     let home = work.path().join("home");
     let client = |args: &[&OsStr]| {
@@ -183,18 +231,48 @@ fn main() -> Result<(), BoxError> {
             .env("XDG_RUNTIME_DIR", home.join("run"))
             .env("PBS_PASSWORD", PASSWORD)
             .env("PBS_FINGERPRINT", &server.fingerprint)
-            .env("PBS_REPOSITORY", format!("{USER}@127.0.0.1:{}:{STORE}", server.proxy_addr.port()))
+            .env(
+                "PBS_REPOSITORY",
+                format!("{USER}@127.0.0.1:{}:{STORE}", server.proxy_addr.port()),
+            )
             .stdin(Stdio::null());
         cmd
     };
     let mut spec = std::ffi::OsString::from("data.pxar:");
     spec.push(source.as_os_str());
 
-    let backup = run_measured(&server, client(&[OsStr::new("backup"), &spec, OsStr::new("--backup-id"), OsStr::new("bench")]), "backup")?;
+    let backup = run_measured(
+        &server,
+        client(&[
+            OsStr::new("backup"),
+            &spec,
+            OsStr::new("--backup-id"),
+            OsStr::new("bench"),
+        ]),
+        "backup",
+    )?;
     std::thread::sleep(Duration::from_secs(1));
-    let incremental = run_measured(&server, client(&[OsStr::new("backup"), &spec, OsStr::new("--backup-id"), OsStr::new("bench")]), "incremental backup")?;
+    let incremental = run_measured(
+        &server,
+        client(&[
+            OsStr::new("backup"),
+            &spec,
+            OsStr::new("--backup-id"),
+            OsStr::new("bench"),
+        ]),
+        "incremental backup",
+    )?;
     let target = work.path().join("restored");
-    let restore = run_measured(&server, client(&[OsStr::new("restore"), OsStr::new("host/bench"), OsStr::new("data.pxar"), target.as_os_str()]), "restore")?;
+    let restore = run_measured(
+        &server,
+        client(&[
+            OsStr::new("restore"),
+            OsStr::new("host/bench"),
+            OsStr::new("data.pxar"),
+            target.as_os_str(),
+        ]),
+        "restore",
+    )?;
     let proxy_peak = proc_status_mib(server.child_pid(Target::Proxy), "VmHWM");
 
     println!();
@@ -202,7 +280,11 @@ fn main() -> Result<(), BoxError> {
     println!();
     println!("| run                  |   MB/s | seconds | client CPU s | client peak RSS MiB | proxy CPU s |");
     println!("|----------------------|-------:|--------:|-------------:|--------------------:|------------:|");
-    for (name, m) in [("backup", &backup), ("backup (unchanged)", &incremental), ("restore", &restore)] {
+    for (name, m) in [
+        ("backup", &backup),
+        ("backup (unchanged)", &incremental),
+        ("restore", &restore),
+    ] {
         println!(
             "| {name:<20} | {:>6.0} | {:>7.2} | {:>12.2} | {:>19.1} | {:>11} |",
             size as f64 / 1e6 / m.seconds.max(1e-9),

@@ -36,7 +36,13 @@ fn client_bin() -> PathBuf {
     if !bin.exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-p", "proxmox-backup-client", "--bin", "proxmox-backup-client"]);
+        build.args([
+            "build",
+            "-p",
+            "proxmox-backup-client",
+            "--bin",
+            "proxmox-backup-client",
+        ]);
         if dir.file_name() == Some(OsStr::new("release")) {
             build.arg("--release");
         }
@@ -140,7 +146,11 @@ impl Env {
         let mut found = Vec::new();
         let host = self.store_path().join("host");
         for group in std::fs::read_dir(&host).into_iter().flatten().flatten() {
-            for snap in std::fs::read_dir(group.path()).into_iter().flatten().flatten() {
+            for snap in std::fs::read_dir(group.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if snap.path().join("index.json.blob").exists() {
                     found.push(snap.path());
                 }
@@ -207,12 +217,20 @@ fn xattrs(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     if len <= 0 {
         return out;
     }
-    for name in names[..len as usize].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+    for name in names[..len as usize]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+    {
         let n = CString::new(name).expect("name");
         let mut value = vec![0u8; 64 * 1024];
         // SAFETY: buffer and length match.
         let vlen = unsafe {
-            libc::lgetxattr(p.as_ptr(), n.as_ptr(), value.as_mut_ptr().cast(), value.len())
+            libc::lgetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
         };
         if vlen >= 0 {
             value.truncate(vlen as usize);
@@ -263,14 +281,22 @@ fn build_tree(root: &Path) -> bool {
     std::fs::create_dir_all(root.join("dir/sub")).expect("mkdir");
     std::fs::write(root.join("small.txt"), b"hello world\n").expect("write");
     std::fs::write(root.join("empty"), b"").expect("write");
-    std::fs::write(root.join("dir/random.bin"), pseudo_random(3 * 1024 * 1024 + 17, 1)).expect("write");
+    std::fs::write(
+        root.join("dir/random.bin"),
+        pseudo_random(3 * 1024 * 1024 + 17, 1),
+    )
+    .expect("write");
     std::fs::write(root.join("dir/sub/zeros"), vec![0u8; 1024 * 1024]).expect("write");
     // Sparse: 64 MiB with data at two places.
     let mut sparse = File::create(root.join("sparse")).expect("create");
     sparse.set_len(64 * 1024 * 1024).expect("set_len");
-    sparse.seek(SeekFrom::Start(10 * 1024 * 1024)).expect("seek");
+    sparse
+        .seek(SeekFrom::Start(10 * 1024 * 1024))
+        .expect("seek");
     sparse.write_all(b"in the middle").expect("write");
-    sparse.seek(SeekFrom::Start(64 * 1024 * 1024 - 5)).expect("seek");
+    sparse
+        .seek(SeekFrom::Start(64 * 1024 * 1024 - 5))
+        .expect("seek");
     sparse.write_all(b"tail!").expect("write");
     drop(sparse);
     std::fs::hard_link(root.join("small.txt"), root.join("dir/hardlink.txt")).expect("hardlink");
@@ -287,7 +313,14 @@ fn build_tree(root: &Path) -> bool {
         std::os::unix::fs::chown(&f, Some(1234), Some(5678)).expect("chown");
     }
     // Odd names.
-    for name in [&b"with space"[..], b"new\nline", "ünïcödé-名前".as_bytes(), b"back\\slash", b"-dash", b"*star?"] {
+    for name in [
+        &b"with space"[..],
+        b"new\nline",
+        "ünïcödé-名前".as_bytes(),
+        b"back\\slash",
+        b"-dash",
+        b"*star?",
+    ] {
         std::fs::write(root.join(OsStr::from_bytes(name)), name).expect("odd name");
     }
     // Deep directories.
@@ -297,12 +330,21 @@ fn build_tree(root: &Path) -> bool {
     }
     std::fs::create_dir_all(&deep).expect("deep");
     std::fs::write(deep.join("bottom"), b"bottom").expect("write");
-    std::fs::set_permissions(root.join("small.txt"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    std::fs::set_permissions(root.join("dir/sub"), std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    std::fs::set_permissions(
+        root.join("small.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("chmod");
+    std::fs::set_permissions(root.join("dir/sub"), std::fs::Permissions::from_mode(0o750))
+        .expect("chmod");
 
     let xattr_ok = set_xattr(&root.join("small.txt"), "user.comment", b"a value")
         && set_xattr(&root.join("dir"), "user.dir", b"")
-        && set_xattr(&root.join("dir/random.bin"), "system.posix_acl_access", &access_acl());
+        && set_xattr(
+            &root.join("dir/random.bin"),
+            "system.posix_acl_access",
+            &access_acl(),
+        );
     if !xattr_ok {
         eprintln!("xattrs/ACLs not supported on this file system: not compared");
     }
@@ -318,11 +360,24 @@ fn set_times(root: &Path) {
     for rel in paths.iter().rev() {
         let p = CString::new(root.join(rel).as_os_str().as_bytes()).expect("path");
         let ts = [
-            libc::timespec { tv_sec: 1_600_000_000, tv_nsec: 123_456_789 },
-            libc::timespec { tv_sec: 1_650_000_000, tv_nsec: 987_654_321 },
+            libc::timespec {
+                tv_sec: 1_600_000_000,
+                tv_nsec: 123_456_789,
+            },
+            libc::timespec {
+                tv_sec: 1_650_000_000,
+                tv_nsec: 987_654_321,
+            },
         ];
         // SAFETY: valid C string and two timespecs.
-        unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                ts.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
     }
 }
 
@@ -373,9 +428,17 @@ fn assert_trees_equal(a: &Path, b: &Path, compare_xattrs: bool) {
             std::fs::symlink_metadata(&y).expect("lstat b"),
         );
         assert_eq!(mx.mode(), my.mode(), "mode of {rel:?}");
-        assert_eq!((mx.uid(), mx.gid()), (my.uid(), my.gid()), "owner of {rel:?}");
+        assert_eq!(
+            (mx.uid(), mx.gid()),
+            (my.uid(), my.gid()),
+            "owner of {rel:?}"
+        );
         if !rel.as_os_str().is_empty() {
-            assert_eq!((mx.mtime(), mx.mtime_nsec()), (my.mtime(), my.mtime_nsec()), "mtime of {rel:?}");
+            assert_eq!(
+                (mx.mtime(), mx.mtime_nsec()),
+                (my.mtime(), my.mtime_nsec()),
+                "mtime of {rel:?}"
+            );
         }
         let ft = mx.file_type();
         if ft.is_file() {
@@ -386,7 +449,10 @@ fn assert_trees_equal(a: &Path, b: &Path, compare_xattrs: bool) {
                 assert_eq!(mapped, my.ino(), "hardlink grouping of {rel:?}");
             }
         } else if ft.is_symlink() {
-            assert_eq!(std::fs::read_link(&x).expect("readlink"), std::fs::read_link(&y).expect("readlink"));
+            assert_eq!(
+                std::fs::read_link(&x).expect("readlink"),
+                std::fs::read_link(&y).expect("readlink")
+            );
         } else if ft.is_char_device() || ft.is_block_device() {
             assert_eq!(mx.rdev(), my.rdev(), "device of {rel:?}");
         }
@@ -418,26 +484,58 @@ fn tree_backup_restore_and_incremental_reuse() {
     assert!(log.contains("Starting backup: host/tree/"), "{log}");
     assert!(log.contains("No previous manifest available."), "{log}");
     assert!(
-        log.contains(&format!("Upload directory '{}' to '{display_repo}' as root.pxar.didx", src.display())),
+        log.contains(&format!(
+            "Upload directory '{}' to '{display_repo}' as root.pxar.didx",
+            src.display()
+        )),
         "{log}"
     );
-    assert!(log.contains(&format!("Upload config file '{}' to '{display_repo}' as app.conf.blob", conf.display())), "{log}");
-    assert!(log.contains("Duration: ") && log.contains("End Time: "), "{log}");
+    assert!(
+        log.contains(&format!(
+            "Upload config file '{}' to '{display_repo}' as app.conf.blob",
+            conf.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("Duration: ") && log.contains("End Time: "),
+        "{log}"
+    );
     let snapshots = env.finished_snapshots();
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");
-    for file in ["root.pxar.didx", "app.conf.blob", "catalog.pcat1.didx", "index.json.blob"] {
+    for file in [
+        "root.pxar.didx",
+        "app.conf.blob",
+        "catalog.pcat1.didx",
+        "index.json.blob",
+    ] {
         assert!(snapshots[0].join(file).exists(), "{file} missing");
     }
 
     // Restore the tree and the config file.
     let restored = work.path().join("restored");
-    env.ok(&[os("restore"), os("host/tree"), os("root.pxar"), restored.as_os_str()]);
+    env.ok(&[
+        os("restore"),
+        os("host/tree"),
+        os("root.pxar"),
+        restored.as_os_str(),
+    ]);
     assert_trees_equal(&src, &restored, xattr_ok);
     let conf_out = work.path().join("restored.conf");
-    env.ok(&[os("restore"), os("host/tree"), os("app.conf"), conf_out.as_os_str()]);
+    env.ok(&[
+        os("restore"),
+        os("host/tree"),
+        os("app.conf"),
+        conf_out.as_os_str(),
+    ]);
     assert_eq!(std::fs::read(&conf_out).expect("read"), b"key = value\n");
     // Blobs are never written over an existing file.
-    let out = env.run(&[os("restore"), os("host/tree"), os("app.conf"), conf_out.as_os_str()]);
+    let out = env.run(&[
+        os("restore"),
+        os("host/tree"),
+        os("app.conf"),
+        conf_out.as_os_str(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unable to create target file"));
     // The raw pxar stream to stdout.
@@ -457,7 +555,12 @@ fn tree_backup_restore_and_incremental_reuse() {
 
     // An unchanged second backup reuses (almost) all data.
     std::thread::sleep(Duration::from_secs(1));
-    let log = env.ok(&[os("backup"), &spec("root.pxar", &src), os("--backup-id"), os("tree")]);
+    let log = env.ok(&[
+        os("backup"),
+        &spec("root.pxar", &src),
+        os("--backup-id"),
+        os("tree"),
+    ]);
     assert!(log.contains("Downloading previous manifest"), "{log}");
     let reused = reused_percent(&log, "root.pxar.didx");
     assert!(reused >= 99.0, "reused only {reused}%:\n{log}");
@@ -474,11 +577,22 @@ fn tree_backup_restore_and_incremental_reuse() {
         os("data"),
     ]);
     let restored_split = work.path().join("restored-split");
-    env.ok(&[os("restore"), os("host/split"), os("split.pxar"), restored_split.as_os_str()]);
+    env.ok(&[
+        os("restore"),
+        os("host/split"),
+        os("split.pxar"),
+        restored_split.as_os_str(),
+    ]);
     assert_trees_equal(&src, &restored_split, xattr_ok);
 
     // Dry run: nothing new on the server.
-    let log = env.ok(&[os("backup"), &spec("root.pxar", &src), os("--backup-id"), os("tree"), os("--dry-run")]);
+    let log = env.ok(&[
+        os("backup"),
+        &spec("root.pxar", &src),
+        os("--backup-id"),
+        os("tree"),
+        os("--dry-run"),
+    ]);
     assert!(log.contains("Would upload directory"), "{log}");
     assert!(log.contains("dry-run: no upload happened"), "{log}");
     assert_eq!(env.finished_snapshots().len(), 3);
@@ -491,11 +605,29 @@ fn source_checks_happen_before_connecting() {
     let file = work.path().join("f");
     std::fs::write(&file, b"x").expect("write");
     let cases: Vec<(Vec<OsString>, String)> = vec![
-        (vec![spec("a.pxar", &file)], "got unexpected file type (expected directory)".into()),
-        (vec![spec("a.conf", work.path())], "got unexpected file type (expected regular file)".into()),
-        (vec![spec("a.img", work.path())], "got unexpected file type (expected file or block device)".into()),
-        (vec![spec("a.conf", &work.path().join("missing"))], format!("unable to access '{}' - ", work.path().join("missing").display())),
-        (vec![spec("a.conf", &file), spec("a.conf", &file)], "got target twice: 'a.conf'".into()),
+        (
+            vec![spec("a.pxar", &file)],
+            "got unexpected file type (expected directory)".into(),
+        ),
+        (
+            vec![spec("a.conf", work.path())],
+            "got unexpected file type (expected regular file)".into(),
+        ),
+        (
+            vec![spec("a.img", work.path())],
+            "got unexpected file type (expected file or block device)".into(),
+        ),
+        (
+            vec![spec("a.conf", &work.path().join("missing"))],
+            format!(
+                "unable to access '{}' - ",
+                work.path().join("missing").display()
+            ),
+        ),
+        (
+            vec![spec("a.conf", &file), spec("a.conf", &file)],
+            "got target twice: 'a.conf'".into(),
+        ),
     ];
     for (specs, expected) in cases {
         let mut args = vec![OsString::from("backup")];
@@ -504,7 +636,10 @@ fn source_checks_happen_before_connecting() {
         let out = env.run(&refs);
         assert_eq!(out.status.code(), Some(255));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "expected {expected:?} in {stderr}"
+        );
     }
     assert!(env.finished_snapshots().is_empty());
 }
@@ -520,14 +655,22 @@ fn encrypted_backup_needs_the_key() {
     let work = tempfile::tempdir().expect("work dir");
     let src = work.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
-    let secret = b"top secret contents that must not appear in plain text on the server".repeat(1000);
+    let secret =
+        b"top secret contents that must not appear in plain text on the server".repeat(1000);
     std::fs::write(src.join("secret.txt"), &secret).expect("write");
     let key = work.path().join("key.json");
     let wrong_key = work.path().join("wrong.json");
     write_key(&key, [0x11; 32]);
     write_key(&wrong_key, [0x22; 32]);
 
-    let log = env.ok(&[os("backup"), &spec("enc.pxar", &src), os("--backup-id"), os("enc"), os("--keyfile"), key.as_os_str()]);
+    let log = env.ok(&[
+        os("backup"),
+        &spec("enc.pxar", &src),
+        os("--backup-id"),
+        os("enc"),
+        os("--keyfile"),
+        key.as_os_str(),
+    ]);
     assert!(log.contains("Encryption key fingerprint: "), "{log}");
 
     // Every chunk on the server is encrypted: it does not decode without the key.
@@ -537,22 +680,51 @@ fn encrypted_backup_needs_the_key() {
         for chunk in std::fs::read_dir(prefix.path()).expect("prefix").flatten() {
             let raw = std::fs::read(chunk.path()).expect("chunk");
             let blob = DataBlob::from_raw(raw.clone()).expect("blob");
-            assert!(blob.decode(None, None).is_err(), "chunk {:?} decodes without key", chunk.path());
+            assert!(
+                blob.decode(None, None).is_err(),
+                "chunk {:?} decodes without key",
+                chunk.path()
+            );
             assert!(!raw.windows(10).any(|w| w == b"top secret"));
             chunks += 1;
         }
     }
-    assert!(chunks >= 2, "expected archive and catalog chunks, found {chunks}");
+    assert!(
+        chunks >= 2,
+        "expected archive and catalog chunks, found {chunks}"
+    );
 
     let restored = work.path().join("restored");
-    env.ok(&[os("restore"), os("host/enc"), os("enc.pxar"), restored.as_os_str(), os("--keyfile"), key.as_os_str()]);
-    assert_eq!(std::fs::read(restored.join("secret.txt")).expect("read"), secret);
+    env.ok(&[
+        os("restore"),
+        os("host/enc"),
+        os("enc.pxar"),
+        restored.as_os_str(),
+        os("--keyfile"),
+        key.as_os_str(),
+    ]);
+    assert_eq!(
+        std::fs::read(restored.join("secret.txt")).expect("read"),
+        secret
+    );
 
-    let out = env.run(&[os("restore"), os("host/enc"), os("enc.pxar"), work.path().join("x").as_os_str(), os("--keyfile"), wrong_key.as_os_str()]);
+    let out = env.run(&[
+        os("restore"),
+        os("host/enc"),
+        os("enc.pxar"),
+        work.path().join("x").as_os_str(),
+        os("--keyfile"),
+        wrong_key.as_os_str(),
+    ]);
     assert_eq!(out.status.code(), Some(255));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("wrong key"), "{stderr}");
-    let out = env.run(&[os("restore"), os("host/enc"), os("enc.pxar"), work.path().join("y").as_os_str()]);
+    let out = env.run(&[
+        os("restore"),
+        os("host/enc"),
+        os("enc.pxar"),
+        work.path().join("y").as_os_str(),
+    ]);
     assert_eq!(out.status.code(), Some(255));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing key"), "{stderr}");
@@ -567,19 +739,32 @@ fn sparse_image_backup_and_restore() {
     {
         let mut f = File::create(&image).expect("create");
         f.set_len(size).expect("set_len");
-        f.seek(SeekFrom::Start(100 * 1024 * 1024 + 3)).expect("seek");
-        f.write_all(&pseudo_random(5 * 1024 * 1024, 9)).expect("write");
+        f.seek(SeekFrom::Start(100 * 1024 * 1024 + 3))
+            .expect("seek");
+        f.write_all(&pseudo_random(5 * 1024 * 1024, 9))
+            .expect("write");
         f.seek(SeekFrom::Start(size - 4096)).expect("seek");
         f.write_all(&[0xab; 4096]).expect("write");
     }
-    let log = env.ok(&[os("backup"), &spec("disk.img", &image), os("--backup-id"), os("img")]);
+    let log = env.ok(&[
+        os("backup"),
+        &spec("disk.img", &image),
+        os("--backup-id"),
+        os("img"),
+    ]);
     assert!(log.contains("as disk.img.fidx"), "{log}");
     // Zero chunks are stored once: the server holds only a handful of chunks.
     let mut chunks = 0;
-    for prefix in std::fs::read_dir(env.store_path().join(".chunks")).expect("chunks").flatten() {
+    for prefix in std::fs::read_dir(env.store_path().join(".chunks"))
+        .expect("chunks")
+        .flatten()
+    {
         chunks += std::fs::read_dir(prefix.path()).expect("prefix").count();
     }
-    assert!(chunks <= 6, "{chunks} chunks stored for a mostly empty image");
+    assert!(
+        chunks <= 6,
+        "{chunks} chunks stored for a mostly empty image"
+    );
 
     let mut child = env
         .command(&[os("restore"), os("host/img"), os("disk.img"), os("-")])
@@ -597,14 +782,20 @@ fn sparse_image_backup_and_restore() {
             break;
         }
         original.read_exact(&mut b[..n]).expect("read original");
-        assert!(a[..n] == b[..n], "restored image differs near offset {total}");
+        assert!(
+            a[..n] == b[..n],
+            "restored image differs near offset {total}"
+        );
         total += n as u64;
     }
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(total, size);
-    assert!(stderr.contains(&format!("restore image complete (bytes={size}, duration=")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("restore image complete (bytes={size}, duration=")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -614,11 +805,22 @@ fn server_going_away_fails_the_backup_cleanly() {
     let src = work.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     for i in 0..8 {
-        std::fs::write(src.join(format!("f{i}")), pseudo_random(8 * 1024 * 1024, 100 + i)).expect("write");
+        std::fs::write(
+            src.join(format!("f{i}")),
+            pseudo_random(8 * 1024 * 1024, 100 + i),
+        )
+        .expect("write");
     }
     // Rate-limited, so the upload is certainly running when the proxy dies.
     let child = env
-        .command(&[os("backup"), &spec("root.pxar", &src), os("--backup-id"), os("gone"), os("--rate"), os("4000000")])
+        .command(&[
+            os("backup"),
+            &spec("root.pxar", &src),
+            os("--backup-id"),
+            os("gone"),
+            os("--rate"),
+            os("4000000"),
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -636,7 +838,10 @@ fn server_going_away_fails_the_backup_cleanly() {
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("Error: "), "{stderr}");
     eprintln!("client reported: {last}");
-    assert!(env.finished_snapshots().is_empty(), "a snapshot was finished");
+    assert!(
+        env.finished_snapshots().is_empty(),
+        "a snapshot was finished"
+    );
 }
 
 /// Files the archiver read from disk, as the client reports them for `root.mpxar.didx`.
@@ -655,7 +860,11 @@ fn reencoded_bytes(log: &str) -> u64 {
         .lines()
         .find(|l| l.contains("re-encoded, ") && l.ends_with(" of content"))
         .unwrap_or_else(|| panic!("no re-encoded line in:\n{log}"));
-    let amount = line.rsplit_once("re-encoded, ").expect("split").1.trim_end_matches(" of content");
+    let amount = line
+        .rsplit_once("re-encoded, ")
+        .expect("split")
+        .1
+        .trim_end_matches(" of content");
     match amount.strip_suffix(" B") {
         Some(n) => n.parse().expect("bytes"),
         None => u64::MAX,
@@ -669,7 +878,13 @@ fn metadata_mode_does_not_read_unchanged_files() {
     let src = work.path().join("src");
     let xattr_ok = build_tree(&src);
     let backup = |extra: &[&OsStr]| {
-        let mut args = vec![os("backup"), os("--backup-id"), os("meta"), os("--change-detection-mode"), os("metadata")];
+        let mut args = vec![
+            os("backup"),
+            os("--backup-id"),
+            os("meta"),
+            os("--change-detection-mode"),
+            os("metadata"),
+        ];
         let s = spec("root.pxar", &src);
         args.push(&s);
         args.extend_from_slice(extra);
@@ -679,11 +894,17 @@ fn metadata_mode_does_not_read_unchanged_files() {
     assert!(first.contains("No previous manifest available."), "{first}");
     std::thread::sleep(Duration::from_secs(1));
     let second = backup(&[]);
-    assert!(second.contains("Using previous index as metadata reference for 'root.mpxar.didx'"), "{second}");
+    assert!(
+        second.contains("Using previous index as metadata reference for 'root.mpxar.didx'"),
+        "{second}"
+    );
     assert!(second.contains("Change detection summary:"), "{second}");
     // Only tiny files may be re-encoded (reusing their chunks would mostly be padding): the
     // large files' contents are not read again.
-    assert!(reencoded_bytes(&second) < 1024, "unchanged files were read:\n{second}");
+    assert!(
+        reencoded_bytes(&second) < 1024,
+        "unchanged files were read:\n{second}"
+    );
     let read = files_read(&second);
     assert!(read <= 6, "{read} files read:\n{second}");
 
@@ -695,6 +916,11 @@ fn metadata_mode_does_not_read_unchanged_files() {
     assert!(files_read(&third) > read, "{third}");
 
     let restored = work.path().join("restored");
-    env.ok(&[os("restore"), os("host/meta"), os("root.pxar"), restored.as_os_str()]);
+    env.ok(&[
+        os("restore"),
+        os("host/meta"),
+        os("root.pxar"),
+        restored.as_os_str(),
+    ]);
     assert_trees_equal(&src, &restored, xattr_ok);
 }

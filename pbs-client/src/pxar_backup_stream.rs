@@ -234,7 +234,14 @@ where
                 catalog.end_directory()?;
                 Ok(stats)
             }
-            None => create_archive(source.as_path(), writer, flags, options, None, &mut messages),
+            None => create_archive(
+                source.as_path(),
+                writer,
+                flags,
+                options,
+                None,
+                &mut messages,
+            ),
         }
     })?;
     Ok((stream, handle))
@@ -366,8 +373,18 @@ mod tests {
             Some((&payload[..], payload.len() as u64)),
         )
         .expect("accessor");
-        let entry = accessor.lookup("/sub/a".as_ref()).expect("lookup").expect("present");
-        assert_eq!(accessor.open_contents(&entry).expect("open").read_all().expect("read"), vec![7u8; 1_000_000]);
+        let entry = accessor
+            .lookup("/sub/a".as_ref())
+            .expect("lookup")
+            .expect("present");
+        assert_eq!(
+            accessor
+                .open_contents(&entry)
+                .expect("open")
+                .read_all()
+                .expect("read"),
+            vec![7u8; 1_000_000]
+        );
     }
 
     #[test]
@@ -391,7 +408,11 @@ mod tests {
     fn dropped_receiver_stops_the_archiver() {
         let dir = tree();
         // More than the channel holds, so the archiver must notice the missing receiver.
-        std::fs::write(dir.path().join("big"), vec![1u8; 4 * PIECE_SIZE * CHANNEL_DEPTH]).expect("write");
+        std::fs::write(
+            dir.path().join("big"),
+            vec![1u8; 4 * PIECE_SIZE * CHANNEL_DEPTH],
+        )
+        .expect("write");
         let (stream, handle) = pxar_stream::<CatalogWriter<Vec<u8>>>(
             dir.path(),
             Flags::DEFAULT,

@@ -110,9 +110,9 @@ pub fn resolve(args: &CryptoArgs, defaults: &DefaultKeys) -> Result<CryptoParams
                     master: Some(master.clone()),
                     default_key_implied: false,
                 }),
-                None => bail!(
-                    "--master-pubkey-file/--master-pubkey-fd specified, but no key available"
-                ),
+                None => {
+                    bail!("--master-pubkey-file/--master-pubkey-fd specified, but no key available")
+                }
             },
             (Some(key), master) => Ok(CryptoParams {
                 mode: CryptMode::Encrypt,
@@ -137,18 +137,15 @@ pub fn resolve(args: &CryptoArgs, defaults: &DefaultKeys) -> Result<CryptoParams
                 Some(key) => (key.clone(), false),
                 None => match as_default(&defaults.key) {
                     Some(key) => (key, true),
-                    None => bail!(
-                        "--crypt-mode without --keyfile and no default key file available"
-                    ),
+                    None => {
+                        bail!("--crypt-mode without --keyfile and no default key file available")
+                    }
                 },
             };
             Ok(CryptoParams {
                 mode,
                 key: Some(key),
-                master: args
-                    .master
-                    .clone()
-                    .or_else(|| as_default(&defaults.master)),
+                master: args.master.clone().or_else(|| as_default(&defaults.master)),
                 default_key_implied,
             })
         }
@@ -167,7 +164,8 @@ pub fn key_params() -> Vec<Param> {
             name: "crypt-mode",
             kind: ValueKind::String,
             optional: true,
-            description: "Defines whether data is encrypted (using an AEAD cipher), only signed, or neither.",
+            description:
+                "Defines whether data is encrypted (using an AEAD cipher), only signed, or neither.",
         },
     ]
 }
@@ -202,7 +200,9 @@ fn source_from_args(
                 .ok()
                 .filter(|fd| *fd >= 0)
                 .ok_or_else(|| {
-                    format_err!("parameter verification failed - '{fd_opt}': value must be at least 0")
+                    format_err!(
+                        "parameter verification failed - '{fd_opt}': value must be at least 0"
+                    )
                 })?;
             Ok(Some(KeySource::Fd(fd)))
         }
@@ -398,10 +398,18 @@ mod tests {
                   expected: Ok((SignOnly, k(), None, false)) },
         ];
         for (i, row) in rows.into_iter().enumerate() {
-            let args = CryptoArgs { mode: row.mode, key: row.key, master: row.master };
+            let args = CryptoArgs {
+                mode: row.mode,
+                key: row.key,
+                master: row.master,
+            };
             let defaults = DefaultKeys {
-                key: row.default_key.then(|| PathBuf::from("/cfg/encryption-key.json")),
-                master: row.default_master.then(|| PathBuf::from("/cfg/master-public.pem")),
+                key: row
+                    .default_key
+                    .then(|| PathBuf::from("/cfg/encryption-key.json")),
+                master: row
+                    .default_master
+                    .then(|| PathBuf::from("/cfg/master-public.pem")),
             };
             let got = resolve(&args, &defaults)
                 .map(|p| (p.mode, p.key, p.master, p.default_key_implied))
@@ -424,9 +432,15 @@ mod tests {
             crypto_args(&inv.args, true)
         };
         let err = parse(&["--keyfile", "/a", "--keyfd", "3"]).unwrap_err();
-        assert_eq!(err.to_string(), "--keyfile and --keyfd are mutually exclusive");
+        assert_eq!(
+            err.to_string(),
+            "--keyfile and --keyfd are mutually exclusive"
+        );
         let err = parse(&["--master-pubkey-file", "/a", "--master-pubkey-fd", "3"]).unwrap_err();
-        assert_eq!(err.to_string(), "--keyfile and --keyfd are mutually exclusive");
+        assert_eq!(
+            err.to_string(),
+            "--keyfile and --keyfd are mutually exclusive"
+        );
         let ok = parse(&["--keyfd", "7", "--crypt-mode", "sign-only"]).expect("args");
         assert_eq!(ok.key, Some(KeySource::Fd(7)));
         assert_eq!(ok.mode, Some(CryptMode::SignOnly));

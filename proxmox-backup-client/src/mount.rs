@@ -116,10 +116,18 @@ fn mount_source(archive_name: &str, map: bool) -> Result<MountSource> {
     let is_image = archive_name.ends_with(".img") || archive_name.ends_with(".img.fidx");
     match (is_pxar, is_image, map) {
         (true, _, false) => Ok(MountSource::Pxar(
-            archive_name.strip_suffix(".didx").unwrap_or(archive_name).to_string() + ".didx",
+            archive_name
+                .strip_suffix(".didx")
+                .unwrap_or(archive_name)
+                .to_string()
+                + ".didx",
         )),
         (_, true, true) => Ok(MountSource::Image(
-            archive_name.strip_suffix(".fidx").unwrap_or(archive_name).to_string() + ".fidx",
+            archive_name
+                .strip_suffix(".fidx")
+                .unwrap_or(archive_name)
+                .to_string()
+                + ".fidx",
         )),
         (true, _, true) => bail!("use the 'mount' command to mount pxar archives"),
         (_, true, false) => bail!("use the 'map' command to map drive images"),
@@ -139,7 +147,9 @@ fn detach() -> Result<()> {
     let write_fd = writer.as_raw_fd();
     let exe = std::env::current_exe().context("unable to find own executable")?;
     let mut child = std::process::Command::new(exe);
-    child.args(std::env::args_os().skip(1)).env(DAEMON_ENV, write_fd.to_string());
+    child
+        .args(std::env::args_os().skip(1))
+        .env(DAEMON_ENV, write_fd.to_string());
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         child.pre_exec(move || {
@@ -168,7 +178,10 @@ fn detach() -> Result<()> {
 /// In the detached child: reports readiness (or an error) to the waiting parent and moves
 /// stdio to `/dev/null`.
 fn report_ready(result: &Result<()>) {
-    let Some(fd) = std::env::var(DAEMON_ENV).ok().and_then(|v| v.parse::<i32>().ok()) else {
+    let Some(fd) = std::env::var(DAEMON_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
         return;
     };
     // SAFETY: the parent handed this descriptor to us for exactly this message.
@@ -181,7 +194,11 @@ fn report_ready(result: &Result<()>) {
     drop(pipe);
     if result.is_ok() {
         let _ = std::env::set_current_dir("/");
-        if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
             for target in 0..3 {
                 // SAFETY: dup2 onto the standard descriptors.
                 unsafe { libc::dup2(null.as_raw_fd(), target) };
@@ -225,14 +242,25 @@ async fn prepare_and_serve(map: bool, args: &ParsedArgs) -> Result<()> {
     let client = pbs_client::tools::connect(&repo)?;
     pbs_client::tools::record_repository(&repo);
     let snapshot = resolve_snapshot(&client, repo.store(), &ns, &snapshot_arg).await?;
-    let reader =
-        BackupReader::start(&client, crypt_config.clone(), repo.store(), &ns, &snapshot, verbose)
-            .await?;
+    let reader = BackupReader::start(
+        &client,
+        crypt_config.clone(),
+        repo.store(),
+        &ns,
+        &snapshot,
+        verbose,
+    )
+    .await?;
     let (manifest, _) = reader.download_manifest().await?;
     manifest.check_fingerprint(crypt_config.as_deref())?;
 
     let open = |mode: CryptMode| {
-        RemoteChunkReader::new(Arc::clone(&reader), crypt_config.clone(), mode, HashMap::new())
+        RemoteChunkReader::new(
+            Arc::clone(&reader),
+            crypt_config.clone(),
+            mode,
+            HashMap::new(),
+        )
     };
     match source {
         MountSource::Image(name) => {
@@ -251,8 +279,10 @@ async fn prepare_and_serve(map: bool, args: &ParsedArgs) -> Result<()> {
             if manifest.lookup_file_info(&name).is_err() {
                 let (meta, payload) = pbs_client::pxar::split_archive_names(&name);
                 if manifest.lookup_file_info(&meta).is_ok() {
-                    return mount_split(&reader, &manifest, &meta, &payload, &target, &open, verbose)
-                        .await;
+                    return mount_split(
+                        &reader, &manifest, &meta, &payload, &target, &open, verbose,
+                    )
+                    .await;
                 }
             }
             let index = reader.download_dynamic_index(&manifest, &name).await?;
@@ -264,7 +294,11 @@ async fn prepare_and_serve(map: bool, args: &ParsedArgs) -> Result<()> {
             )));
             let accessor = Accessor::new(archive, size, None::<(File, u64)>)
                 .map_err(|err| format_err!("unable to open archive '{name}' - {err}"))?;
-            serve_session(pbs_client::pxar::fuse::mount(accessor, &target, verbose)?, None).await
+            serve_session(
+                pbs_client::pxar::fuse::mount(accessor, &target, verbose)?,
+                None,
+            )
+            .await
         }
     }
 }
@@ -293,7 +327,11 @@ async fn mount_split(
     )));
     let accessor = Accessor::new(meta_read, meta_size, Some((payload_read, payload_size)))
         .map_err(|err| format_err!("unable to open archive '{meta}' - {err}"))?;
-    serve_session(pbs_client::pxar::fuse::mount(accessor, target, verbose)?, None).await
+    serve_session(
+        pbs_client::pxar::fuse::mount(accessor, target, verbose)?,
+        None,
+    )
+    .await
 }
 
 /// Serves a FUSE session until it is unmounted or SIGINT/SIGTERM arrives.
@@ -395,7 +433,10 @@ impl<R: ReadAt + Send + Sync + 'static> Filesystem for ImageFs<R> {
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            match self.image.read_at(&mut buf[filled..], offset + filled as u64) {
+            match self
+                .image
+                .read_at(&mut buf[filled..], offset + filled as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(err) => {
@@ -459,7 +500,10 @@ pub fn systemd_unescape(escaped: &str) -> Result<String> {
             }
             b'\\' if bytes.get(i + 1) == Some(&b'x') && i + 4 <= bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 2..i + 4])?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| format_err!("bad escape in '{escaped}'"))?);
+                out.push(
+                    u8::from_str_radix(hex, 16)
+                        .map_err(|_| format_err!("bad escape in '{escaped}'"))?,
+                );
                 i += 4;
             }
             b => {
@@ -529,7 +573,13 @@ fn attach_loop_device(backing: &Path) -> Result<PathBuf> {
     info.lo_file_name[..n].copy_from_slice(&name[..n]);
     // SAFETY: pointer to a properly laid out loop_info64.
     if let Err(err) = ioctl_ok(
-        unsafe { libc::ioctl(loop_file.as_raw_fd(), LOOP_SET_STATUS64 as _, &info as *const LoopInfo64) },
+        unsafe {
+            libc::ioctl(
+                loop_file.as_raw_fd(),
+                LOOP_SET_STATUS64 as _,
+                &info as *const LoopInfo64,
+            )
+        },
         "unable to configure loop device",
     ) {
         // SAFETY: detaches what was attached above.
@@ -590,7 +640,11 @@ async fn serve_image<R: ReadAt + Send + Sync + 'static>(
 /// The current mappings: (loop device or `None`, mapping name).
 fn list_mappings() -> Vec<(Option<String>, String)> {
     let mut attached: HashMap<PathBuf, String> = HashMap::new();
-    for entry in std::fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("loop") {
             let device = format!("/dev/{name}");
@@ -600,7 +654,11 @@ fn list_mappings() -> Vec<(Option<String>, String)> {
         }
     }
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(MAP_RUN_DIR).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(MAP_RUN_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let escaped = entry.file_name().to_string_lossy().into_owned();
         let name = systemd_unescape(&escaped).unwrap_or(escaped);
         let device = attached.get(&entry.path().join(IMAGE_FILE)).cloned();
@@ -643,7 +701,9 @@ fn unmap(name: Option<&str>) -> Result<()> {
     } else if name.starts_with("/dev/loop") {
         name.to_string()
     } else {
-        let backing = Path::new(MAP_RUN_DIR).join(systemd_escape(name)).join(IMAGE_FILE);
+        let backing = Path::new(MAP_RUN_DIR)
+            .join(systemd_escape(name))
+            .join(IMAGE_FILE);
         list_mappings()
             .into_iter()
             .find(|(_, n)| n == name)
@@ -659,14 +719,35 @@ mod tests {
 
     #[test]
     fn archive_names() {
-        assert_eq!(mount_source("root.pxar", false).unwrap(), MountSource::Pxar("root.pxar.didx".into()));
-        assert_eq!(mount_source("root.pxar.didx", false).unwrap(), MountSource::Pxar("root.pxar.didx".into()));
-        assert_eq!(mount_source("disk.img", true).unwrap(), MountSource::Image("disk.img.fidx".into()));
+        assert_eq!(
+            mount_source("root.pxar", false).unwrap(),
+            MountSource::Pxar("root.pxar.didx".into())
+        );
+        assert_eq!(
+            mount_source("root.pxar.didx", false).unwrap(),
+            MountSource::Pxar("root.pxar.didx".into())
+        );
+        assert_eq!(
+            mount_source("disk.img", true).unwrap(),
+            MountSource::Image("disk.img.fidx".into())
+        );
         let err = |n: &str, map: bool| mount_source(n, map).unwrap_err().to_string();
-        assert_eq!(err("disk.img", false), "use the 'map' command to map drive images");
-        assert_eq!(err("root.pxar", true), "use the 'mount' command to mount pxar archives");
-        assert_eq!(err("x.conf", false), "Can only mount/map pxar archives and drive images.");
-        assert_eq!(err("x.conf", true), "Can only mount/map pxar archives and drive images.");
+        assert_eq!(
+            err("disk.img", false),
+            "use the 'map' command to map drive images"
+        );
+        assert_eq!(
+            err("root.pxar", true),
+            "use the 'mount' command to mount pxar archives"
+        );
+        assert_eq!(
+            err("x.conf", false),
+            "Can only mount/map pxar archives and drive images."
+        );
+        assert_eq!(
+            err("x.conf", true),
+            "Can only mount/map pxar archives and drive images."
+        );
     }
 
     #[test]

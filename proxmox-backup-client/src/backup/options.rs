@@ -68,7 +68,10 @@ fn verify_error(name: &str, msg: impl std::fmt::Display) -> anyhow::Error {
 
 fn integer_at_least(args: &ParsedArgs, name: &str, min: i64) -> Result<Option<i64>> {
     match args.integer(name)? {
-        Some(v) if v < min => Err(verify_error(name, format!("value must have a minimum value of {min} (got {v})"))),
+        Some(v) if v < min => Err(verify_error(
+            name,
+            format!("value must have a minimum value of {min} (got {v})"),
+        )),
         other => Ok(other),
     }
 }
@@ -115,13 +118,19 @@ impl BackupOptions {
         let backup_type = match args.get("backup-type") {
             None => BackupType::Host,
             Some(t) => t.parse().map_err(|_| {
-                verify_error("backup-type", format!("value '{t}' is not defined in the enumeration."))
+                verify_error(
+                    "backup-type",
+                    format!("value '{t}' is not defined in the enumeration."),
+                )
             })?,
         };
         let backup_id = match args.get("backup-id") {
             Some(id) => {
                 if !is_safe_id(id) {
-                    return Err(verify_error("backup-id", "value does not match the regex pattern"));
+                    return Err(verify_error(
+                        "backup-id",
+                        "value does not match the regex pattern",
+                    ));
                 }
                 id.to_string()
             }
@@ -136,12 +145,18 @@ impl BackupOptions {
             None => DEFAULT_CHUNK_SIZE,
         };
         let all_file_systems = args.flag("all-file-systems", false)?;
-        let include_dev: Vec<PathBuf> = args.get_all("include-dev").iter().map(PathBuf::from).collect();
+        let include_dev: Vec<PathBuf> = args
+            .get_all("include-dev")
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         if all_file_systems && !include_dev.is_empty() {
             bail!("option 'all-file-systems' conflicts with option 'include-dev'");
         }
         let entries_max = match integer_at_least(args, "entries-max", 0)? {
-            Some(v) => usize::try_from(v).map_err(|_| verify_error("entries-max", "value too large"))?,
+            Some(v) => {
+                usize::try_from(v).map_err(|_| verify_error("entries-max", "value too large"))?
+            }
             None => DEFAULT_ENTRIES_MAX,
         };
         let rate = integer_at_least(args, "rate", 100_000)?.map(|v| v as u64);
@@ -177,7 +192,10 @@ mod tests {
     #[test]
     fn chunk_sizes() {
         for kib in [64, 128, 256, 512, 1024, 2048, 4096] {
-            assert_eq!(chunk_size_from_kib(kib).expect("valid"), kib as usize * 1024);
+            assert_eq!(
+                chunk_size_from_kib(kib).expect("valid"),
+                kib as usize * 1024
+            );
         }
         for kib in [0, 32, 63, 65, 100, 3000, 8192, -64] {
             assert_eq!(
@@ -206,9 +224,24 @@ mod tests {
         assert!(o.backup_time > 1_600_000_000);
         assert!(!o.backup_id.contains('.'));
 
-        let o = parse(&["--backup-type", "vm", "--backup-id", "100", "--backup-time", "1700000000",
-                        "--chunk-size", "64", "--ns", "a/b", "--change-detection-mode", "metadata",
-                        "--all-file-systems", "--rate", "100000"]).expect("options");
+        let o = parse(&[
+            "--backup-type",
+            "vm",
+            "--backup-id",
+            "100",
+            "--backup-time",
+            "1700000000",
+            "--chunk-size",
+            "64",
+            "--ns",
+            "a/b",
+            "--change-detection-mode",
+            "metadata",
+            "--all-file-systems",
+            "--rate",
+            "100000",
+        ])
+        .expect("options");
         assert_eq!(o.backup_type, BackupType::Vm);
         assert_eq!(o.backup_id, "100");
         assert_eq!(o.backup_time, 1_700_000_000);
@@ -219,13 +252,19 @@ mod tests {
         assert_eq!(o.change_detection_mode, ChangeDetectionMode::Metadata);
 
         let err = parse(&["--all-file-systems", "--include-dev", "/x"]).unwrap_err();
-        assert_eq!(err.to_string(), "option 'all-file-systems' conflicts with option 'include-dev'");
+        assert_eq!(
+            err.to_string(),
+            "option 'all-file-systems' conflicts with option 'include-dev'"
+        );
         assert!(parse(&["--rate", "99999"]).is_err());
         assert!(parse(&["--burst", "999"]).is_err());
         assert!(parse(&["--backup-time", "0"]).is_err());
         assert!(parse(&["--backup-id", ".x"]).is_err());
         assert!(parse(&["--backup-type", "foo"]).is_err());
         assert!(parse(&["--change-detection-mode", "foo"]).is_err());
-        assert_eq!(parse(&["--chunk-size", "100"]).unwrap_err().to_string(), "Got unsupported chunk size '100'");
+        assert_eq!(
+            parse(&["--chunk-size", "100"]).unwrap_err().to_string(),
+            "Got unsupported chunk size '100'"
+        );
     }
 }

@@ -44,7 +44,13 @@ impl CatalogUpload {
         let client = Arc::clone(client);
         let upload = tokio::spawn(async move {
             client
-                .upload_stream(CATALOG_NAME, stream, Some(CATALOG_CHUNK_SIZE), options, None)
+                .upload_stream(
+                    CATALOG_NAME,
+                    stream,
+                    Some(CATALOG_CHUNK_SIZE),
+                    options,
+                    None,
+                )
                 .await
         });
         Ok(Self { writer, upload })
@@ -191,8 +197,14 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
     } else {
         eprintln!("Starting backup: [{}]:{snapshot}", options.ns);
     }
-    eprintln!("Client name: {}", super::options::short_nodename().unwrap_or_default());
-    eprintln!("Starting backup protocol: {}", strftime_local("%c", epoch_now())?);
+    eprintln!(
+        "Client name: {}",
+        super::options::short_nodename().unwrap_or_default()
+    );
+    eprintln!(
+        "Starting backup protocol: {}",
+        strftime_local("%c", epoch_now())?
+    );
 
     let key = crypto::load_crypt_config(&crypto_params)?;
     let crypt_config = key.as_ref().map(|k| Arc::clone(&k.crypt_config));
@@ -237,7 +249,11 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
     let mut catalog: Option<CatalogUpload> = None;
     let progress = Progress::start();
     let repo_display = repo.to_string();
-    let verb = if options.dry_run { "Would upload" } else { "Upload" };
+    let verb = if options.dry_run {
+        "Would upload"
+    } else {
+        "Upload"
+    };
 
     for CheckedSpec { spec, size } in &specs {
         let target = match (spec.kind, options.change_detection_mode) {
@@ -268,7 +284,13 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
                     ..upload_options.clone()
                 };
                 let stats = writer
-                    .upload_stream(&target, stream, Some(options.chunk_size), image_options, None)
+                    .upload_stream(
+                        &target,
+                        stream,
+                        Some(options.chunk_size),
+                        image_options,
+                        None,
+                    )
                     .await?;
                 print_summary(&target, &stats);
                 manifest.add_file(target.clone(), stats.size, stats.csum, crypt_mode)?;
@@ -324,12 +346,25 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
                     )
                     .await?;
                     if options.change_detection_mode == ChangeDetectionMode::Metadata {
-                        eprintln!("{}", super::split::files_read_line(&meta_name, &split.archive));
+                        eprintln!(
+                            "{}",
+                            super::split::files_read_line(&meta_name, &split.archive)
+                        );
                     }
                     print_summary(&meta_name, &split.metadata);
                     print_summary(&payload_name, &split.payload);
-                    manifest.add_file(meta_name, split.metadata.size, split.metadata.csum, crypt_mode)?;
-                    manifest.add_file(payload_name, split.payload.size, split.payload.csum, crypt_mode)?;
+                    manifest.add_file(
+                        meta_name,
+                        split.metadata.size,
+                        split.metadata.csum,
+                        crypt_mode,
+                    )?;
+                    manifest.add_file(
+                        payload_name,
+                        split.payload.size,
+                        split.payload.csum,
+                        crypt_mode,
+                    )?;
                 }
             },
         }
@@ -366,7 +401,11 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
         ..UploadOptions::default()
     };
     writer
-        .upload_blob_from_data(manifest_text.into_bytes(), MANIFEST_BLOB_NAME, manifest_options)
+        .upload_blob_from_data(
+            manifest_text.into_bytes(),
+            MANIFEST_BLOB_NAME,
+            manifest_options,
+        )
         .await?;
     writer.finish().await?;
 

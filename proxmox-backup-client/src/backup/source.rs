@@ -92,7 +92,8 @@ impl<S: Stream<Item = Result<Bytes>> + Unpin> Stream for Counted<S> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let poll = Pin::new(&mut self.inner).poll_next(cx);
         if let Poll::Ready(Some(Ok(piece))) = &poll {
-            self.counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            self.counter
+                .fetch_add(piece.len() as u64, Ordering::Relaxed);
         }
         poll
     }
@@ -109,7 +110,9 @@ mod tests {
         let path = dir.path().join("img");
         let data: Vec<u8> = (0..3 * READ_SIZE + 17).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).expect("write");
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
         let progress = Arc::new(AtomicU64::new(0));
         let got = rt.block_on(async {
             let mut s = image_stream(&path, data.len() as u64, progress.clone()).expect("stream");

@@ -84,8 +84,9 @@ fn is_label_char(c: char) -> bool {
 
 /// Parses one spec with the schema's pattern `^([a-zA-Z0-9_-]+\.(pxar|img|conf|log)):(.+)$`.
 pub fn parse_backup_spec(value: &str) -> Result<BackupSpec> {
-    let mismatch =
-        || format_err!("unable to parse backup source specification '{value}' - value does not match the regex pattern");
+    let mismatch = || {
+        format_err!("unable to parse backup source specification '{value}' - value does not match the regex pattern")
+    };
     let (archive_name, path) = value.split_once(':').ok_or_else(mismatch)?;
     // The label has no dot, so the first ':' after `label.ext` separates the path.
     let (label, ext) = archive_name.split_once('.').ok_or_else(mismatch)?;
@@ -196,10 +197,26 @@ mod tests {
         assert_eq!(spec.kind, ArchiveKind::Image);
         assert_eq!(spec.path, PathBuf::from("/dev/sda:x"));
         assert_eq!(spec.server_file_name(), "disk-0_a.img.fidx");
-        assert_eq!(parse_backup_spec("a.conf:/x").expect("spec").server_file_name(), "a.conf.blob");
-        assert_eq!(parse_backup_spec("a.log:/x").expect("spec").kind, ArchiveKind::Log);
+        assert_eq!(
+            parse_backup_spec("a.conf:/x")
+                .expect("spec")
+                .server_file_name(),
+            "a.conf.blob"
+        );
+        assert_eq!(
+            parse_backup_spec("a.log:/x").expect("spec").kind,
+            ArchiveKind::Log
+        );
 
-        for bad in ["my.root.pxar:/", "root.tar:/", "root.pxar:", "root.pxar", ".pxar:/", "ro ot.pxar:/", "root:/x"] {
+        for bad in [
+            "my.root.pxar:/",
+            "root.tar:/",
+            "root.pxar:",
+            "root.pxar",
+            ".pxar:/",
+            "ro ot.pxar:/",
+            "root:/x",
+        ] {
             assert!(parse_backup_spec(bad).is_err(), "{bad} must be rejected");
         }
     }
@@ -212,7 +229,11 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").expect("write");
         let d = dir.path().display();
-        let check = |s: String| parse_and_check_specs(&[s]).map(|v| v[0].size).map_err(|e| e.to_string());
+        let check = |s: String| {
+            parse_and_check_specs(&[s])
+                .map(|v| v[0].size)
+                .map_err(|e| e.to_string())
+        };
 
         assert_eq!(check(format!("a.pxar:{d}")), Ok(0));
         assert_eq!(check(format!("a.img:{d}/f")), Ok(4));
@@ -229,9 +250,15 @@ mod tests {
             check(format!("a.log:{d}")),
             Err("got unexpected file type (expected regular file)".into())
         );
-        assert_eq!(check(format!("a.img:{d}/empty")), Err(format!("got zero-sized file '{d}/empty'")));
+        assert_eq!(
+            check(format!("a.img:{d}/empty")),
+            Err(format!("got zero-sized file '{d}/empty'"))
+        );
         let err = check(format!("a.conf:{d}/missing")).unwrap_err();
-        assert!(err.starts_with(&format!("unable to access '{d}/missing' - ")), "{err}");
+        assert!(
+            err.starts_with(&format!("unable to access '{d}/missing' - ")),
+            "{err}"
+        );
 
         let err = parse_and_check_specs(&[format!("a.conf:{d}/f"), format!("a.conf:{d}/f")])
             .unwrap_err()

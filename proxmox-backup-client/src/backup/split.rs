@@ -78,8 +78,12 @@ async fn open_reference(
         false,
     )
     .await?;
-    let metadata_index = reader.download_dynamic_index(previous, &metadata_name).await?;
-    let metadata_mode = previous.lookup_file_info(&metadata_name)?.chunk_crypt_mode();
+    let metadata_index = reader
+        .download_dynamic_index(previous, &metadata_name)
+        .await?;
+    let metadata_mode = previous
+        .lookup_file_info(&metadata_name)?
+        .chunk_crypt_mode();
     let chunk_reader = RemoteChunkReader::new(
         Arc::clone(&reader),
         source.crypt_config.clone(),

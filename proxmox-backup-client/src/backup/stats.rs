@@ -78,10 +78,19 @@ mod tests {
         };
         let lines = summary_lines("root.pxar.didx", &s);
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("root.pxar.didx: had to backup 5 B of 1000 B (compressed 3 B) in 0.50 s"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with(
+                "root.pxar.didx: had to backup 5 B of 1000 B (compressed 3 B) in 0.50 s"
+            ),
+            "{}",
+            lines[0]
+        );
         assert!(lines[1].ends_with("(99.5%)"), "{}", lines[1]);
         assert_eq!(lines[2], "root.pxar.didx: 10 chunks, 9 reused");
-        let fresh = UploadSummary { size: 10, ..Default::default() };
+        let fresh = UploadSummary {
+            size: 10,
+            ..Default::default()
+        };
         assert_eq!(summary_lines("a", &fresh).len(), 1);
         assert_eq!(reused_percent(&UploadSummary::default()), 0.0);
     }

@@ -55,7 +55,10 @@ fn has_file(manifest: &BackupManifest, name: &str) -> bool {
 }
 
 /// Resolves the archive name against the manifest (split pxar fallback included).
-pub fn resolve_restore_source(manifest: &BackupManifest, archive_name: &str) -> Result<RestoreSource> {
+pub fn resolve_restore_source(
+    manifest: &BackupManifest,
+    archive_name: &str,
+) -> Result<RestoreSource> {
     let name = server_archive_name(archive_name);
     if name == MANIFEST_BLOB_NAME {
         return Ok(RestoreSource::Manifest);
@@ -96,7 +99,10 @@ mod tests {
         assert_eq!(server_archive_name("disk.img"), "disk.img.fidx");
         assert_eq!(server_archive_name("x.conf"), "x.conf.blob");
         assert_eq!(server_archive_name("index.json"), "index.json.blob");
-        assert_eq!(server_archive_name("catalog.pcat1.didx"), "catalog.pcat1.didx");
+        assert_eq!(
+            server_archive_name("catalog.pcat1.didx"),
+            "catalog.pcat1.didx"
+        );
         assert_eq!(server_archive_name("a.img.fidx"), "a.img.fidx");
         assert_eq!(server_archive_name("a.log.blob"), "a.log.blob");
         assert_eq!(server_archive_name("root.mpxar.didx"), "root.mpxar.didx");
@@ -105,21 +111,50 @@ mod tests {
     fn manifest(files: &[&str]) -> BackupManifest {
         let mut m = BackupManifest::new("host", "h", 1_700_000_000);
         for f in files {
-            m.add_file(f.to_string(), 1, [0; 32], CryptMode::None).expect("add");
+            m.add_file(f.to_string(), 1, [0; 32], CryptMode::None)
+                .expect("add");
         }
         m
     }
 
     #[test]
     fn resolves_against_manifest() {
-        let m = manifest(&["root.pxar.didx", "data.mpxar.didx", "data.ppxar.didx", "d.img.fidx", "x.conf.blob", "half.mpxar.didx"]);
-        assert_eq!(resolve_restore_source(&m, "root.pxar").expect("v1"), RestoreSource::Pxar("root.pxar.didx".into()));
-        let split = RestoreSource::SplitPxar { metadata: "data.mpxar.didx".into(), payload: "data.ppxar.didx".into() };
-        assert_eq!(resolve_restore_source(&m, "data.pxar").expect("split"), split);
-        assert_eq!(resolve_restore_source(&m, "data.mpxar.didx").expect("split"), split);
-        assert_eq!(resolve_restore_source(&m, "d.img").expect("img"), RestoreSource::Image("d.img.fidx".into()));
-        assert_eq!(resolve_restore_source(&m, "x.conf").expect("blob"), RestoreSource::Blob("x.conf.blob".into()));
-        assert_eq!(resolve_restore_source(&m, "index.json").expect("manifest"), RestoreSource::Manifest);
+        let m = manifest(&[
+            "root.pxar.didx",
+            "data.mpxar.didx",
+            "data.ppxar.didx",
+            "d.img.fidx",
+            "x.conf.blob",
+            "half.mpxar.didx",
+        ]);
+        assert_eq!(
+            resolve_restore_source(&m, "root.pxar").expect("v1"),
+            RestoreSource::Pxar("root.pxar.didx".into())
+        );
+        let split = RestoreSource::SplitPxar {
+            metadata: "data.mpxar.didx".into(),
+            payload: "data.ppxar.didx".into(),
+        };
+        assert_eq!(
+            resolve_restore_source(&m, "data.pxar").expect("split"),
+            split
+        );
+        assert_eq!(
+            resolve_restore_source(&m, "data.mpxar.didx").expect("split"),
+            split
+        );
+        assert_eq!(
+            resolve_restore_source(&m, "d.img").expect("img"),
+            RestoreSource::Image("d.img.fidx".into())
+        );
+        assert_eq!(
+            resolve_restore_source(&m, "x.conf").expect("blob"),
+            RestoreSource::Blob("x.conf.blob".into())
+        );
+        assert_eq!(
+            resolve_restore_source(&m, "index.json").expect("manifest"),
+            RestoreSource::Manifest
+        );
         assert!(resolve_restore_source(&m, "missing.pxar").is_err());
         assert!(resolve_restore_source(&m, "half.pxar").is_err());
         assert!(resolve_restore_source(&m, "y.conf").is_err());

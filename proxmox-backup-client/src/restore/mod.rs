@@ -103,13 +103,19 @@ pub fn extract_settings(args: &ParsedArgs) -> Result<ExtractSettings> {
 
 /// Errors of device node creation are skipped with `--ignore-extract-device-errors`.
 fn is_device_error(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|cause| cause.to_string().starts_with("failed to create special file"))
+    err.chain().any(|cause| {
+        cause
+            .to_string()
+            .starts_with("failed to create special file")
+    })
 }
 
 /// The extractor's options for these settings: stop at the first error, except device node
 /// errors when they are to be ignored.
-pub fn extract_options(settings: &ExtractSettings, verbose: bool) -> pbs_client::pxar::PxarExtractOptions {
+pub fn extract_options(
+    settings: &ExtractSettings,
+    verbose: bool,
+) -> pbs_client::pxar::PxarExtractOptions {
     let on_error: Option<pbs_client::pxar::ErrorHandler> = if settings.ignore_device_errors {
         Some(Box::new(|err: anyhow::Error| {
             if is_device_error(&err) {
@@ -151,9 +157,14 @@ mod tests {
 
     fn parse(argv: &[&str]) -> ParsedArgs {
         let tree = CommandTree::Group(commands());
-        let mut full: Vec<String> = ["restore", "host/x", "root.pxar", "/tmp/t"].iter().map(|s| s.to_string()).collect();
+        let mut full: Vec<String> = ["restore", "host/x", "root.pxar", "/tmp/t"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         full.extend(argv.iter().map(|s| s.to_string()));
-        pbs_cli::parse_command_line(&tree, &full).expect("parse").args
+        pbs_cli::parse_command_line(&tree, &full)
+            .expect("parse")
+            .args
     }
 
     #[test]
@@ -161,13 +172,31 @@ mod tests {
         let s = extract_settings(&parse(&[])).expect("settings");
         assert_eq!(s.flags, Flags::DEFAULT);
         assert_eq!(s.overwrite, OverwriteFlags::default());
-        let s = extract_settings(&parse(&["--ignore-acls", "--ignore-ownership", "--overwrite-symlinks"])).expect("settings");
+        let s = extract_settings(&parse(&[
+            "--ignore-acls",
+            "--ignore-ownership",
+            "--overwrite-symlinks",
+        ]))
+        .expect("settings");
         assert!(!s.flags.contains(Flags::WITH_ACL));
         assert!(!s.flags.contains(Flags::WITH_OWNER));
         assert!(s.flags.contains(Flags::WITH_XATTRS));
         assert!(s.flags.contains(Flags::WITH_PERMISSIONS));
-        assert_eq!(s.overwrite, OverwriteFlags { files: false, symlinks: true, hardlinks: false });
-        let s = extract_settings(&parse(&["--overwrite", "--ignore-xattrs", "--ignore-permissions", "--allow-existing-dirs"])).expect("settings");
+        assert_eq!(
+            s.overwrite,
+            OverwriteFlags {
+                files: false,
+                symlinks: true,
+                hardlinks: false
+            }
+        );
+        let s = extract_settings(&parse(&[
+            "--overwrite",
+            "--ignore-xattrs",
+            "--ignore-permissions",
+            "--allow-existing-dirs",
+        ]))
+        .expect("settings");
         assert_eq!(s.overwrite, OverwriteFlags::all());
         assert!(!s.flags.contains(Flags::WITH_XATTRS));
         assert!(!s.flags.contains(Flags::WITH_PERMISSIONS));
@@ -176,18 +205,27 @@ mod tests {
 
     #[test]
     fn device_errors() {
-        let dev = format_err!("failed to create special file - Operation not permitted").context("entry \"/dev/null\"");
+        let dev = format_err!("failed to create special file - Operation not permitted")
+            .context("entry \"/dev/null\"");
         let other = format_err!("failed to create file - No space left");
         assert!(is_device_error(&dev));
         assert!(!is_device_error(&other));
         let mut options = extract_options(
-            &ExtractSettings { flags: Flags::DEFAULT, allow_existing_dirs: false, overwrite: OverwriteFlags::default(), ignore_device_errors: true },
+            &ExtractSettings {
+                flags: Flags::DEFAULT,
+                allow_existing_dirs: false,
+                overwrite: OverwriteFlags::default(),
+                ignore_device_errors: true,
+            },
             false,
         );
         let handler = options.on_error.as_mut().expect("handler");
         assert!(handler(dev).is_ok());
         assert!(handler(other).is_err());
-        assert_eq!(rate_limit(&parse(&["--rate", "200000"])).expect("rate"), (Some(200_000), None));
+        assert_eq!(
+            rate_limit(&parse(&["--rate", "200000"])).expect("rate"),
+            (Some(200_000), None)
+        );
         assert!(rate_limit(&parse(&["--burst", "10"])).is_err());
     }
 }

@@ -45,7 +45,10 @@ pub async fn resolve_snapshot(
         params["ns"] = Value::String(ns.to_string());
     }
     let reply = client
-        .get(&format!("api2/json/admin/datastore/{store}/snapshots"), Some(params))
+        .get(
+            &format!("api2/json/admin/datastore/{store}/snapshots"),
+            Some(params),
+        )
         .await?;
     let latest = reply["data"]
         .as_array()
@@ -86,9 +89,7 @@ impl Target {
                     .write(true)
                     .create_new(true)
                     .open(path)
-                    .map_err(|err| {
-                        format_err!("unable to create target file {path:?} - {err}")
-                    })?;
+                    .map_err(|err| format_err!("unable to create target file {path:?} - {err}"))?;
                 Ok(Box::new(file))
             }
         }
@@ -144,9 +145,15 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
     let key = crypto::load_crypt_config(&crypto_params)?;
     let crypt_config = key.as_ref().map(|k| Arc::clone(&k.crypt_config));
 
-    let reader =
-        BackupReader::start(&client, crypt_config.clone(), repo.store(), &ns, &snapshot, verbose)
-            .await?;
+    let reader = BackupReader::start(
+        &client,
+        crypt_config.clone(),
+        repo.store(),
+        &ns,
+        &snapshot,
+        verbose,
+    )
+    .await?;
     let (manifest, raw_manifest) = reader.download_manifest().await?;
 
     let source = resolve_restore_source(&manifest, &archive_name)?;
@@ -218,7 +225,14 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
             let dir = dir.clone();
             let prelude = args.get("prelude-target").map(PathBuf::from);
             tokio::task::spawn_blocking(move || {
-                extract_into(meta_stream, Some(payload_stream), &dir, &settings, verbose, prelude.as_deref())
+                extract_into(
+                    meta_stream,
+                    Some(payload_stream),
+                    &dir,
+                    &settings,
+                    verbose,
+                    prelude.as_deref(),
+                )
             })
             .await
             .context("extraction task failed")??;
