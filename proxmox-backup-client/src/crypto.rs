@@ -336,13 +336,15 @@ mod tests {
         KeySource::Default(PathBuf::from(p))
     }
 
+    type Outcome = (CryptMode, Option<KeySource>, Option<KeySource>, bool);
+
     struct Row {
         mode: Option<CryptMode>,
         key: Option<KeySource>,
         master: Option<KeySource>,
         default_key: bool,
         default_master: bool,
-        expected: Result<(CryptMode, Option<KeySource>, Option<KeySource>, bool), &'static str>,
+        expected: Result<Outcome, &'static str>,
     }
 
     #[test]
