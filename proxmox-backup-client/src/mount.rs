@@ -516,9 +516,8 @@ pub fn systemd_unescape(escaped: &str) -> Result<String> {
 }
 
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
-const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
@@ -537,6 +536,14 @@ struct LoopInfo64 {
     lo_crypt_name: [u8; 64],
     lo_encrypt_key: [u8; 32],
     lo_init: [u64; 2],
+}
+
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
 }
 
 fn ioctl_ok(rc: libc::c_int, what: &str) -> Result<libc::c_int> {
@@ -560,32 +567,24 @@ fn attach_loop_device(backing: &Path) -> Result<PathBuf> {
         .open(&device)
         .with_context(|| format!("unable to open {device:?}"))?;
     let image = File::open(backing).with_context(|| format!("unable to open {backing:?}"))?;
-    // SAFETY: LOOP_SET_FD takes the backing file's descriptor.
-    ioctl_ok(
-        unsafe { libc::ioctl(loop_file.as_raw_fd(), LOOP_SET_FD as _, image.as_raw_fd()) },
-        "unable to attach loop device",
-    )?;
-    // SAFETY: LoopInfo64 is plain old data.
-    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
-    info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    // SAFETY: LoopConfig is plain old data.
+    let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+    config.fd = image.as_raw_fd() as u32;
+    config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
     let name = backing.as_os_str().as_bytes();
     let n = name.len().min(63);
-    info.lo_file_name[..n].copy_from_slice(&name[..n]);
-    // SAFETY: pointer to a properly laid out loop_info64.
-    if let Err(err) = ioctl_ok(
+    config.info.lo_file_name[..n].copy_from_slice(&name[..n]);
+    // SAFETY: pointer to a properly laid out loop_config.
+    ioctl_ok(
         unsafe {
             libc::ioctl(
                 loop_file.as_raw_fd(),
-                LOOP_SET_STATUS64 as _,
-                &info as *const LoopInfo64,
+                LOOP_CONFIGURE as _,
+                &config as *const LoopConfig,
             )
         },
-        "unable to configure loop device",
-    ) {
-        // SAFETY: detaches what was attached above.
-        unsafe { libc::ioctl(loop_file.as_raw_fd(), LOOP_CLR_FD as _, 0) };
-        return Err(err);
-    }
+        "unable to attach loop device",
+    )?;
     Ok(device)
 }
 
