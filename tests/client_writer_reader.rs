@@ -23,9 +23,13 @@ use pbs_client::http_client::{HttpClient, HttpClientOptions};
 use pbs_client::inject::{InjectChunks, ReusableDynamicEntry};
 use pbs_client::remote_chunk_reader::RemoteChunkReader;
 use pbs_client::restore::{restore_index_to_writer, SharedIndex};
-use pbs_datastore::file_formats::{ENCRYPTED_BLOB_MAGIC_1_0, ENCR_COMPR_BLOB_MAGIC_1_0};
+use pbs_datastore::file_formats::{
+    DYNAMIC_SIZED_CHUNK_INDEX_1_0, ENCRYPTED_BLOB_MAGIC_1_0, ENCR_COMPR_BLOB_MAGIC_1_0,
+    FIXED_SIZED_CHUNK_INDEX_1_0,
+};
 use pbs_datastore::index::IndexFile;
 use pbs_datastore::index_reader::BufferedIndexReader;
+use pbs_datastore::read_chunk::AsyncReadChunk;
 use pbs_datastore::{BackupManifest, CryptConfig, DynamicIndexReader, FixedIndexReader};
 
 const STORE: &str = "store1";
@@ -142,6 +146,35 @@ fn check_index_against_data(index: &dyn IndexFile, data: &[u8], stats: &BackupSt
         let info = index.chunk_info(pos).unwrap();
         let slice = &data[info.range.start as usize..info.range.end as usize];
         assert_eq!(info.digest, openssl::sha::sha256(slice), "chunk {pos}");
+    }
+}
+
+/// Checks an index file byte by byte against the on-disk format: magic, header fields and
+/// `index_csum` = SHA-256 of the raw entry (or digest) array.
+fn check_raw_index(path: &Path, stats: &BackupStats, fixed: Option<u64>) {
+    let raw = std::fs::read(path).unwrap();
+    let magic = match fixed {
+        Some(_) => FIXED_SIZED_CHUNK_INDEX_1_0,
+        None => DYNAMIC_SIZED_CHUNK_INDEX_1_0,
+    };
+    assert_eq!(raw[..8], magic, "{path:?}: magic");
+    assert_eq!(raw[32..64], stats.csum, "{path:?}: stored csum");
+    assert_eq!(
+        openssl::sha::sha256(&raw[4096..]),
+        stats.csum,
+        "{path:?}: csum"
+    );
+    match fixed {
+        Some(chunk_size) => {
+            assert_eq!(raw[64..72], stats.size.to_le_bytes());
+            assert_eq!(raw[72..80], chunk_size.to_le_bytes());
+            assert_eq!((raw.len() - 4096) as u64, stats.chunk_count * 32);
+        }
+        None => {
+            assert_eq!((raw.len() - 4096) as u64, stats.chunk_count * 40);
+            let last_end = &raw[raw.len() - 40..raw.len() - 32];
+            assert_eq!(last_end, stats.size.to_le_bytes());
+        }
     }
 }
 
@@ -301,6 +334,17 @@ async fn run(fixture: &Fixture) {
     assert_eq!(fidx.chunk_size(), 4 * MIB as u64);
     check_index_against_data(&fidx, &image, &image_stats);
     assert_eq!(fidx.stored_csum(), image_stats.csum);
+    check_raw_index(&dir1.join("root.didx"), &root_stats, None);
+    check_raw_index(
+        &dir1.join("disk.img.fidx"),
+        &image_stats,
+        Some(4 * MIB as u64),
+    );
+    check_raw_index(
+        &dir1.join("zero.img.fidx"),
+        &zero_stats,
+        Some(4 * MIB as u64),
+    );
     let zero_index = FixedIndexReader::open(dir1.join("zero.img.fidx")).unwrap();
     check_index_against_data(&zero_index, &vec![0u8; zero_len], &zero_stats);
     assert_eq!(
@@ -543,6 +587,25 @@ async fn run(fixture: &Fixture) {
         .await
         .unwrap();
     assert_eq!(read_all(blob).unwrap(), conf);
+    // An encrypted chunk where the manifest promises plain data is refused.
+    let index = reader
+        .download_dynamic_index(&manifest, "secret.didx")
+        .await
+        .unwrap();
+    let chunks = RemoteChunkReader::new(
+        Arc::clone(&reader),
+        Some(Arc::clone(&key)),
+        CryptMode::None,
+        HashMap::new(),
+    );
+    let err = AsyncReadChunk::read_chunk(&chunks, index.index_digest(0).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("encrypted chunk in an unencrypted index"),
+        "{err:#}"
+    );
     drop(reader);
 
     // Without the key: the chunks cannot be decoded.
@@ -584,8 +647,7 @@ async fn run(fixture: &Fixture) {
     assert!(speed.chunks > 1, "{speed:?}");
     assert!(speed.elapsed >= Duration::from_secs(5), "{speed:?}");
     assert!(speed.speed > 0.0);
-    assert!(speed.log_lines()[0]
-        .starts_with(&format!("Uploaded {} chunks in 5 seconds.", speed.chunks)));
+    assert!(speed.log_lines()[0].starts_with(&format!("Uploaded {} chunks in ", speed.chunks)));
     drop(bench);
 
     // --- the server dies in the middle of an upload ---
@@ -617,6 +679,7 @@ async fn run(fixture: &Fixture) {
     .expect("the upload must fail quickly once the server is gone");
     let err = result.expect_err("upload to a dead server");
     let text = format!("{err:#}");
+    eprintln!("upload to a killed server failed with: {text}");
     assert!(text.contains("upload of 'dies.didx' failed"), "{text}");
 }
 

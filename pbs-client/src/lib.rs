@@ -8,6 +8,7 @@
 
 pub mod backup_reader;
 pub mod backup_writer;
+pub mod catalog_shell;
 pub mod h2;
 pub mod http_client;
 pub mod inject;

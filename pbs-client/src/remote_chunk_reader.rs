@@ -79,8 +79,13 @@ impl RemoteChunkReader {
         Ok(blob)
     }
 
-    /// Downloads, decodes (on a blocking thread) and caches a chunk.
-    pub async fn fetch_decoded(&self, digest: &[u8; 32]) -> Result<Arc<Vec<u8>>, Error> {
+    /// Downloads and decodes (on a blocking thread) a chunk; hinted chunks are cached, others
+    /// only with `keep_recent` (random access reads, which revisit chunks).
+    pub async fn fetch_decoded(
+        &self,
+        digest: &[u8; 32],
+        keep_recent: bool,
+    ) -> Result<Arc<Vec<u8>>, Error> {
         if let Some(data) = self.cached(digest) {
             return Ok(data);
         }
@@ -94,12 +99,11 @@ impl RemoteChunkReader {
         .await
         .map_err(|err| format_err!("chunk decoder failed - {err}"))??;
         let data = Arc::new(data);
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(
-                *digest,
-                Arc::clone(&data),
-                self.cache_hint.contains_key(digest),
-            );
+        let pinned = self.cache_hint.contains_key(digest);
+        if pinned || keep_recent {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.insert(*digest, Arc::clone(&data), pinned);
+            }
         }
         Ok(data)
     }
@@ -133,7 +137,7 @@ impl ReadChunk for RemoteChunkReader {
     }
 
     fn read_chunk(&self, digest: &[u8; 32]) -> Result<Vec<u8>, Error> {
-        let data = self.block_on(self.fetch_decoded(digest))?;
+        let data = self.block_on(self.fetch_decoded(digest, true))?;
         Ok(Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone()))
     }
 }
@@ -145,7 +149,8 @@ impl AsyncReadChunk for RemoteChunkReader {
 
     fn read_chunk<'a>(&'a self, digest: &'a [u8; 32]) -> ChunkFuture<'a, Vec<u8>> {
         Box::pin(async move {
-            let data = self.fetch_decoded(digest).await?;
+            // Sequential restores never revisit a chunk: keeping it would cost a copy.
+            let data = self.fetch_decoded(digest, false).await?;
             Ok(Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone()))
         })
     }

@@ -1,6 +1,7 @@
 //! Restoring index streams: chunk fetches overlap (several requests in flight), output stays
 //! in index order.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -72,6 +73,21 @@ fn check_size(info: &ChunkReadInfo, data: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The `count` most referenced digests of `index` with their use counts: the cache hint for
+/// a [`crate::remote_chunk_reader::RemoteChunkReader`] over a fixed image (zero chunks etc.).
+pub fn most_used_chunks(index: &dyn IndexFile, count: usize) -> HashMap<[u8; 32], usize> {
+    let mut uses: HashMap<[u8; 32], usize> = HashMap::new();
+    for pos in 0..index.index_count() {
+        if let Some(digest) = index.index_digest(pos) {
+            *uses.entry(*digest).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<([u8; 32], usize)> = uses.into_iter().filter(|(_, n)| *n > 1).collect();
+    ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(count);
+    ranked.into_iter().collect()
+}
+
 /// Writes the whole stream/image of `index` to `output`; returns it and the bytes written.
 pub async fn restore_index_to_writer<R, W>(
     source: Arc<R>,
@@ -109,12 +125,17 @@ pub struct IndexStreamReader {
 }
 
 impl IndexStreamReader {
-    /// Starts fetching on the current tokio runtime.
-    pub fn new<R: AsyncReadChunk + 'static>(source: Arc<R>, index: SharedIndex) -> Self {
+    /// Starts fetching on the current tokio runtime (an error outside of one).
+    pub fn new<R: AsyncReadChunk + 'static>(
+        source: Arc<R>,
+        index: SharedIndex,
+    ) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| format_err!("index stream reader needs a tokio runtime"))?;
         let (tx, rx) = sync_channel(READ_AHEAD_CHUNKS);
         let fetcher = ParallelChunkFetcher::new(source);
         let chunks = fetcher.chunks(index);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut chunks = Box::pin(chunks);
             while let Some(chunk) = chunks.next().await {
                 let failed = chunk.is_err();
@@ -127,12 +148,12 @@ impl IndexStreamReader {
                 }
             }
         });
-        Self {
+        Ok(Self {
             chunks: rx,
             current: Vec::new(),
             pos: 0,
             done: false,
-        }
+        })
     }
 }
 
@@ -181,7 +202,6 @@ mod tests {
     use pbs_datastore::index_reader::BufferedIndexReader;
     use pbs_datastore::read_chunk::{decode_chunk, ChunkFuture};
     use pbs_datastore::{DataBlob, DataChunkBuilder, DynamicIndexReader};
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
@@ -251,6 +271,37 @@ mod tests {
         DynamicIndexReader::open(dir.path().join("s.didx")).unwrap()
     }
 
+    #[test]
+    fn stream_reader_outside_a_runtime_is_an_error() {
+        let (dir, source, _whole) = fixture();
+        let err = IndexStreamReader::new(Arc::new(source), Arc::new(open(&dir)))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("needs a tokio runtime"), "{err}");
+    }
+
+    #[test]
+    fn most_used_chunks_ranks_repeated_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = vec![0u8; 4096];
+        file[..8].copy_from_slice(&DYNAMIC_SIZED_CHUNK_INDEX_1_0);
+        let digests = [
+            [1u8; 32], [2; 32], [1; 32], [3; 32], [2; 32], [1; 32], [4; 32], [4; 32],
+        ];
+        for (i, digest) in digests.iter().enumerate() {
+            file.extend_from_slice(&(i as u64 * 10 + 10).to_le_bytes());
+            file.extend_from_slice(digest);
+        }
+        std::fs::write(dir.path().join("s.didx"), file).unwrap();
+        let index = open(&dir);
+        let top = most_used_chunks(&index, 2);
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[&[1u8; 32]], 3);
+        assert_eq!(top[&[2u8; 32]], 2);
+        // Chunks used once are never worth caching.
+        assert_eq!(most_used_chunks(&index, 10).len(), 3);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn restore_overlaps_fetches_and_keeps_order() {
         let (dir, source, whole) = fixture();
@@ -269,7 +320,7 @@ mod tests {
     async fn stream_reader_and_read_at_return_the_stream() {
         let (dir, source, whole) = fixture();
         let source = Arc::new(source);
-        let mut reader = IndexStreamReader::new(Arc::clone(&source), Arc::new(open(&dir)));
+        let mut reader = IndexStreamReader::new(Arc::clone(&source), Arc::new(open(&dir))).unwrap();
         let data = tokio::task::spawn_blocking(move || {
             let mut data = Vec::new();
             reader.read_to_end(&mut data).map(|_| data)
@@ -304,7 +355,7 @@ mod tests {
         let (dir, mut source, _whole) = fixture();
         let (other, _) = DataChunkBuilder::new(&[2u8; 10]).build().unwrap();
         source.chunks.insert(digest, other);
-        let mut reader = IndexStreamReader::new(Arc::new(source), Arc::new(open(&dir)));
+        let mut reader = IndexStreamReader::new(Arc::new(source), Arc::new(open(&dir))).unwrap();
         let err = tokio::task::spawn_blocking(move || {
             let mut data = Vec::new();
             reader.read_to_end(&mut data).map(|_| data.len())

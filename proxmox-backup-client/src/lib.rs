@@ -12,7 +12,10 @@ pub mod session;
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
 pub mod backup;
+pub mod benchmark;
+pub mod catalog;
 pub mod crypto;
+pub mod key;
 pub mod mount;
 pub mod restore;
 
@@ -70,6 +73,9 @@ pub fn command_tree() -> CommandTree {
     entries.extend(backup::commands());
     entries.extend(mount::commands());
     entries.extend(restore::commands());
+    entries.extend(benchmark::commands());
+    entries.extend(catalog::commands());
+    entries.extend(key::commands());
     entries.extend(session::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
@@ -93,6 +99,9 @@ async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Val
         Some("backup") => backup::run(path, args).await,
         Some("map") | Some("mount") | Some("unmap") => mount::run(path, args).await,
         Some("restore") => restore::run(path, args).await,
+        Some("benchmark") => benchmark::run(path, args).await,
+        Some("catalog") => catalog::run(path, args).await,
+        Some("key") => key::run(path, args).await,
         Some("login" | "logout" | "version") => session::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }

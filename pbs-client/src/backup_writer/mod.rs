@@ -464,3 +464,108 @@ pub fn decode_manifest(
     let manifest = BackupManifest::from_data_verified(&data, crypt_config)?;
     Ok((manifest, blob.into_inner()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The "xorshift stream" of the datastore spec.
+    fn xorshift_stream(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x0123456789abcdef;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Cuts `data` (fed in irregular pieces) and accounts it like `upload_stream` does.
+    fn cut_and_account(data: &[u8], mut cutter: ChunkCutter) -> (Vec<(u64, u64)>, IndexTotals) {
+        let encoder = ChunkEncoder::new(None, true, Default::default());
+        let mut state = IndexState::new(IndexKind::Dynamic, Default::default());
+        let mut spans = Vec::new();
+        let mut items = Vec::new();
+        let mut emit = |piece: StreamPiece| -> Result<(), Error> {
+            let StreamPiece::Chunk(chunk) = piece else {
+                bail!("unexpected injection");
+            };
+            spans.push((state.offset(), chunk.len() as u64));
+            state.add_chunk(encoder.encode(&chunk)?, &mut items)
+        };
+        let bytes = Bytes::copy_from_slice(data);
+        let mut pos = 0;
+        let mut step = 777;
+        while pos < bytes.len() {
+            let end = (pos + step).min(bytes.len());
+            cutter.push(bytes.slice(pos..end), &mut emit).unwrap();
+            pos = end;
+            step = step * 7 % 100_003 + 1;
+        }
+        cutter.finish(&mut emit).unwrap();
+        let totals = state.finish(&mut items);
+        (spans, totals)
+    }
+
+    #[test]
+    fn spec_vector_v2_boundaries_csum_and_first_digest() {
+        let data = xorshift_stream(1_048_576);
+        assert_eq!(hex::encode(&data[..16]), "b4019e56d600283fb7d0eb3c9a946f60");
+        let (spans, totals) = cut_and_account(&data, ChunkCutter::dynamic(65536).unwrap());
+        let expected: Vec<(u64, u64)> = vec![
+            (0, 37705),
+            (37705, 55474),
+            (93179, 131506),
+            (224685, 47008),
+            (271693, 37693),
+            (309386, 68256),
+            (377642, 63426),
+            (441068, 69042),
+            (510110, 69296),
+            (579406, 16549),
+            (595955, 52030),
+            (647985, 63780),
+            (711765, 20805),
+            (732570, 24099),
+            (756669, 47985),
+            (804654, 16791),
+            (821445, 76166),
+            (897611, 67863),
+            (965474, 83102),
+        ];
+        assert_eq!(spans, expected);
+        assert_eq!(
+            hex::encode(totals.csum),
+            "e470cada9b6c83fb3c51cbf29e71a798050803636f7ce8c062740e162a37fec9"
+        );
+        assert_eq!(
+            hex::encode(openssl::sha::sha256(&data[..37705])),
+            "e2a7303c0ab55577aa6271e1bb5f41b97be277447ce0924cb2c180fc68ddf1fe"
+        );
+        assert_eq!(totals.size, 1_048_576);
+        assert_eq!(totals.chunk_count, 19);
+    }
+
+    #[test]
+    fn spec_vectors_v1_and_v4_boundaries() {
+        let v1: Vec<u8> = (0..262_144u32).flat_map(|i| i.to_le_bytes()).collect();
+        let (spans, _) = cut_and_account(&v1, ChunkCutter::dynamic(65536).unwrap());
+        assert_eq!(
+            spans,
+            [
+                (0, 143377),
+                (143377, 262144),
+                (405521, 262144),
+                (667665, 262144),
+                (929809, 118767)
+            ]
+        );
+        let zeros = vec![0u8; 20 * 1024 * 1024];
+        let (spans, totals) = cut_and_account(&zeros, ChunkCutter::dynamic(4_194_304).unwrap());
+        assert_eq!(spans, [(0, 16777216), (16777216, 4194304)]);
+        assert_eq!(totals.chunk_count, 2);
+    }
+}

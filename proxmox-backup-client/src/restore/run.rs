@@ -201,7 +201,7 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
                     restore_index_to_writer(source, index, out).await?;
                 }
                 Target::Path(dir) => {
-                    let archive = IndexStreamReader::new(source, index);
+                    let archive = IndexStreamReader::new(source, index)?;
                     let dir = dir.clone();
                     let prelude = args.get("prelude-target").map(PathBuf::from);
                     tokio::task::spawn_blocking(move || {
@@ -220,8 +220,8 @@ pub async fn run(args: &ParsedArgs) -> Result<()> {
             let payload_index = reader.download_dynamic_index(&manifest, &payload).await?;
             let meta_source = chunk_reader(&reader, crypt_config.clone(), &manifest, &metadata)?;
             let payload_source = chunk_reader(&reader, crypt_config.clone(), &manifest, &payload)?;
-            let meta_stream = IndexStreamReader::new(meta_source, Arc::new(meta_index));
-            let payload_stream = IndexStreamReader::new(payload_source, Arc::new(payload_index));
+            let meta_stream = IndexStreamReader::new(meta_source, Arc::new(meta_index))?;
+            let payload_stream = IndexStreamReader::new(payload_source, Arc::new(payload_index))?;
             let dir = dir.clone();
             let prelude = args.get("prelude-target").map(PathBuf::from);
             tokio::task::spawn_blocking(move || {
