@@ -161,6 +161,17 @@ impl Env {
     }
 }
 
+/// `host/<id>/<time>` of a snapshot directory.
+fn snapshot_path(dir: &Path) -> String {
+    let parts: Vec<String> = dir
+        .iter()
+        .rev()
+        .take(3)
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    format!("{}/{}/{}", parts[2], parts[1], parts[0])
+}
+
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
@@ -552,6 +563,44 @@ fn tree_backup_restore_and_incremental_reuse() {
     )
     .expect("local archive");
     assert_eq!(out.stdout.len(), direct.len(), "stdout pxar stream size");
+
+    // The catalog written next to the archive serves `catalog dump` and the shell.
+    let out = env.run(&[os("catalog"), os("dump"), os(&snapshot_path(&snapshots[0]))]);
+    let dump = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{dump}");
+    assert!(dump.contains("d \"./root.pxar.didx/dir\"\n"), "{dump}");
+    // `dir/hardlink.txt` comes first in archive order, so `small.txt` is the hardlink.
+    assert!(
+        dump.contains("f \"./root.pxar.didx/dir/hardlink.txt\" 12 "),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("h \"./root.pxar.didx/small.txt\"\n"),
+        "{dump}"
+    );
+    assert!(dump.contains("l \"./root.pxar.didx/dir/link\"\n"), "{dump}");
+    let mut shell = env
+        .command(&[os("catalog"), os("shell"), os("host/tree"), os("root.pxar")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    shell
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"cd dir/sub\npwd\nls\nexit\n")
+        .expect("write shell input");
+    let out = shell.wait_with_output().expect("shell");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("/dir/sub"), "{stdout}");
+    assert!(stdout.contains("zeros"), "{stdout}");
 
     // An unchanged second backup reuses (almost) all data.
     std::thread::sleep(Duration::from_secs(1));
