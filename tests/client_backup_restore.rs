@@ -711,6 +711,9 @@ fn encrypted_backup_needs_the_key() {
     let wrong_key = work.path().join("wrong.json");
     write_key(&key, [0x11; 32]);
     write_key(&wrong_key, [0x22; 32]);
+    let master = openssl::rsa::Rsa::generate(4096).expect("master key");
+    let master_pem = work.path().join("master-public.pem");
+    std::fs::write(&master_pem, master.public_key_to_pem().expect("pem")).expect("write");
 
     let log = env.ok(&[
         os("backup"),
@@ -719,7 +722,29 @@ fn encrypted_backup_needs_the_key() {
         os("enc"),
         os("--keyfile"),
         key.as_os_str(),
+        os("--master-pubkey-file"),
+        master_pem.as_os_str(),
     ]);
+    assert!(log.contains("as rsa-encrypted.key.blob"), "{log}");
+
+    // The data key wrapped with the master key restores without the data key and unwraps
+    // with the master's private key.
+    let wrapped = work.path().join("rsa-encrypted.key");
+    let out = env.run(&[
+        os("restore"),
+        os("host/enc"),
+        os("rsa-encrypted.key.blob"),
+        wrapped.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Restoring encrypted key blob without original key - skipping manifest fingerprint check!"), "{stderr}");
+    let data = std::fs::read(&wrapped).expect("read");
+    let (raw, _, _) = pbs_datastore::key_config::rsa_decrypt_key_config(&master, &data, &|| {
+        Err(anyhow::format_err!("no passphrase expected"))
+    })
+    .expect("unwrap with master key");
+    assert_eq!(raw, [0x11; 32]);
     assert!(log.contains("Encryption key fingerprint: "), "{log}");
 
     // Every chunk on the server is encrypted: it does not decode without the key.
@@ -1083,6 +1108,27 @@ fn mount_and_map_wrong_kinds_and_mount() {
         );
         assert!(!is_mounted(&mountpoint));
     }
+
+    // Without --verbose the command returns once the detached daemon has mounted.
+    env.ok(&[
+        os("mount"),
+        os("host/m"),
+        os("root.pxar"),
+        mountpoint.as_os_str(),
+    ]);
+    assert!(is_mounted(&mountpoint), "daemon did not mount");
+    assert_eq!(
+        std::fs::read(mountpoint.join("dir/file")).expect("read through FUSE"),
+        b"mounted contents"
+    );
+    let status = Command::new("umount")
+        .arg(&mountpoint)
+        .status()
+        .expect("umount");
+    assert!(status.success());
+    wait_until(Duration::from_secs(10), "unmount", || {
+        !is_mounted(&mountpoint)
+    });
 }
 
 #[test]
