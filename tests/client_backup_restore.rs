@@ -1027,7 +1027,7 @@ fn is_mounted(path: &Path) -> bool {
 }
 
 #[test]
-fn mount_and_map_wrong_kinds_and_mount() {
+fn mount_pxar_archive() {
     let env = Env::new();
     let work = tempfile::tempdir().expect("work dir");
     let src = work.path().join("src");

@@ -21,13 +21,10 @@ use super::source::{image_stream, Counted};
 use super::spec::{parse_and_check_specs, split_names, ArchiveKind, CheckedSpec};
 use super::stats::{summary_lines, UploadSummary};
 use crate::crypto;
+use crate::restore::archive::{ENCRYPTED_KEY_BLOB_NAME, MANIFEST_BLOB_NAME};
 
 /// Server file name of the catalog.
 pub const CATALOG_NAME: &str = "catalog.pcat1.didx";
-/// Server file name of the manifest.
-pub const MANIFEST_BLOB_NAME: &str = "index.json.blob";
-/// Server file name of the key wrapped with the master key.
-pub const ENCRYPTED_KEY_BLOB_NAME: &str = "rsa-encrypted.key.blob";
 
 type Catalog = CatalogWriter<StreamWriter>;
 
