@@ -22,6 +22,7 @@ bench: deps
 	$(CARGO) bench -p pbs-datastore --bench datastore
 	$(CARGO) bench -p pxar-bin --bench pxar_vs_tar
 	$(CARGO) bench -p proxmox-backup --bench protocol
+	$(CARGO) bench -p proxmox-backup --bench client
 
 # Both daemons in the foreground on a local instance under ./run (see scripts/run-dev.sh).
 run: deps

@@ -15,6 +15,7 @@ pub mod http_client;
 pub mod inject;
 pub mod proxy;
 pub mod pxar;
+pub mod pxar_backup_stream;
 pub mod query;
 pub mod rate_limit;
 pub mod remote_chunk_reader;
