@@ -3,7 +3,6 @@
 //! `garbage-collect`, `status`.
 
 pub(crate) mod common;
-mod crypto;
 mod listing;
 mod manage;
 mod prune;
@@ -70,15 +69,10 @@ fn snapshot_commands() -> CommandTree {
             positional("logfile", "The path to the log file you want to upload."),
             repository_param(),
             ns_param(),
-            Param::optional("keyfile", "Path to encryption key."),
-            Param {
-                name: "keyfd",
-                kind: ValueKind::Integer,
-                optional: true,
-                description: "Pass an encryption key via an already opened file descriptor.",
-            },
-            Param::optional("crypt-mode", "Defines whether data is encrypted (using an AEAD cipher), only signed, or neither."),
-        ],
+        ]
+        .into_iter()
+        .chain(crate::crypto::key_params())
+        .collect(),
         vec!["snapshot", "logfile"],
     );
     let notes = CommandTree::Group(vec![
@@ -238,19 +232,15 @@ fn prune_params(args: &ParsedArgs) -> Result<Value> {
 }
 
 /// The key `upload-log` encrypts with: only in `encrypt` mode, but a given key is always
-/// loaded (and its passphrase asked).
+/// loaded (and its passphrase asked). There are no master key options here.
 fn upload_log_crypt_config(
     args: &ParsedArgs,
-) -> Result<Option<pbs_datastore::crypt_config::CryptConfig>> {
-    let default_key = crypto::existing(pbs_client::tools::xdg_config_file("encryption-key.json"));
-    let params = crypto::crypto_params(args, default_key)?;
-    let config = match &params.key {
-        Some(source) => Some(crypto::load_crypt_config(
-            source,
-            &pbs_client::tools::get_encryption_key_password,
-        )?),
-        None => None,
-    };
+) -> Result<Option<std::sync::Arc<pbs_datastore::crypt_config::CryptConfig>>> {
+    let params = crate::crypto::crypto_parameters(args, false)?;
+    if params.default_key_implied {
+        eprintln!("Encrypting with default encryption key!");
+    }
+    let config = crate::crypto::load_data_key(&params)?;
     Ok(match params.mode {
         CryptMode::Encrypt => config,
         CryptMode::None | CryptMode::SignOnly => None,
@@ -313,7 +303,7 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
             let logfile = args.required("logfile")?;
             let data = std::fs::read(logfile)
                 .map_err(|err| anyhow::format_err!("unable to read file {logfile:?} - {err}"))?;
-            let blob = manage::encode_log(&data, crypt_config.as_ref())?;
+            let blob = manage::encode_log(&data, crypt_config.as_deref())?;
             return Ok(Some(
                 manage::upload_log(&client, &store, params, blob).await?,
             ));
