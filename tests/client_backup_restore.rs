@@ -489,6 +489,35 @@ fn tree_backup_restore_and_incremental_reuse() {
         restored.as_os_str(),
     ]);
     assert_trees_equal(&src, &restored, xattr_ok);
+    // Include patterns restore only the matches and the directories leading to them.
+    let partial = work.path().join("partial");
+    env.ok(&[
+        os("restore"),
+        os("host/tree"),
+        os("root.pxar"),
+        partial.as_os_str(),
+        os("--pattern"),
+        os("/dir/sub/zeros"),
+        os("--pattern"),
+        os("/empty"),
+    ]);
+    assert_eq!(
+        std::fs::read(partial.join("dir/sub/zeros")).expect("restored zeros"),
+        vec![0u8; 1024 * 1024]
+    );
+    assert!(partial.join("empty").is_file());
+    for skipped in [
+        "small.txt",
+        "sparse",
+        "dir/random.bin",
+        "dir/hardlink.txt",
+        "dir/link",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(partial.join(skipped)).is_err(),
+            "{skipped} restored despite the patterns"
+        );
+    }
     let conf_out = work.path().join("restored.conf");
     env.ok(&[
         os("restore"),
