@@ -542,6 +542,18 @@ fn management_commands_end_to_end() {
     let groups = fx.json(&["list", "--ns", "dev"]);
     assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
     assert_eq!(groups[0]["backup-id"], "200");
+    // group forget (stdin is no terminal: no confirmation) removes the group in its namespace
+    fx.ok(&["group", "forget", "ct/200", "--ns", "dev"]);
+    let groups = fx.json(&["list", "--ns", "dev"]);
+    assert_eq!(groups, json!([]), "{groups}");
+    assert!(!fx.store_path.join("ns/dev/ct/200").exists());
+    let err = fx.fails(&["group", "forget", "ct/200", "--ns", "dev"]);
+    assert!(err.starts_with("Error: "), "{err}");
+    let err = fx.fails(&["group", "forget", "ct"]);
+    assert!(
+        err.starts_with("Error: parameter verification failed - 'group'"),
+        "{err}"
+    );
     fx.ok(&["namespace", "delete", "dev/sub"]);
     assert_eq!(fx.ok(&["namespace", "list"]), "dev\n");
 

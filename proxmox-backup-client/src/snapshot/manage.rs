@@ -21,6 +21,35 @@ pub(crate) async fn forget<C: ApiClient>(client: &C, store: &str, params: Value)
     Ok(())
 }
 
+/// `group forget`: deletes a whole group (`params` = group parameters).
+pub(crate) async fn forget_group<C: ApiClient>(
+    client: &C,
+    store: &str,
+    params: Value,
+) -> Result<()> {
+    client
+        .delete(&datastore_path(store, "groups"), Some(params))
+        .await?;
+    Ok(())
+}
+
+/// The number of snapshots in a group (`params` = group parameters).
+pub(crate) async fn count_snapshots<C: ApiClient>(
+    client: &C,
+    store: &str,
+    params: Value,
+) -> Result<usize> {
+    let reply = client
+        .get(&datastore_path(store, "snapshots"), Some(params))
+        .await?;
+    Ok(reply["data"].as_array().map_or(0, Vec::len))
+}
+
+/// Whether a confirmation answer means yes (`y`/`yes`, any case).
+pub(crate) fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
 /// `snapshot notes show`: the notes raw in text mode, `{"notes": ...}` otherwise.
 pub(crate) async fn show_notes<C: ApiClient>(
     client: &C,
@@ -211,6 +240,40 @@ mod tests {
             calls[5],
             format!("PUT api2/json/admin/datastore/s/protected {SNAP},\"protected\":true}}")
         );
+    }
+
+    #[test]
+    fn forget_group_deletes_the_group() {
+        let api = FakeApi::new()
+            .reply(
+                "GET",
+                "api2/json/admin/datastore/s/snapshots",
+                json!({"data": [{"backup-time": 1}, {"backup-time": 2}]}),
+            )
+            .reply(
+                "DELETE",
+                "api2/json/admin/datastore/s/groups",
+                json!({"data": null}),
+            );
+        let group = "host/elsa".parse().unwrap();
+        let ns = "a".parse().unwrap();
+        let args = super::super::common::group_args(&ns, &group);
+        let count = block_on(async {
+            let count = count_snapshots(&api, "s", args.clone()).await?;
+            forget_group(&api, "s", args).await?;
+            Ok::<_, anyhow::Error>(count)
+        })
+        .unwrap();
+        assert_eq!(count, 2);
+        let group_json = "{\"backup-id\":\"elsa\",\"backup-type\":\"host\",\"ns\":\"a\"}";
+        assert_eq!(
+            api.calls(),
+            vec![
+                format!("GET api2/json/admin/datastore/s/snapshots {group_json}"),
+                format!("DELETE api2/json/admin/datastore/s/groups {group_json}"),
+            ]
+        );
+        assert!(is_yes("y\n") && is_yes(" YES ") && !is_yes("") && !is_yes("n"));
     }
 
     #[test]

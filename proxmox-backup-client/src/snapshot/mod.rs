@@ -1,11 +1,13 @@
 //! Listing and managing backup groups and snapshots on a datastore: `list`,
-//! `snapshot list/files/forget/upload-log/notes/protected`, `change-owner`, `prune`,
+//! `snapshot list/files/forget/upload-log/notes/protected`, `group forget`, `change-owner`, `prune`,
 //! `garbage-collect`, `status`.
 
 pub(crate) mod common;
 mod listing;
 mod manage;
 mod prune;
+
+use std::io::IsTerminal;
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -200,6 +202,21 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
                 vec![],
             ),
         ),
+        (
+            "group",
+            CommandTree::Group(vec![(
+                "forget",
+                leaf(
+                    "Forget (remove) all snapshots of a backup group.",
+                    vec![
+                        positional("group", "Backup group."),
+                        repository_param(),
+                        ns_param(),
+                    ],
+                    vec!["group"],
+                ),
+            )]),
+        ),
         ("prune", prune_command()),
         ("snapshot", snapshot_commands()),
         (
@@ -291,6 +308,23 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
             );
             let client = connect(&repo)?;
             manage::forget(&client, &store, params).await?;
+            record_repository(&repo);
+        }
+        ["group", "forget"] => {
+            let group = group_arg(args, "group")?;
+            let params = group_args(&namespace_arg(args, "ns")?, &group);
+            let client = connect(&repo)?;
+            if std::io::stdin().is_terminal() {
+                let count = manage::count_snapshots(&client, &store, params.clone()).await?;
+                eprint!("Delete group \"{group}\" with {count} snapshot(s)? [y|N]: ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !manage::is_yes(&answer) {
+                    eprintln!("Aborted.");
+                    return Ok(None);
+                }
+            }
+            manage::forget_group(&client, &store, params).await?;
             record_repository(&repo);
         }
         ["snapshot", "upload-log"] => {
