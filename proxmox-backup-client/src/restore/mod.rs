@@ -248,7 +248,8 @@ mod tests {
         assert_eq!(matches("/home", libc::S_IFDIR), None);
         let err = extract_settings(&parse(&["--pattern", "a\\"])).unwrap_err();
         assert!(
-            err.to_string().starts_with("invalid match pattern \"a\\\\\" - "),
+            err.to_string()
+                .starts_with("invalid match pattern \"a\\\\\" - "),
             "{err}"
         );
     }

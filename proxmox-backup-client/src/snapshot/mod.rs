@@ -312,10 +312,12 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
         }
         ["group", "forget"] => {
             let group = group_arg(args, "group")?;
-            let params = group_args(&namespace_arg(args, "ns")?, &group);
+            let ns = namespace_arg(args, "ns")?;
             let client = connect(&repo)?;
             if std::io::stdin().is_terminal() {
-                let count = manage::count_snapshots(&client, &store, params.clone()).await?;
+                let snapshots =
+                    listing::fetch_snapshots(&client, &store, &ns, Some(&group)).await?;
+                let count = snapshots.as_array().map_or(0, Vec::len);
                 eprint!("Delete group \"{group}\" with {count} snapshot(s)? [y|N]: ");
                 let mut answer = String::new();
                 std::io::stdin().read_line(&mut answer)?;
@@ -324,7 +326,7 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
                     return Ok(None);
                 }
             }
-            manage::forget_group(&client, &store, params).await?;
+            manage::forget_group(&client, &store, group_args(&ns, &group)).await?;
             record_repository(&repo);
         }
         ["snapshot", "upload-log"] => {
