@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
-
-use common::{wait_until, Target, TestServer};
+use common::{
+    client_binary, create_datastore, create_user, grant, wait_until, ClientHome, Target, TestServer,
+};
 use pbs_datastore::key_config::KeyConfig;
 use pbs_datastore::DataBlob;
 
@@ -24,39 +24,11 @@ const STORE: &str = "store1";
 const USER: &str = "tester@pbs";
 const PASSWORD: &str = "test-password-1";
 
-/// The client binary next to the test executable (built on demand when only this test
-/// target was built).
-fn client_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("proxmox-backup-client");
-    if !bin.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-p",
-            "proxmox-backup-client",
-            "--bin",
-            "proxmox-backup-client",
-        ]);
-        if dir.file_name() == Some(OsStr::new("release")) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building the client failed");
-    }
-    bin
-}
-
 /// A server with a datastore, a user with backup rights and a private client home.
 struct Env {
     server: TestServer,
     store_dir: tempfile::TempDir,
-    home: tempfile::TempDir,
+    home: ClientHome,
 }
 
 impl Env {
@@ -68,27 +40,15 @@ impl Env {
             .expect("scratch directory in /dev/shm");
         let root = server.client("root@pam");
         let store_path = store_dir.path().join("store");
-        let reply = root.post(
-            Target::Proxy,
-            "config/datastore",
-            json!({"name": STORE, "path": store_path}),
+        create_datastore(&root, STORE, &store_path);
+        create_user(&root, USER, Some(PASSWORD));
+        grant(
+            &root,
+            &format!("/datastore/{STORE}"),
+            "DatastoreAdmin",
+            USER,
         );
-        let upid = reply.data().as_str().expect("UPID").to_string();
-        let status = common::wait_task(&root, &upid);
-        assert_eq!(status["exitstatus"], "OK", "datastore creation: {status}");
-        let reply = root.post(
-            Target::Proxy,
-            "access/users",
-            json!({"userid": USER, "password": PASSWORD}),
-        );
-        assert!(reply.status.is_success(), "create user: {}", reply.body);
-        let reply = root.put(
-            Target::Proxy,
-            "access/acl",
-            json!({"path": format!("/datastore/{STORE}"), "role": "DatastoreAdmin", "auth-id": USER}),
-        );
-        assert!(reply.status.is_success(), "grant: {}", reply.body);
-        let home = tempfile::tempdir().expect("client home");
+        let home = ClientHome::new();
         Self {
             server,
             store_dir,
@@ -105,16 +65,13 @@ impl Env {
     }
 
     fn command(&self, args: &[&OsStr]) -> Command {
-        let home = self.home.path();
-        let mut cmd = Command::new(client_bin());
+        let mut cmd = Command::new(client_binary());
         cmd.args(args)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_CACHE_HOME", home.join("cache"))
-            .env("XDG_RUNTIME_DIR", home.join("run"))
-            .env("XDG_CONFIG_DIRS", home.join("etc-xdg"))
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        self.home
+            .confine(&mut cmd)
+            .env("XDG_CONFIG_DIRS", self.home.path().join("etc-xdg"))
             .env("PBS_PASSWORD", PASSWORD)
             .env("PBS_FINGERPRINT", &self.server.fingerprint)
             .env("PBS_REPOSITORY", self.repository())
@@ -532,6 +489,35 @@ fn tree_backup_restore_and_incremental_reuse() {
         restored.as_os_str(),
     ]);
     assert_trees_equal(&src, &restored, xattr_ok);
+    // Include patterns restore only the matches and the directories leading to them.
+    let partial = work.path().join("partial");
+    env.ok(&[
+        os("restore"),
+        os("host/tree"),
+        os("root.pxar"),
+        partial.as_os_str(),
+        os("--pattern"),
+        os("/dir/sub/zeros"),
+        os("--pattern"),
+        os("/empty"),
+    ]);
+    assert_eq!(
+        std::fs::read(partial.join("dir/sub/zeros")).expect("restored zeros"),
+        vec![0u8; 1024 * 1024]
+    );
+    assert!(partial.join("empty").is_file());
+    for skipped in [
+        "small.txt",
+        "sparse",
+        "dir/random.bin",
+        "dir/hardlink.txt",
+        "dir/link",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(partial.join(skipped)).is_err(),
+            "{skipped} restored despite the patterns"
+        );
+    }
     let conf_out = work.path().join("restored.conf");
     env.ok(&[
         os("restore"),

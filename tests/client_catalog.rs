@@ -7,13 +7,11 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::json;
-
-use common::{chown_to_backup, wait_task, Target, TestServer};
+use common::{chown_to_backup, create_datastore, create_user, grant, ClientHome, TestServer};
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
 use pbs_client::backup_writer::{BackupWriter, UploadOptions};
 use pbs_client::pxar::{create_archive, Flags, PxarCreateOptions};
@@ -26,21 +24,6 @@ const STORE: &str = "store1";
 const PASSWORD: &str = "catalog-secret-1";
 const BACKUP_TIME: i64 = 1_700_000_000;
 const MTIME: i64 = 1_600_000_000;
-
-/// The client binary, built next to this test's directory.
-fn client_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("proxmox-backup-client");
-    assert!(
-        bin.exists(),
-        "{bin:?} missing: build it with `cargo build -p proxmox-backup-client`"
-    );
-    bin
-}
 
 fn scratch_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -156,7 +139,7 @@ async fn upload_snapshot(
 struct Fixture {
     server: TestServer,
     _scratch: tempfile::TempDir,
-    home: tempfile::TempDir,
+    home: ClientHome,
 }
 
 impl Fixture {
@@ -168,16 +151,11 @@ impl Fixture {
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let home = self.home.path();
-        let mut child = Command::new(client_binary())
+        let mut child = self
+            .home
+            .command(&self.server, PASSWORD)
             .args(args)
             .args(["--repository", &self.repo()])
-            .env("HOME", home)
-            .env("XDG_RUNTIME_DIR", home.join("run"))
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_CACHE_HOME", home.join("cache"))
-            .env("PBS_PASSWORD", PASSWORD)
-            .env("PBS_FINGERPRINT", &self.server.fingerprint)
             .env("TZ", "UTC")
             .env_remove("PBS_REPOSITORY")
             .env_remove("PBS_ENCRYPTION_PASSWORD")
@@ -201,28 +179,10 @@ fn setup() -> Fixture {
     let root = server.client("root@pam");
     let scratch = scratch_dir();
     let store_path = scratch.path().join(STORE);
-    let upid = root
-        .post(
-            Target::Proxy,
-            "config/datastore",
-            json!({"name": STORE, "path": store_path.to_str().unwrap()}),
-        )
-        .data();
-    let status = wait_task(&root, upid.as_str().unwrap());
-    assert_eq!(status["exitstatus"], "OK", "{status}");
+    create_datastore(&root, STORE, &store_path);
     chown_to_backup(&store_path);
-    let reply = root.post(
-        Target::Proxy,
-        "access/users",
-        json!({"userid": "alice@pbs", "password": PASSWORD}),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let reply = root.put(
-        Target::Proxy,
-        "access/acl",
-        json!({"path": "/datastore/store1", "auth-id": "alice@pbs", "role": "DatastoreAdmin"}),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    create_user(&root, "alice@pbs", Some(PASSWORD));
+    grant(&root, "/datastore/store1", "DatastoreAdmin", "alice@pbs");
 
     let src = source_tree(scratch.path());
     let (archive, catalog) = archive_and_catalog(&src);
@@ -234,7 +194,7 @@ fn setup() -> Fixture {
         catalog.clone(),
         None,
     ));
-    let home = tempfile::tempdir().unwrap();
+    let home = ClientHome::new();
     let key = KeyConfig::without_password([3u8; 32]).unwrap();
     key.store(home.path().join("data.key"), false).unwrap();
     let crypt_config = Arc::new(CryptConfig::new([3u8; 32]).unwrap());

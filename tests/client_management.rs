@@ -4,12 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::{json, Value};
 
-use common::{chown_to_backup, wait_task, Client, Target, TestServer};
+use common::{
+    chown_to_backup, create_datastore, create_user, grant, wait_task, Client, ClientHome, Target,
+    TestServer,
+};
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
 use pbs_datastore::manifest::BackupManifest;
 use pbs_datastore::{DataBlob, DataChunkBuilder, DataStore, DynamicIndexWriter};
@@ -20,27 +23,6 @@ const PASSWORD: &str = "alice-secret-1";
 const T1: i64 = 1_700_000_000;
 const T2: i64 = 1_700_086_400;
 const T3: i64 = 1_700_172_800;
-
-/// The client binary next to the test's target directory, (re)built with cargo so that it
-/// matches the sources.
-fn client_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // <target>/<profile>/deps/<test>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile directory");
-    let target_dir = profile_dir.parent().expect("target directory");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "proxmox-backup-client", "--bin"])
-        .arg("proxmox-backup-client")
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building proxmox-backup-client failed");
-    profile_dir.join("proxmox-backup-client")
-}
 
 /// Writes a finished snapshot with a two-chunk `.didx`, a config blob and the manifest.
 fn write_snapshot(store: &DataStore, ns: &BackupNamespace, dir: &BackupDir, owner: &Authid) {
@@ -91,8 +73,7 @@ fn write_snapshot(store: &DataStore, ns: &BackupNamespace, dir: &BackupDir, owne
 struct Fixture {
     server: TestServer,
     root: Client,
-    bin: PathBuf,
-    home: tempfile::TempDir,
+    home: ClientHome,
     repo: String,
     store: DataStore,
     store_path: PathBuf,
@@ -115,16 +96,9 @@ impl Fixture {
     }
 
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let home = self.home.path();
-        let mut command = Command::new(&self.bin);
+        let mut command = self.home.command(&self.server, PASSWORD);
         command
             .args(args)
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_CACHE_HOME", home.join("cache"))
-            .env("XDG_RUNTIME_DIR", home.join("run"))
-            .env("PBS_PASSWORD", PASSWORD)
-            .env("PBS_FINGERPRINT", &self.server.fingerprint)
             .env("PBS_REPOSITORY", &self.repo)
             .env_remove("PROXMOX_OUTPUT_FORMAT")
             .env_remove("PROXMOX_OUTPUT_NO_BORDER")
@@ -198,7 +172,6 @@ impl Fixture {
 }
 
 fn setup() -> Fixture {
-    let bin = client_binary();
     let server = TestServer::start();
     let root = server.client("root@pam");
     let scratch = tempfile::Builder::new()
@@ -207,36 +180,17 @@ fn setup() -> Fixture {
         .or_else(|_| tempfile::tempdir())
         .expect("scratch directory");
     let store_path = scratch.path().join(STORE);
-    let upid = root
-        .post(
-            Target::Proxy,
-            "config/datastore",
-            json!({"name": STORE, "path": store_path.to_str().unwrap()}),
-        )
-        .data();
-    let status = wait_task(&root, upid.as_str().unwrap());
-    assert_eq!(status["exitstatus"], "OK", "{status}");
-    for (user, password) in [(USER, Some(PASSWORD)), ("carol@pbs", None)] {
-        let mut body = json!({ "userid": user });
-        if let Some(password) = password {
-            body["password"] = json!(password);
-        }
-        root.post(Target::Proxy, "access/users", body).data();
-    }
-    root.put(
-        Target::Proxy,
-        "access/acl",
-        json!({"path": "/datastore/store1", "auth-id": USER, "role": "DatastoreAdmin"}),
-    )
-    .data();
+    create_datastore(&root, STORE, &store_path);
+    create_user(&root, USER, Some(PASSWORD));
+    create_user(&root, "carol@pbs", None);
+    grant(&root, "/datastore/store1", "DatastoreAdmin", USER);
     let lock_dir = server.base.path().join("run/proxmox-backup/locks");
     let store = DataStore::open_with_lock_dir(STORE, &store_path, &lock_dir).unwrap();
     let repo = format!("{USER}@127.0.0.1:{}:{STORE}", server.proxy_addr.port());
     Fixture {
         server,
         root,
-        bin,
-        home: tempfile::tempdir().unwrap(),
+        home: ClientHome::new(),
         repo,
         store,
         store_path,
@@ -588,6 +542,18 @@ fn management_commands_end_to_end() {
     let groups = fx.json(&["list", "--ns", "dev"]);
     assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
     assert_eq!(groups[0]["backup-id"], "200");
+    // group forget (stdin is no terminal: no confirmation) removes the group in its namespace
+    fx.ok(&["group", "forget", "ct/200", "--ns", "dev"]);
+    let groups = fx.json(&["list", "--ns", "dev"]);
+    assert_eq!(groups, json!([]), "{groups}");
+    assert!(!fx.store_path.join("ns/dev/ct/200").exists());
+    let err = fx.fails(&["group", "forget", "ct/200", "--ns", "dev"]);
+    assert!(err.starts_with("Error: "), "{err}");
+    let err = fx.fails(&["group", "forget", "ct"]);
+    assert!(
+        err.starts_with("Error: parameter verification failed - 'group'"),
+        "{err}"
+    );
     fx.ok(&["namespace", "delete", "dev/sub"]);
     assert_eq!(fx.ok(&["namespace", "list"]), "dev\n");
 

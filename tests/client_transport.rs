@@ -5,14 +5,16 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use common::{encode, wait_until, Target, TestServer};
+use common::{
+    client_binary, create_datastore, create_user, encode, grant, ClientHome, Target, TestServer,
+};
 use pbs_api_types::Authid;
 use pbs_api_types::CryptMode;
 use pbs_client::proxy::ProxyConfig;
@@ -21,53 +23,20 @@ use pbs_datastore::{BackupManifest, DataBlob};
 
 const PASSWORD: &str = "client-secret-1";
 
-/// The client binary, built next to this test's directory (`make test` builds all binaries).
-fn client_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("proxmox-backup-client");
-    assert!(
-        bin.exists(),
-        "{bin:?} missing: build it with `cargo build -p proxmox-backup-client`"
-    );
-    bin
-}
-
-fn create_user(server: &TestServer, userid: &str) {
-    let reply = server.client("root@pam").post(
-        Target::Proxy,
-        "access/users",
-        json!({"userid": userid, "password": PASSWORD}),
-    );
-    assert_eq!(reply.status, 200, "create {userid}: {}", reply.body);
-}
-
-fn grant(server: &TestServer, path: &str, role: &str, auth_id: &str) {
-    let reply = server.client("root@pam").put(
-        Target::Proxy,
-        "access/acl",
-        json!({"path": path, "role": role, "auth-id": auth_id}),
-    );
-    assert_eq!(reply.status, 200, "grant {role}: {}", reply.body);
-}
-
 /// A scratch home with the XDG directories of one client user.
 struct Home {
-    dir: tempfile::TempDir,
+    home: ClientHome,
 }
 
 impl Home {
     fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().expect("home directory"),
+            home: ClientHome::new(),
         }
     }
 
     fn path(&self, sub: &str) -> PathBuf {
-        self.dir.path().join(sub)
+        self.home.path().join(sub)
     }
 
     fn tickets(&self) -> Value {
@@ -79,13 +48,7 @@ impl Home {
     /// Runs the client with `args` and `env`, stdin not a terminal.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(client_binary());
-        command
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_CACHE_HOME", self.path("cache"))
-            .stdin(Stdio::null());
+        self.home.confine(command.args(args)).stdin(Stdio::null());
         for var in [
             "PBS_PASSWORD",
             "PBS_PASSWORD_FD",
@@ -113,12 +76,8 @@ impl Home {
             .collect::<Vec<_>>()
             .join(" ");
         let mut command = Command::new("script");
-        command
-            .args(["-qec", &command_line, "/dev/null"])
-            .env("HOME", self.dir.path())
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_CACHE_HOME", self.path("cache"))
+        self.home
+            .confine(command.args(["-qec", &command_line, "/dev/null"]))
             .env_remove("PBS_PASSWORD")
             .env_remove("PBS_FINGERPRINT")
             .env_remove("PBS_REPOSITORY")
@@ -175,7 +134,7 @@ fn assert_fails(out: &Output) -> String {
 #[test]
 fn client_commands_login_logout_version() {
     let server = TestServer::start();
-    create_user(&server, "alice@pbs");
+    create_user(&server.client("root@pam"), "alice@pbs", Some(PASSWORD));
     let port = server.proxy_addr.port();
     let repo = format!("alice@pbs@127.0.0.1:{port}:store1");
     let fp = server.fingerprint.as_str();
@@ -409,25 +368,6 @@ fn client_commands_login_logout_version() {
     );
 }
 
-fn create_datastore(server: &TestServer, name: &str, path: &Path) {
-    let root = server.client("root@pam");
-    let reply = root.post(
-        Target::Proxy,
-        "config/datastore",
-        json!({"name": name, "path": path}),
-    );
-    let upid = reply.data().as_str().expect("UPID").to_string();
-    wait_until(Duration::from_secs(60), "datastore creation", || {
-        let status = root
-            .get(
-                Target::Proxy,
-                &format!("nodes/localhost/tasks/{}/status", encode(&upid)),
-            )
-            .data();
-        status["status"] == "stopped"
-    });
-}
-
 /// A minimal HTTP CONNECT proxy on 127.0.0.1 that only tunnels to loopback addresses;
 /// returns its port and the list of requested authorities.
 async fn start_connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -470,12 +410,17 @@ async fn start_connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Stri
 #[test]
 fn library_rest_and_backup_session() {
     let server = TestServer::start();
-    create_user(&server, "bob@pbs");
+    create_user(&server.client("root@pam"), "bob@pbs", Some(PASSWORD));
     let shm = tempfile::tempdir_in("/dev/shm").expect("datastore directory");
     let store_path = shm.path().join("store1");
-    create_datastore(&server, "store1", &store_path);
+    create_datastore(&server.client("root@pam"), "store1", &store_path);
     common::chown_to_backup(shm.path());
-    grant(&server, "/datastore/store1", "DatastoreBackup", "bob@pbs");
+    grant(
+        &server.client("root@pam"),
+        "/datastore/store1",
+        "DatastoreBackup",
+        "bob@pbs",
+    );
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {

@@ -201,7 +201,7 @@ fn source_from_args(
                 .filter(|fd| *fd >= 0)
                 .ok_or_else(|| {
                     format_err!(
-                        "parameter verification failed - '{fd_opt}': value must be at least 0"
+                        "parameter verification failed - '{fd_opt}': value must have a minimum value of 0 (got {fd})"
                     )
                 })?;
             Ok(Some(KeySource::Fd(fd)))
@@ -296,6 +296,17 @@ pub fn crypt_config_from_key(
         created,
         fingerprint,
     })
+}
+
+/// Loads and unwraps the data key of `params` (passphrase from the environment or a prompt)
+/// without logging where it came from.
+pub fn load_data_key(params: &CryptoParams) -> Result<Option<Arc<CryptConfig>>> {
+    let Some(source) = &params.key else {
+        return Ok(None);
+    };
+    let data = load_key(source)?;
+    let key = crypt_config_from_key(&data, &pbs_client::tools::get_encryption_key_password)?;
+    Ok(Some(key.crypt_config))
 }
 
 /// Loads and unwraps the data key of `params` (passphrase from the environment or a prompt);
@@ -447,6 +458,42 @@ mod tests {
         assert_eq!(ok.key, Some(KeySource::Fd(7)));
         assert_eq!(ok.mode, Some(CryptMode::SignOnly));
         assert!(parse(&["--crypt-mode", "bogus"]).is_err());
+        assert_eq!(
+            parse(&["--keyfd=-1"]).unwrap_err().to_string(),
+            "parameter verification failed - 'keyfd': value must have a minimum value of 0 (got -1)"
+        );
+    }
+
+    #[test]
+    fn load_data_key_plain_missing_and_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = [9u8; 32];
+        let plain = dir.path().join("plain.json");
+        std::fs::write(
+            &plain,
+            KeyConfig::without_password(raw).unwrap().to_json().unwrap(),
+        )
+        .unwrap();
+        let params = |key| CryptoParams {
+            mode: CryptMode::Encrypt,
+            key: Some(key),
+            master: None,
+            default_key_implied: false,
+        };
+        let config = load_data_key(&params(path(plain.to_str().unwrap())))
+            .unwrap()
+            .expect("a key");
+        assert_eq!(
+            config.fingerprint(),
+            CryptConfig::new(raw).unwrap().fingerprint()
+        );
+        let missing = dir.path().join("missing.json");
+        let err = load_data_key(&params(default(missing.to_str().unwrap()))).unwrap_err();
+        assert!(
+            err.to_string().starts_with("unable to read key file"),
+            "{err}"
+        );
+        assert!(load_data_key(&CryptoParams::none()).unwrap().is_none());
     }
 
     #[test]

@@ -105,6 +105,7 @@ async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Val
         Some("catalog") => catalog::run(path, args).await,
         Some("change-owner") => snapshot::run(path, args).await,
         Some("garbage-collect") => snapshot::run(path, args).await,
+        Some("group") => snapshot::run(path, args).await,
         Some("key") => key::run(path, args).await,
         Some("list") => snapshot::run(path, args).await,
         Some("login" | "logout" | "version") => session::run(path, args).await,

@@ -484,3 +484,113 @@ impl Client {
 pub fn encode(component: &str) -> String {
     utf8_percent_encode(component, NON_ALPHANUMERIC).to_string()
 }
+
+/// The `proxmox-backup-client` binary of this target directory. It is built once per test
+/// process with the running cargo, so that a single test file also runs against a binary
+/// matching the sources (under `cargo test --workspace --all-targets` this is a no-op).
+pub fn client_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(build_client_binary).clone()
+}
+
+fn build_client_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // <target>/<profile>/deps/<test>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("profile directory");
+    let target_dir = profile_dir.parent().expect("target directory");
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args(["build", "--quiet", "-p", "proxmox-backup-client", "--bin"])
+        .arg("proxmox-backup-client")
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name() == Some(std::ffi::OsStr::new("release")) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building proxmox-backup-client failed");
+    profile_dir.join("proxmox-backup-client")
+}
+
+/// Creates datastore `name` at `path` through the API and waits for the creation task.
+pub fn create_datastore(root: &Client, name: &str, path: &Path) {
+    let upid = root
+        .post(
+            Target::Proxy,
+            "config/datastore",
+            serde_json::json!({"name": name, "path": path}),
+        )
+        .data();
+    let upid = upid.as_str().expect("datastore creation UPID");
+    let status = wait_task(root, upid);
+    assert_eq!(status["exitstatus"], "OK", "datastore creation: {status}");
+}
+
+/// Creates user `userid` (with `password`, if any) through the API.
+pub fn create_user(root: &Client, userid: &str, password: Option<&str>) {
+    let mut body = serde_json::json!({ "userid": userid });
+    if let Some(password) = password {
+        body["password"] = password.into();
+    }
+    let reply = root.post(Target::Proxy, "access/users", body);
+    assert_eq!(reply.status, 200, "create {userid}: {}", reply.body);
+}
+
+/// Grants `role` on ACL `path` to `auth_id`.
+pub fn grant(root: &Client, path: &str, role: &str, auth_id: &str) {
+    let reply = root.put(
+        Target::Proxy,
+        "access/acl",
+        serde_json::json!({"path": path, "role": role, "auth-id": auth_id}),
+    );
+    assert_eq!(reply.status, 200, "grant {role} on {path}: {}", reply.body);
+}
+
+/// A private home (HOME and the XDG directories) for runs of the client binary, so that
+/// ticket, fingerprint and key caches stay out of the real user's files.
+pub struct ClientHome {
+    dir: tempfile::TempDir,
+}
+
+impl ClientHome {
+    /// A new empty home in a temporary directory.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("client home directory"),
+        }
+    }
+
+    /// The home directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Points HOME and the XDG directories of `command` into this home.
+    pub fn confine<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        let home = self.dir.path();
+        command
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+    }
+
+    /// A client command in this home that logs in with `password` and trusts `server`'s
+    /// certificate by its fingerprint.
+    pub fn command(&self, server: &TestServer, password: &str) -> Command {
+        let mut command = Command::new(client_binary());
+        self.confine(&mut command)
+            .env("PBS_PASSWORD", password)
+            .env("PBS_FINGERPRINT", &server.fingerprint);
+        command
+    }
+}
+
+impl Default for ClientHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}

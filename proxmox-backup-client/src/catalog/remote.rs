@@ -2,8 +2,7 @@
 //! archive access through the chunk reader.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::{FromRawFd, RawFd};
+use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 
 use anyhow::{bail, format_err, Context, Result};
@@ -16,12 +15,10 @@ use pbs_client::catalog_shell::{stdin_line_source, Shell};
 use pbs_client::http_client::HttpClient;
 use pbs_client::remote_chunk_reader::RemoteChunkReader;
 use pbs_client::restore::IndexReadAt;
-use pbs_client::tools::{
-    connect, extract_repository, get_encryption_key_password, record_repository,
-};
+use pbs_client::tools::{connect, extract_repository, record_repository};
 use pbs_datastore::catalog::CatalogReader;
 use pbs_datastore::index_reader::{BufferedIndexReader, SharedIndexReader};
-use pbs_datastore::{BackupManifest, CryptConfig, KeyConfig};
+use pbs_datastore::{BackupManifest, CryptConfig};
 
 use super::{dump_catalog, shell_archive_file_name, CATALOG_NAME};
 
@@ -33,38 +30,11 @@ fn namespace(args: &ParsedArgs) -> Result<BackupNamespace> {
     }
 }
 
-/// The data key from `--keyfile`, `--keyfd` or the default key file (if any).
+/// The data key from `--keyfile`, `--keyfd` or the default key file (if any); the catalog
+/// commands have no `--crypt-mode` and no master key options.
 fn crypt_config(args: &ParsedArgs) -> Result<Option<Arc<CryptConfig>>> {
-    let keyfd = args.integer("keyfd")?;
-    let text = match (args.get("keyfile"), keyfd) {
-        (Some(_), Some(_)) => bail!("--keyfile and --keyfd are mutually exclusive"),
-        (Some(path), None) => std::fs::read_to_string(path)
-            .with_context(|| format!("unable to read key file {path:?}"))?,
-        (None, Some(fd)) => {
-            let fd = RawFd::try_from(fd)
-                .ok()
-                .filter(|fd| *fd >= 0)
-                .ok_or_else(|| {
-                    format_err!(
-                        "parameter verification failed - 'keyfd': invalid file descriptor {fd}"
-                    )
-                })?;
-            // SAFETY: the caller passed this descriptor for us to read; we own it from here.
-            let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-            let mut text = String::new();
-            file.read_to_string(&mut text)
-                .context("unable to read key from file descriptor")?;
-            text
-        }
-        (None, None) => match crate::key::find_default_encryption_key() {
-            Some(path) => std::fs::read_to_string(&path)
-                .with_context(|| format!("unable to read key file {path:?}"))?,
-            None => return Ok(None),
-        },
-    };
-    let config = KeyConfig::from_json(&text).context("unable to parse encryption key")?;
-    let (key, _created, _fingerprint) = config.decrypt(&get_encryption_key_password)?;
-    Ok(Some(Arc::new(CryptConfig::new(key)?)))
+    let params = crate::crypto::crypto_parameters(args, false)?;
+    crate::crypto::load_data_key(&params)
 }
 
 /// The snapshot named by `text`; with `allow_group` a group means its latest snapshot.

@@ -6,6 +6,7 @@ pub mod run;
 use anyhow::{format_err, Result};
 use serde_json::Value;
 
+use pathpatterns::{MatchEntry, MatchType, PatternFlag};
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 use pbs_client::pxar::{Flags, OverwriteFlags};
 
@@ -38,6 +39,10 @@ fn restore_params() -> Vec<Param> {
             description: "Path to restore prelude to, (pxar v2 archives only).",
         },
         Param::flag("verbose", "Verbose output."),
+        Param::array(
+            "pattern",
+            "Path or match pattern to limit the restore to (pxar archives only).",
+        ),
     ];
     params.extend(pbs_client::tools::repository_params());
     params.push(pbs_client::tools::ns_param());
@@ -63,12 +68,25 @@ pub async fn run(_path: &[&'static str], args: &ParsedArgs) -> Result<Option<Val
 }
 
 /// How a pxar archive is extracted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ExtractSettings {
     pub flags: Flags,
     pub allow_existing_dirs: bool,
     pub overwrite: OverwriteFlags,
     pub ignore_device_errors: bool,
+    /// Include patterns of `--pattern`; empty means everything.
+    pub patterns: Vec<MatchEntry>,
+}
+
+/// The include patterns of `--pattern`.
+fn include_patterns(args: &ParsedArgs) -> Result<Vec<MatchEntry>> {
+    args.get_all("pattern")
+        .iter()
+        .map(|text| {
+            MatchEntry::parse_pattern(text, PatternFlag::PATH_NAME, MatchType::Include)
+                .map_err(|err| format_err!("invalid match pattern {text:?} - {err}"))
+        })
+        .collect()
 }
 
 /// Reads the extraction options.
@@ -98,6 +116,7 @@ pub fn extract_settings(args: &ParsedArgs) -> Result<ExtractSettings> {
         allow_existing_dirs: args.flag("allow-existing-dirs", false)?,
         overwrite,
         ignore_device_errors: args.flag("ignore-extract-device-errors", false)?,
+        patterns: include_patterns(args)?,
     })
 }
 
@@ -154,6 +173,7 @@ pub fn rate_limit(args: &ParsedArgs) -> Result<(Option<u64>, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pathpatterns::MatchList;
 
     fn parse(argv: &[&str]) -> ParsedArgs {
         let tree = CommandTree::Group(commands());
@@ -204,6 +224,37 @@ mod tests {
     }
 
     #[test]
+    fn include_patterns_select_paths() {
+        let s = extract_settings(&parse(&[])).expect("settings");
+        assert!(s.patterns.is_empty());
+        let s = extract_settings(&parse(&["--pattern", "/etc/**", "--pattern", "*.txt"]))
+            .expect("settings");
+        assert_eq!(s.patterns.len(), 2);
+        let matches = |path: &str, mode: u32| {
+            s.patterns
+                .as_slice()
+                .matches(path.as_bytes(), mode)
+                .expect("mode given")
+        };
+        assert_eq!(
+            matches("/etc/hosts", libc::S_IFREG),
+            Some(MatchType::Include)
+        );
+        assert_eq!(
+            matches("/home/a.txt", libc::S_IFREG),
+            Some(MatchType::Include)
+        );
+        assert_eq!(matches("/home/a.bin", libc::S_IFREG), None);
+        assert_eq!(matches("/home", libc::S_IFDIR), None);
+        let err = extract_settings(&parse(&["--pattern", "a\\"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid match pattern \"a\\\\\" - "),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn device_errors() {
         let dev = format_err!("failed to create special file - Operation not permitted")
             .context("entry \"/dev/null\"");
@@ -216,6 +267,7 @@ mod tests {
                 allow_existing_dirs: false,
                 overwrite: OverwriteFlags::default(),
                 ignore_device_errors: true,
+                patterns: Vec::new(),
             },
             false,
         );

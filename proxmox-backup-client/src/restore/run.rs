@@ -269,7 +269,7 @@ fn extract_into(
     pbs_client::pxar::extract_archive(
         decoder,
         dir,
-        &[],
+        &settings.patterns,
         settings.flags,
         extract_options(settings, verbose),
     )

@@ -13,12 +13,36 @@ use pbs_datastore::data_blob::DataBlob;
 
 use super::common::{datastore_path, take_data, write_result};
 
-/// `snapshot forget`: deletes a snapshot (`params` = snapshot parameters).
-pub(crate) async fn forget<C: ApiClient>(client: &C, store: &str, params: Value) -> Result<()> {
+/// Deletes `collection` entries (`snapshots` or `groups`) selected by `params`.
+async fn delete_from<C: ApiClient>(
+    client: &C,
+    store: &str,
+    collection: &str,
+    params: Value,
+) -> Result<()> {
     client
-        .delete(&datastore_path(store, "snapshots"), Some(params))
+        .delete(&datastore_path(store, collection), Some(params))
         .await?;
     Ok(())
+}
+
+/// `snapshot forget`: deletes a snapshot (`params` = snapshot parameters).
+pub(crate) async fn forget<C: ApiClient>(client: &C, store: &str, params: Value) -> Result<()> {
+    delete_from(client, store, "snapshots", params).await
+}
+
+/// `group forget`: deletes a whole group (`params` = group parameters).
+pub(crate) async fn forget_group<C: ApiClient>(
+    client: &C,
+    store: &str,
+    params: Value,
+) -> Result<()> {
+    delete_from(client, store, "groups", params).await
+}
+
+/// Whether a confirmation answer means yes (`y`/`yes`, any case).
+pub(crate) fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// `snapshot notes show`: the notes raw in text mode, `{"notes": ...}` otherwise.
@@ -211,6 +235,26 @@ mod tests {
             calls[5],
             format!("PUT api2/json/admin/datastore/s/protected {SNAP},\"protected\":true}}")
         );
+    }
+
+    #[test]
+    fn forget_group_deletes_the_group() {
+        let api = FakeApi::new().reply(
+            "DELETE",
+            "api2/json/admin/datastore/s/groups",
+            json!({"data": null}),
+        );
+        let group = "host/elsa".parse().unwrap();
+        let ns = "a".parse().unwrap();
+        let args = super::super::common::group_args(&ns, &group);
+        block_on(forget_group(&api, "s", args)).unwrap();
+        assert_eq!(
+            api.calls(),
+            vec![
+                "DELETE api2/json/admin/datastore/s/groups {\"backup-id\":\"elsa\",\"backup-type\":\"host\",\"ns\":\"a\"}"
+            ]
+        );
+        assert!(is_yes("y\n") && is_yes(" YES ") && !is_yes("") && !is_yes("n"));
     }
 
     #[test]

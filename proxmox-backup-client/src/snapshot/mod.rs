@@ -1,12 +1,13 @@
 //! Listing and managing backup groups and snapshots on a datastore: `list`,
-//! `snapshot list/files/forget/upload-log/notes/protected`, `change-owner`, `prune`,
+//! `snapshot list/files/forget/upload-log/notes/protected`, `group forget`, `change-owner`, `prune`,
 //! `garbage-collect`, `status`.
 
 pub(crate) mod common;
-mod crypto;
 mod listing;
 mod manage;
 mod prune;
+
+use std::io::IsTerminal;
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -70,15 +71,10 @@ fn snapshot_commands() -> CommandTree {
             positional("logfile", "The path to the log file you want to upload."),
             repository_param(),
             ns_param(),
-            Param::optional("keyfile", "Path to encryption key."),
-            Param {
-                name: "keyfd",
-                kind: ValueKind::Integer,
-                optional: true,
-                description: "Pass an encryption key via an already opened file descriptor.",
-            },
-            Param::optional("crypt-mode", "Defines whether data is encrypted (using an AEAD cipher), only signed, or neither."),
-        ],
+        ]
+        .into_iter()
+        .chain(crate::crypto::key_params())
+        .collect(),
         vec!["snapshot", "logfile"],
     );
     let notes = CommandTree::Group(vec![
@@ -206,6 +202,21 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
                 vec![],
             ),
         ),
+        (
+            "group",
+            CommandTree::Group(vec![(
+                "forget",
+                leaf(
+                    "Forget (remove) all snapshots of a backup group.",
+                    vec![
+                        positional("group", "Backup group."),
+                        repository_param(),
+                        ns_param(),
+                    ],
+                    vec!["group"],
+                ),
+            )]),
+        ),
         ("prune", prune_command()),
         ("snapshot", snapshot_commands()),
         (
@@ -238,19 +249,15 @@ fn prune_params(args: &ParsedArgs) -> Result<Value> {
 }
 
 /// The key `upload-log` encrypts with: only in `encrypt` mode, but a given key is always
-/// loaded (and its passphrase asked).
+/// loaded (and its passphrase asked). There are no master key options here.
 fn upload_log_crypt_config(
     args: &ParsedArgs,
-) -> Result<Option<pbs_datastore::crypt_config::CryptConfig>> {
-    let default_key = crypto::existing(pbs_client::tools::xdg_config_file("encryption-key.json"));
-    let params = crypto::crypto_params(args, default_key)?;
-    let config = match &params.key {
-        Some(source) => Some(crypto::load_crypt_config(
-            source,
-            &pbs_client::tools::get_encryption_key_password,
-        )?),
-        None => None,
-    };
+) -> Result<Option<std::sync::Arc<pbs_datastore::crypt_config::CryptConfig>>> {
+    let params = crate::crypto::crypto_parameters(args, false)?;
+    if params.default_key_implied {
+        eprintln!("Encrypting with default encryption key!");
+    }
+    let config = crate::crypto::load_data_key(&params)?;
     Ok(match params.mode {
         CryptMode::Encrypt => config,
         CryptMode::None | CryptMode::SignOnly => None,
@@ -303,6 +310,25 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
             manage::forget(&client, &store, params).await?;
             record_repository(&repo);
         }
+        ["group", "forget"] => {
+            let group = group_arg(args, "group")?;
+            let ns = namespace_arg(args, "ns")?;
+            let client = connect(&repo)?;
+            if std::io::stdin().is_terminal() {
+                let snapshots =
+                    listing::fetch_snapshots(&client, &store, &ns, Some(&group)).await?;
+                let count = snapshots.as_array().map_or(0, Vec::len);
+                eprint!("Delete group \"{group}\" with {count} snapshot(s)? [y|N]: ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !manage::is_yes(&answer) {
+                    eprintln!("Aborted.");
+                    return Ok(None);
+                }
+            }
+            manage::forget_group(&client, &store, group_args(&ns, &group)).await?;
+            record_repository(&repo);
+        }
         ["snapshot", "upload-log"] => {
             let params = snapshot_args(
                 &namespace_arg(args, "ns")?,
@@ -313,7 +339,7 @@ pub async fn run(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Valu
             let logfile = args.required("logfile")?;
             let data = std::fs::read(logfile)
                 .map_err(|err| anyhow::format_err!("unable to read file {logfile:?} - {err}"))?;
-            let blob = manage::encode_log(&data, crypt_config.as_ref())?;
+            let blob = manage::encode_log(&data, crypt_config.as_deref())?;
             return Ok(Some(
                 manage::upload_log(&client, &store, params, blob).await?,
             ));
