@@ -1,31 +1,40 @@
-//! Reading the decoded stream of a dynamic index: chunks are loaded from the chunk store on
-//! demand (digest checked) and the most recent one is cached.
+//! Reading the decoded stream of a chunk index (`.didx` or `.fidx`): chunks are loaded on
+//! demand from any [`ReadChunk`] source (digest checked) and the most recent one is cached.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
 
 use crate::chunk_store::ChunkStore;
-use crate::data_blob::DataBlob;
-use crate::dynamic_index::DynamicIndexReader;
 use crate::index::IndexFile;
+use crate::read_chunk::{LocalChunkReader, ReadChunk};
 
-/// `Read + Seek` over the stream a `.didx` describes (unencrypted chunks only).
-pub struct IndexChunkReader {
-    store: Arc<ChunkStore>,
-    index: DynamicIndexReader,
+/// `Read + Seek` (and positioned reads) over the stream or image an index describes.
+pub struct BufferedIndexReader<S> {
+    source: S,
+    index: Box<dyn IndexFile + Send + Sync>,
     size: u64,
     position: u64,
     cached_pos: Option<usize>,
     cached: Vec<u8>,
 }
 
+/// An index reader over the local chunk store.
+pub type IndexChunkReader = BufferedIndexReader<LocalChunkReader>;
+
 impl IndexChunkReader {
+    /// Reader over `index` with chunks from `store` (unencrypted chunks only).
+    pub fn local(store: Arc<ChunkStore>, index: impl IndexFile + Send + Sync + 'static) -> Self {
+        Self::new(index, LocalChunkReader::new(store, None, None))
+    }
+}
+
+impl<S: ReadChunk> BufferedIndexReader<S> {
     /// Reader positioned at the start of the stream.
-    pub fn new(store: Arc<ChunkStore>, index: DynamicIndexReader) -> Self {
+    pub fn new(index: impl IndexFile + Send + Sync + 'static, source: S) -> Self {
         let size = index.index_bytes();
         Self {
-            store,
-            index,
+            source,
+            index: Box::new(index),
             size,
             position: 0,
             cached_pos: None,
@@ -38,6 +47,16 @@ impl IndexChunkReader {
         self.size
     }
 
+    /// The index being read.
+    pub fn index(&self) -> &(dyn IndexFile + Send + Sync) {
+        &*self.index
+    }
+
+    /// The chunk source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
     fn load_chunk(&mut self, pos: usize) -> io::Result<()> {
         if self.cached_pos == Some(pos) {
             return Ok(());
@@ -46,24 +65,15 @@ impl IndexChunkReader {
             .index
             .chunk_info(pos)
             .ok_or_else(|| io::Error::other(format!("index has no chunk {pos}")))?;
-        let digest_hex = hex::encode(info.digest);
-        let raw = self
-            .store
-            .load_chunk_raw(&info.digest)
-            .map_err(|err| io::Error::other(format!("chunk {digest_hex}: {err:#}")))?;
-        let blob = DataBlob::from_raw(raw)
-            .map_err(|err| io::Error::other(format!("chunk {digest_hex}: {err}")))?;
-        if blob.is_encrypted() {
-            return Err(io::Error::other(format!(
-                "chunk {digest_hex}: encrypted chunks are not supported"
-            )));
-        }
         self.cached_pos = None;
-        blob.decode_into(None, Some(&info.digest), &mut self.cached)
-            .map_err(|err| io::Error::other(format!("chunk {digest_hex}: {err}")))?;
+        self.cached = self
+            .source
+            .read_chunk(&info.digest)
+            .map_err(|err| io::Error::other(format!("{err:#}")))?;
         if self.cached.len() as u64 != info.size() {
             return Err(io::Error::other(format!(
-                "chunk {digest_hex}: decoded size {} does not match the index ({})",
+                "chunk {}: decoded size {} does not match the index ({})",
+                hex::encode(info.digest),
                 self.cached.len(),
                 info.size()
             )));
@@ -89,7 +99,7 @@ impl IndexChunkReader {
     }
 }
 
-impl Read for IndexChunkReader {
+impl<S: ReadChunk> Read for BufferedIndexReader<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.read_at_offset(buf, self.position)?;
         self.position += n as u64;
@@ -97,7 +107,7 @@ impl Read for IndexChunkReader {
     }
 }
 
-impl Seek for IndexChunkReader {
+impl<S: ReadChunk> Seek for BufferedIndexReader<S> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         let target = match pos {
             SeekFrom::Start(offset) => Some(offset),
@@ -115,13 +125,18 @@ impl Seek for IndexChunkReader {
     }
 }
 
-/// Shared positioned-read access to an [`IndexChunkReader`] (for `pxar::accessor::ReadAt`).
-pub struct SharedIndexReader(Mutex<IndexChunkReader>);
+/// Shared positioned-read access to a [`BufferedIndexReader`] (for `pxar::accessor::ReadAt`).
+pub struct SharedIndexReader<S = LocalChunkReader>(Mutex<BufferedIndexReader<S>>);
 
-impl SharedIndexReader {
+impl<S: ReadChunk> SharedIndexReader<S> {
     /// Wraps `reader`.
-    pub fn new(reader: IndexChunkReader) -> Self {
+    pub fn new(reader: BufferedIndexReader<S>) -> Self {
         Self(Mutex::new(reader))
+    }
+
+    /// Length of the decoded stream.
+    pub fn size(&self) -> u64 {
+        self.0.lock().map(|reader| reader.size()).unwrap_or(0)
     }
 
     /// Reads up to `buf.len()` bytes at `offset`.
@@ -138,12 +153,18 @@ impl SharedIndexReader {
 mod tests {
     use super::*;
     use crate::chunk_store::DatastoreFSyncLevel;
+    use crate::crypt_config::CryptConfig;
     use crate::data_blob::DataChunkBuilder;
-    use crate::dynamic_index::DynamicIndexWriter;
+    use crate::dynamic_index::{DynamicIndexReader, DynamicIndexWriter};
+    use crate::fixed_index::{FixedIndexReader, FixedIndexWriter};
+    use pbs_api_types::CryptMode;
 
     /// A store holding `pieces` as chunks and the index over them.
     fn fixture(pieces: &[Vec<u8>]) -> (tempfile::TempDir, Arc<ChunkStore>, DynamicIndexReader) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
         let store = Arc::new(
             ChunkStore::create("test", dir.path().join("store"), DatastoreFSyncLevel::None)
                 .unwrap(),
@@ -173,7 +194,7 @@ mod tests {
             .collect();
         let whole: Vec<u8> = pieces.concat();
         let (_dir, store, index) = fixture(&pieces);
-        let mut reader = IndexChunkReader::new(store, index);
+        let mut reader = IndexChunkReader::local(store, index);
         assert_eq!(reader.size(), whole.len() as u64);
 
         let mut all = Vec::new();
@@ -205,10 +226,68 @@ mod tests {
         let digest = *index.index_digest(1).unwrap();
         let (other, _) = DataChunkBuilder::new(&[3u8; 100]).build().unwrap();
         std::fs::write(store.chunk_path(&digest), other.raw_data()).unwrap();
-        let mut reader = IndexChunkReader::new(store, index);
+        let mut reader = IndexChunkReader::local(store, index);
         let mut first = [0u8; 100];
         reader.read_exact(&mut first).unwrap();
         let err = reader.read(&mut first).unwrap_err().to_string();
+        assert!(err.contains(&hex::encode(digest)), "{err}");
+    }
+
+    /// Fixed index with a short last chunk, and encrypted chunks, on one store (creating a
+    /// chunk store makes 65536 directories).
+    #[test]
+    fn fixed_index_and_encrypted_chunks() {
+        let dir = tempfile::Builder::new()
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let store = Arc::new(
+            ChunkStore::create("test", dir.path().join("store"), DatastoreFSyncLevel::None)
+                .unwrap(),
+        );
+        let chunk_size = 4096usize;
+        let image: Vec<u8> = (0..chunk_size * 2 + 100).map(|i| (i * 7) as u8).collect();
+        let path = dir.path().join("disk.fidx");
+        let mut writer =
+            FixedIndexWriter::create(Arc::clone(&store), &path, image.len() as u64, 4096).unwrap();
+        for (pos, piece) in image.chunks(chunk_size).enumerate() {
+            let (blob, digest) = DataChunkBuilder::new(piece).build().unwrap();
+            store.insert_chunk(blob.raw_data(), &digest).unwrap();
+            writer.add_digest(pos, &digest).unwrap();
+        }
+        writer.close().unwrap();
+        let index = FixedIndexReader::open(&path).unwrap();
+        let mut reader = IndexChunkReader::local(Arc::clone(&store), index);
+        assert_eq!(reader.size(), image.len() as u64);
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).unwrap();
+        assert_eq!(all, image);
+        reader.seek(SeekFrom::Start(8190)).unwrap();
+        let mut span = [0u8; 10];
+        reader.read_exact(&mut span).unwrap();
+        assert_eq!(span, image[8190..8200]);
+
+        let config = Arc::new(CryptConfig::new([3u8; 32]).unwrap());
+        let data = vec![42u8; 3000];
+        let (blob, digest) = DataChunkBuilder::new(&data)
+            .crypt_config(&config)
+            .build()
+            .unwrap();
+        store.insert_chunk(blob.raw_data(), &digest).unwrap();
+        let path = dir.path().join("enc.didx");
+        let mut writer = DynamicIndexWriter::create(Arc::clone(&store), &path).unwrap();
+        writer.add_chunk(data.len() as u64, &digest).unwrap();
+        writer.close().unwrap();
+
+        let keyed =
+            LocalChunkReader::new(Arc::clone(&store), Some(config), Some(CryptMode::Encrypt));
+        let mut reader = BufferedIndexReader::new(DynamicIndexReader::open(&path).unwrap(), keyed);
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).unwrap();
+        assert_eq!(all, data);
+
+        let mut plain = IndexChunkReader::local(store, DynamicIndexReader::open(&path).unwrap());
+        let err = plain.read(&mut [0u8; 10]).unwrap_err().to_string();
         assert!(err.contains(&hex::encode(digest)), "{err}");
     }
 }

@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod paperkey;
 pub mod process_locker;
 pub mod prune;
+pub mod read_chunk;
 pub mod verify;
 
 pub use backup_info::BackupInfo;

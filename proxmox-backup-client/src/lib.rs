@@ -7,6 +7,8 @@
 use anyhow::{bail, Result};
 use serde_json::Value;
 
+pub mod session;
+
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
 
 /// Program name in usage texts.
@@ -61,6 +63,7 @@ pub fn command_tree() -> CommandTree {
     let mut entries: Vec<(&'static str, CommandTree)> = Vec::new();
     // One line per module; keep them sorted.
     let _ = &mut entries;
+    entries.extend(session::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
@@ -77,9 +80,10 @@ pub fn command_tree() -> CommandTree {
 }
 
 /// Runs the command at `path` (aliases already resolved).
-async fn dispatch(path: &[&'static str], _args: &ParsedArgs) -> Result<Option<Value>> {
+async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
         // One arm per module: `Some("name") => module::run(path, args).await,`
+        Some("login" | "logout" | "version") => session::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
 }

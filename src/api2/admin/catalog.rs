@@ -87,7 +87,7 @@ impl ReadableSnapshot {
         self.manifest
             .verify_file(name, &csum, size)
             .map_err(bad_request)?;
-        Ok(IndexChunkReader::new(
+        Ok(IndexChunkReader::local(
             Arc::clone(self.store.chunk_store()),
             index,
         ))
