@@ -35,7 +35,12 @@ const PEER_PASSWORD: &str = "bench-repository-password";
 const CHANGE_PERCENT: u64 = 5;
 
 /// The measured steps, in order.
-const STEPS: [&str; 4] = ["first backup", "unchanged re-backup", "re-backup 5% changed", "restore"];
+const STEPS: [&str; 4] = [
+    "first backup",
+    "unchanged re-backup",
+    "re-backup 5% changed",
+    "restore",
+];
 
 /// Resource use of one measured command.
 #[derive(Clone, Copy, Debug, Default)]
@@ -68,7 +73,9 @@ enum Kind {
         home: PathBuf,
     },
     Restic,
-    Borg { encryption: &'static str },
+    Borg {
+        encryption: &'static str,
+    },
     Rustic,
     /// Not installed or not usable: never run.
     Absent,
@@ -177,7 +184,12 @@ impl Tool {
             Kind::Project { .. } => {
                 cmd.arg("backup")
                     .arg(format!("root.pxar:{}", work.join(source).display()))
-                    .args(["--backup-id", "bench", "--change-detection-mode", "metadata"]);
+                    .args([
+                        "--backup-id",
+                        "bench",
+                        "--change-detection-mode",
+                        "metadata",
+                    ]);
             }
             Kind::Restic | Kind::Rustic => {
                 cmd.arg("backup").arg(work.join(source));
@@ -393,9 +405,13 @@ fn drop_dirty_pages() {
 fn restored_root(target: &Path, work: &Path, source: &str, marker: &Path) -> Option<PathBuf> {
     let absolute = work.join(source);
     let relative = absolute.strip_prefix("/").unwrap_or(&absolute);
-    [target.join(relative), target.join(source), target.to_path_buf()]
-        .into_iter()
-        .find(|candidate| candidate.join(marker).exists())
+    [
+        target.join(relative),
+        target.join(source),
+        target.to_path_buf(),
+    ]
+    .into_iter()
+    .find(|candidate| candidate.join(marker).exists())
 }
 
 fn tool_version(binary: &Path, arg: &str) -> String {
@@ -557,7 +573,8 @@ fn openssl_speed(alg: &str) -> Option<f64> {
 /// `zstd -b1`: compression and decompression MB/s of zstd's synthetic sample, one core.
 fn zstd_bench() -> Option<Value> {
     let out = Command::new("zstd").args(["-b1", "-i3"]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     // The result line ends like: `-> 3155360 (x3.169), 435.7 MB/s, 1375.1 MB/s`; progress
     // updates share the line through carriage returns.
     let line = text
@@ -595,9 +612,7 @@ fn dd_write(scratch: &Path, size: u64) -> Option<f64> {
         .ok()?;
     let seconds = start.elapsed().as_secs_f64();
     let _ = fs::remove_file(&file);
-    status
-        .success()
-        .then(|| (mib << 20) as f64 / seconds / 1e6)
+    status.success().then(|| (mib << 20) as f64 / seconds / 1e6)
 }
 
 fn load_average() -> String {
@@ -662,7 +677,10 @@ fn report(tools: &[Tool], set: &DataSet, ceilings: &Value, loads: (&str, &str)) 
             }
             let u = result.client;
             let (scpu, srss) = match result.server {
-                Some(s) => (format!("{:.1}", s.cpu), format!("{:.0}", s.peak_rss_kib as f64 / 1024.0)),
+                Some(s) => (
+                    format!("{:.1}", s.cpu),
+                    format!("{:.0}", s.peak_rss_kib as f64 / 1024.0),
+                ),
                 None => ("—".to_string(), "—".to_string()),
             };
             println!(
@@ -796,7 +814,14 @@ fn report(tools: &[Tool], set: &DataSet, ceilings: &Value, loads: (&str, &str)) 
         "| dd bs=1M conv=fdatasync write, same disk | {} |",
         fmt_opt(ceilings["dd_fdatasync_write_MBps"].as_f64(), 0)
     );
-    if loads.0.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).unwrap_or(0.0) >= 2.0 {
+    if loads
+        .0
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        >= 2.0
+    {
         println!();
         println!("warning: load average ≥ 2 at start: the machine was busy, figures are noise");
     }
@@ -898,7 +923,10 @@ fn smoke(scratch: &Path) -> Result<()> {
     }
     let summary = dataset::compare_trees(&source, &copy)?;
     if summary.files as usize != set.files.len() || summary.bytes != set.bytes() {
-        bail!("tree check saw {summary:?}, generated {} files", set.files.len());
+        bail!(
+            "tree check saw {summary:?}, generated {} files",
+            set.files.len()
+        );
     }
     let again = dataset::generate(&scratch.join("again"), 4 << 20)?;
     dataset::compare_trees(&source, &again.root).context("generator is not deterministic")?;

@@ -86,14 +86,54 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "request", "completed", "connection", "accepted", "closed", "timeout", "retry", "user",
-    "session", "started", "finished", "backup", "chunk", "index", "upload", "download", "cache",
-    "miss", "hit", "worker", "queue", "flush", "sync", "write", "read", "error", "warning",
-    "latency", "bytes", "client", "server", "handshake", "certificate", "verified", "snapshot",
-    "group", "namespace", "prune", "garbage", "collection", "phase", "marked", "removed",
+    "request",
+    "completed",
+    "connection",
+    "accepted",
+    "closed",
+    "timeout",
+    "retry",
+    "user",
+    "session",
+    "started",
+    "finished",
+    "backup",
+    "chunk",
+    "index",
+    "upload",
+    "download",
+    "cache",
+    "miss",
+    "hit",
+    "worker",
+    "queue",
+    "flush",
+    "sync",
+    "write",
+    "read",
+    "error",
+    "warning",
+    "latency",
+    "bytes",
+    "client",
+    "server",
+    "handshake",
+    "certificate",
+    "verified",
+    "snapshot",
+    "group",
+    "namespace",
+    "prune",
+    "garbage",
+    "collection",
+    "phase",
+    "marked",
+    "removed",
 ];
 const LEVELS: &[&str] = &["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-const SERVICES: &[&str] = &["proxy", "api", "sshd", "cron", "kernel", "nginx", "postgres"];
+const SERVICES: &[&str] = &[
+    "proxy", "api", "sshd", "cron", "kernel", "nginx", "postgres",
+];
 
 /// Appends log-like text lines to `out` until it holds at least `len` bytes, then cuts it to
 /// exactly `len`. Compresses about 4:1 with zstd, like real logs.
@@ -122,7 +162,12 @@ pub fn fill_text(rng: &mut Rng, line_no: &mut u64, out: &mut Vec<u8>, len: usize
             line.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
             line.push(' ');
         }
-        let _ = writeln!(line, "id={:x} took={}ms", rng.next_u64() >> 40, rng.below(5000));
+        let _ = writeln!(
+            line,
+            "id={:x} took={}ms",
+            rng.next_u64() >> 40,
+            rng.below(5000)
+        );
         out.extend_from_slice(line.as_bytes());
     }
     out.truncate(len);
@@ -476,8 +521,8 @@ fn compare_dir(source: &Path, copy: &Path, rel: &Path, summary: &mut TreeSummary
         let rel = rel.join(&name);
         let a = fs::symlink_metadata(source.join(&rel))
             .with_context(|| format!("{rel:?}: stat source"))?;
-        let b = fs::symlink_metadata(copy.join(&rel))
-            .with_context(|| format!("{rel:?}: stat copy"))?;
+        let b =
+            fs::symlink_metadata(copy.join(&rel)).with_context(|| format!("{rel:?}: stat copy"))?;
         if a.file_type() != b.file_type() {
             bail!("{rel:?}: entry type differs");
         }
