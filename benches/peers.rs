@@ -8,7 +8,8 @@
 //!
 //! Environment: `BENCH_SIZE` (default 2G), `BENCH_DIR` (scratch directory, default
 //! `<target>/bench/peers-work`), `BENCH_TOOLS_DIR` (where rustic was installed), `BENCH_KEEP=1`
-//! keeps the scratch directory. Results: markdown on stdout, JSON in `<target>/bench/peers.json`.
+//! keeps the scratch directory, `BENCH_PERF=<dir>` profiles the project client's steps.
+//! Results: markdown on stdout, JSON in `<target>/bench/peers.json`.
 //! Without `--bench` (as `cargo test --all-targets` runs it) only the data-set generator and the
 //! tree check are exercised on a tiny tree.
 
@@ -395,6 +396,36 @@ fn measure_step(tool: &Tool, cmd: &mut Command) -> StepResult {
     }
 }
 
+/// With `BENCH_PERF=<dir>`, wraps the project client in `perf record -g` writing
+/// `<dir>/project-<step>.perf`, to find the stage that bounds a missed target. The figures of
+/// such a run include the profiler's overhead.
+fn profiled(tool: &Tool, cmd: Command, step: usize) -> Command {
+    let Some(dir) = std::env::var_os("BENCH_PERF") else {
+        return cmd;
+    };
+    if !matches!(tool.kind, Kind::Project { .. }) {
+        return cmd;
+    }
+    let output = PathBuf::from(dir).join(format!("project-{step}.perf"));
+    let mut perf = Command::new("perf");
+    perf.args(["record", "-F", "499", "-g", "-o"])
+        .arg(output)
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .stdin(Stdio::null());
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            perf.env(key, value);
+        }
+    }
+    if let Some(cwd) = cmd.get_current_dir() {
+        perf.current_dir(cwd);
+    }
+    perf
+}
+
 /// Writes back dirty pages so one tool's writes are not paid for by the next one.
 fn drop_dirty_pages() {
     // SAFETY: sync has no preconditions.
@@ -750,7 +781,7 @@ fn report(tools: &[Tool], set: &DataSet, ceilings: &Value, loads: (&str, &str)) 
                     print!("{} | ", fmt_opt(*r, 2));
                 }
                 let (target_text, met) = if *target > 0.0 {
-                    (format!("≥ {target}"), best.map(|b| b >= *target))
+                    (format!("≥ {target:.1}"), best.map(|b| b >= *target))
                 } else {
                     ("—".to_string(), None)
                 };
@@ -865,7 +896,7 @@ fn run_all(tools: &mut [Tool], set: &DataSet, work: &Path, source: &str) -> Resu
         }
         for tool in tools.iter_mut().filter(|t| t.unavailable.is_none()) {
             eprintln!("{}: {}", tool.name, STEPS[n - 1]);
-            let mut cmd = tool.backup_command(work, source, n);
+            let mut cmd = profiled(tool, tool.backup_command(work, source, n), n);
             let result = measure_step(tool, &mut cmd);
             if let Some(failure) = &result.failure {
                 eprintln!("{}: {failure}", tool.name);
@@ -887,7 +918,7 @@ fn run_all(tools: &mut [Tool], set: &DataSet, work: &Path, source: &str) -> Resu
         eprintln!("{}: restore", tool.name);
         let target = tool.restore_dir();
         fs::create_dir_all(&target)?;
-        let mut cmd = tool.restore_command(work, &target, 3);
+        let mut cmd = profiled(tool, tool.restore_command(work, &target, 3), 4);
         let mut result = measure_step(tool, &mut cmd);
         if result.failure.is_none() {
             let checked = match restored_root(&target, work, source, &marker) {
