@@ -354,7 +354,7 @@ pub fn generate(root: &Path, total: u64) -> Result<DataSet> {
             kind: Kind::Small,
             size,
         });
-        if index % 1000 == 500 {
+        if index % 1000 == 100 {
             let link = root.join(&dir).join(format!("link-{index}"));
             let target = rel.file_name().map(OsString::from).unwrap_or_default();
             std::os::unix::fs::symlink(&target, &link)
