@@ -22,6 +22,7 @@ bench: deps
 	$(CARGO) bench -p pbs-datastore --bench datastore
 	$(CARGO) bench -p pxar-bin --bench pxar_vs_tar
 	$(CARGO) bench -p proxmox-backup --bench protocol
+	$(CARGO) bench -p proxmox-backup --bench client
 	$(MAKE) --no-print-directory bench-peers
 
 # The project beside restic, borg and rustic on one generated data set (BENCH_SIZE, default

@@ -6,7 +6,7 @@
 //! (10^6 bytes of file data per second), CPU seconds, peak RSS and repository size. The
 //! project runs its real daemons on 127.0.0.1 over TLS, as users run it.
 //!
-//! Environment: `BENCH_SIZE` (default 2G), `BENCH_DIR` (scratch directory, default
+//! Environment: `BENCH_SIZE` (default 2G; a plain number is MiB), `BENCH_DIR` (scratch directory, default
 //! `<target>/bench/peers-work`), `BENCH_TOOLS_DIR` (where rustic was installed), `BENCH_KEEP=1`
 //! keeps the scratch directory, `BENCH_PERF=<dir>` profiles the project client's steps.
 //! Results: markdown on stdout, JSON in `<target>/bench/peers.json`.
@@ -967,6 +967,19 @@ fn smoke(scratch: &Path) -> Result<()> {
     }
     if dataset::compare_trees(&source, &copy).is_ok() {
         bail!("tree check missed the changed files");
+    }
+    for (text, bytes) in [
+        ("2G", 2u64 << 30),
+        ("256", 256 << 20),
+        ("1.5M", 3 << 19),
+        ("64k", 64 << 10),
+    ] {
+        if dataset::parse_size(text)? != bytes {
+            bail!("BENCH_SIZE {text:?} not read as {bytes} bytes");
+        }
+    }
+    if dataset::parse_size("-1").is_ok() || dataset::parse_size("lots").is_ok() {
+        bail!("BENCH_SIZE: invalid sizes accepted");
     }
     println!(
         "peers smoke run: {} files, {} dirs, {} symlinks, {} bytes; `make bench-peers` runs the comparison",

@@ -9,26 +9,21 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use http::Method;
 use serde_json::json;
 
+use common::h2client::{
+    append_body, upgrade, BoxError, Session, Upgrade, BACKUP_PROTOCOL, FORM, OCTETS,
+    READER_PROTOCOL,
+};
 use common::{encode, wait_until, Target, TestServer};
 use pbs_api_types::CryptMode;
 use pbs_datastore::{BackupManifest, DataBlob, DataChunkBuilder};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type H2 = SendRequest<Full<Bytes>>;
 
 const CHUNK_SIZE: usize = 4 * 1024 * 1024;
 /// Payload per measured run in a full benchmark (256 MiB).
@@ -75,146 +70,50 @@ fn encode_chunks(count: usize, first_seed: u64) -> Result<Vec<Chunk>, BoxError> 
         .collect()
 }
 
-async fn tls_connect(
-    addr: SocketAddr,
-    fingerprint: &str,
-) -> Result<tokio_openssl::SslStream<tokio::net::TcpStream>, BoxError> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut connector = SslConnector::builder(SslMethod::tls())?;
-    let expected = fingerprint.to_string();
-    connector.set_verify_callback(SslVerifyMode::PEER, move |_ok, ctx| {
-        // Only the leaf certificate decides, by fingerprint.
-        if ctx.error_depth() > 0 {
-            return true;
-        }
-        ctx.current_cert()
-            .and_then(|cert| pbs_auth::tls::cert_fingerprint(cert).ok())
-            .is_some_and(|fp| fp == expected)
-    });
-    let ssl = connector
-        .build()
-        .configure()?
-        .verify_hostname(false)
-        .use_server_name_indication(false)
-        .into_ssl("localhost")?;
-    let mut tls = tokio_openssl::SslStream::new(ssl, stream)?;
-    std::pin::Pin::new(&mut tls).connect().await?;
-    Ok(tls)
-}
-
-fn root_cookie(server: &TestServer) -> Result<String, BoxError> {
-    let key = pbs_auth::PrivateAuthKey::load(&server.config_dir().join("authkey.key"))?;
-    let userid: pbs_api_types::Userid = "root@pam".parse()?;
-    let ticket = pbs_auth::ticket::assemble_api_ticket(&key, &userid)?;
-    Ok(format!(
-        "PBSAuthCookie={}",
-        utf8_percent_encode(&ticket, NON_ALPHANUMERIC)
-    ))
-}
-
-/// Upgrades an HTTPS connection to `protocol` on `path?query` and starts HTTP/2 on it.
+/// Opens a session of `protocol` on `/api2/json/{path}?{query}` as root.
 async fn open_session(
     server: &TestServer,
-    cookie: &str,
     path: &str,
     protocol: &str,
     query: &str,
-) -> Result<H2, BoxError> {
-    let tls = tls_connect(server.proxy_addr, &server.fingerprint).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn.with_upgrades());
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("/api2/json/{path}?{query}"))
-        .header("cookie", cookie)
-        .header("connection", "upgrade")
-        .header("upgrade", protocol)
-        .body(Full::new(Bytes::new()))?;
-    let response = sender.send_request(request).await?;
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        return Err(format!(
-            "{protocol} upgrade refused: {status} {}",
-            String::from_utf8_lossy(&body)
-        )
-        .into());
+) -> Result<Session, BoxError> {
+    let target = format!("/api2/json/{path}?{query}");
+    match upgrade(server, "root@pam", &target, protocol).await? {
+        Upgrade::Session(session) => Ok(session),
+        Upgrade::Refused(status, text) => {
+            Err(format!("{protocol} upgrade refused: {status} {text}").into())
+        }
     }
-    let upgraded = hyper::upgrade::on(response).await?;
-    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(2_147_483_646)
-        .initial_connection_window_size(2_147_483_646)
-        .max_frame_size(4 * 1024 * 1024)
-        .handshake(upgraded)
-        .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
 }
 
-/// One request in a session; fails unless the answer is `200 OK`.
+/// One request on a clone of `session` (so that several can be in flight); fails unless
+/// the answer is `200 OK`.
 async fn call(
-    mut sender: H2,
+    session: &Session,
     method: Method,
     path_and_query: String,
     content_type: &str,
     body: Bytes,
 ) -> Result<Bytes, BoxError> {
-    sender.ready().await?;
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("https://localhost:8007/{path_and_query}"))
-        .header("content-type", content_type)
-        .body(Full::new(body))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if status != StatusCode::OK {
-        return Err(format!(
-            "{path_and_query}: {status} {}",
-            String::from_utf8_lossy(&body)
-        )
-        .into());
-    }
-    Ok(body)
-}
-
-async fn post(sender: &H2, path_and_query: String) -> Result<Bytes, BoxError> {
-    let form = "application/x-www-form-urlencoded";
-    call(
-        sender.clone(),
-        Method::POST,
-        path_and_query,
-        form,
-        Bytes::new(),
-    )
-    .await
-}
-
-async fn upload(sender: &H2, path_and_query: String, data: Bytes) -> Result<Bytes, BoxError> {
-    let octets = "application/octet-stream";
-    call(sender.clone(), Method::POST, path_and_query, octets, data).await
+    let mut session = session.clone();
+    session
+        .call(method, &path_and_query, content_type, body)
+        .await?
+        .ok(&path_and_query)
 }
 
 /// One complete backup snapshot `host/<id>` whose single dynamic index holds `chunks`.
-async fn backup_session(
-    server: &TestServer,
-    cookie: &str,
-    id: String,
-    chunks: &[Chunk],
-) -> Result<(), BoxError> {
+async fn backup_session(server: &TestServer, id: String, chunks: &[Chunk]) -> Result<(), BoxError> {
     let query = format!("backup-type=host&backup-id={id}&backup-time={BACKUP_TIME}&store={STORE}");
-    let h2 = open_session(
-        server,
-        cookie,
-        "backup",
-        "proxmox-backup-protocol-v1",
-        &query,
+    let h2 = open_session(server, "backup", BACKUP_PROTOCOL, &query).await?;
+    let reply = call(
+        &h2,
+        Method::POST,
+        "dynamic_index?archive-name=root.img.didx".into(),
+        FORM,
+        Bytes::new(),
     )
     .await?;
-    let reply = post(&h2, "dynamic_index?archive-name=root.img.didx".into()).await?;
     let reply: serde_json::Value = serde_json::from_slice(&reply)?;
     let wid = reply["data"]
         .as_u64()
@@ -227,7 +126,7 @@ async fn backup_session(
             c.size,
             c.encoded.len()
         );
-        upload(&h2, path, c.encoded.clone())
+        call(&h2, Method::POST, path, OCTETS, c.encoded.clone())
     });
     let mut uploads = futures::stream::iter(uploads).buffer_unordered(IN_FLIGHT);
     while let Some(result) = uploads.next().await {
@@ -244,46 +143,38 @@ async fn backup_session(
         csum.update(&c.digest);
     }
     let csum = csum.finish();
-    let digests: Vec<String> = chunks.iter().map(|c| hex::encode(c.digest)).collect();
-    let append = json!({"wid": wid, "digest-list": digests, "offset-list": offsets});
+    let entries: Vec<([u8; 32], u64)> = chunks.iter().map(|c| c.digest).zip(offsets).collect();
+    let append = append_body(wid, &entries);
     call(
-        h2.clone(),
+        &h2,
         Method::PUT,
         "dynamic_index".into(),
         "application/json",
         Bytes::from(append.to_string()),
     )
     .await?;
-    post(
-        &h2,
-        format!(
-            "dynamic_close?wid={wid}&chunk-count={}&size={offset}&csum={}",
-            chunks.len(),
-            hex::encode(csum)
-        ),
-    )
-    .await?;
+    let close = format!(
+        "dynamic_close?wid={wid}&chunk-count={}&size={offset}&csum={}",
+        chunks.len(),
+        hex::encode(csum)
+    );
+    call(&h2, Method::POST, close, FORM, Bytes::new()).await?;
 
     let mut manifest = BackupManifest::new("host", &id, BACKUP_TIME);
     manifest.add_file("root.img.didx", offset, csum, CryptMode::None)?;
     let manifest = DataBlob::encode(manifest.to_string(None)?.as_bytes(), None, true)?.into_inner();
-    upload(
-        &h2,
-        format!(
-            "blob?file-name=index.json.blob&encoded-size={}",
-            manifest.len()
-        ),
-        Bytes::from(manifest),
-    )
-    .await?;
-    post(&h2, "finish".into()).await?;
+    let path = format!(
+        "blob?file-name=index.json.blob&encoded-size={}",
+        manifest.len()
+    );
+    call(&h2, Method::POST, path, OCTETS, Bytes::from(manifest)).await?;
+    call(&h2, Method::POST, "finish".into(), FORM, Bytes::new()).await?;
     Ok(())
 }
 
 /// Backs up `sets` as concurrent sessions (one snapshot each); returns payload MB/s.
 async fn measure_backup(
     server: &TestServer,
-    cookie: &str,
     label: &str,
     sets: &[Vec<Chunk>],
 ) -> Result<f64, BoxError> {
@@ -292,7 +183,7 @@ async fn measure_backup(
     let sessions = sets
         .iter()
         .enumerate()
-        .map(|(i, chunks)| backup_session(server, cookie, format!("{label}-{i}"), chunks));
+        .map(|(i, chunks)| backup_session(server, format!("{label}-{i}"), chunks));
     for result in futures::future::join_all(sessions).await {
         result?;
     }
@@ -300,38 +191,25 @@ async fn measure_backup(
 }
 
 /// Downloads every chunk of snapshot `host/<id>` through a reader session; returns MB/s.
-async fn measure_restore(
-    server: &TestServer,
-    cookie: &str,
-    id: &str,
-    chunks: &[Chunk],
-) -> Result<f64, BoxError> {
+async fn measure_restore(server: &TestServer, id: &str, chunks: &[Chunk]) -> Result<f64, BoxError> {
     let query = format!("backup-type=host&backup-id={id}&backup-time={BACKUP_TIME}&store={STORE}");
     let start = Instant::now();
-    let h2 = open_session(
-        server,
-        cookie,
-        "reader",
-        "proxmox-backup-reader-protocol-v1",
-        &query,
-    )
-    .await?;
-    let form = "application/x-www-form-urlencoded";
+    let h2 = open_session(server, "reader", READER_PROTOCOL, &query).await?;
     // Fetching the index is what makes its chunks downloadable.
     call(
-        h2.clone(),
+        &h2,
         Method::GET,
         "download?file-name=root.img.didx".into(),
-        form,
+        FORM,
         Bytes::new(),
     )
     .await?;
     let downloads = chunks.iter().map(|c| {
         let path = format!("chunk?digest={}", hex::encode(c.digest));
         let expected = c.encoded.len();
-        let h2 = h2.clone();
+        let h2 = &h2;
         async move {
-            let body = call(h2, Method::GET, path.clone(), form, Bytes::new()).await?;
+            let body = call(h2, Method::GET, path.clone(), FORM, Bytes::new()).await?;
             if body.len() != expected {
                 return Err(BoxError::from(format!(
                     "{path}: {} bytes, expected {expected}",
@@ -426,15 +304,14 @@ fn main() -> Result<(), BoxError> {
         .tempdir_in("/dev/shm")?;
     let store = shm.path().join("store");
     create_datastore(&server, &store);
-    let cookie = root_cookie(&server)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let (up1, up4, down) = runtime.block_on(async {
-        let up1 = measure_backup(&server, &cookie, "one", std::slice::from_ref(&single)).await?;
-        let up4 = measure_backup(&server, &cookie, "four", &quad).await?;
-        let down = measure_restore(&server, &cookie, "one-0", &single).await?;
+        let up1 = measure_backup(&server, "one", std::slice::from_ref(&single)).await?;
+        let up4 = measure_backup(&server, "four", &quad).await?;
+        let down = measure_restore(&server, "one-0", &single).await?;
         Ok::<_, BoxError>((up1, up4, down))
     })?;
     let proxy = server.child_pid(Target::Proxy);

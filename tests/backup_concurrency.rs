@@ -4,16 +4,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
+use common::h2client::{
+    dynamic_csum, upgrade, upgrade_retrying, H2Reply, Session, BACKUP_PROTOCOL, GROUP_BUSY,
+    READER_PROTOCOL,
+};
 use common::{wait_task, Client, Target, TestServer};
 use pbs_api_types::CryptMode;
 use pbs_datastore::{BackupManifest, DataBlob, DataChunkBuilder};
@@ -22,226 +19,41 @@ const STORE: &str = "store1";
 const T1: i64 = 1_700_000_000;
 const T2: i64 = 1_700_000_600;
 const INDEX_HEADER_SIZE: usize = 4096;
-const BACKUP_PROTOCOL: &str = "proxmox-backup-protocol-v1";
-const READER_PROTOCOL: &str = "proxmox-backup-reader-protocol-v1";
 
-// ---- HTTP/2 session client -------------------------------------------------------------
-
-/// One answer inside a session.
-struct H2Reply {
-    status: StatusCode,
-    body: Bytes,
-}
-
-impl H2Reply {
-    fn data(&self) -> Value {
-        assert_eq!(
-            self.status,
-            StatusCode::OK,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        let value: Value = serde_json::from_slice(&self.body).expect("JSON body");
-        value["data"].clone()
-    }
-
-    fn bytes(&self) -> &[u8] {
-        assert_eq!(
-            self.status,
-            StatusCode::OK,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        &self.body
-    }
-}
-
-/// A backup or reader session: the HTTP/2 client half on the upgraded TLS stream.
-struct Session {
-    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-}
-
-fn ticket_cookie(server: &TestServer) -> String {
-    let key =
-        pbs_auth::PrivateAuthKey::load(&server.config_dir().join("authkey.key")).expect("auth key");
-    let userid: pbs_api_types::Userid = "root@pam".parse().expect("user id");
-    let ticket = pbs_auth::ticket::assemble_api_ticket(&key, &userid).expect("ticket");
-    format!(
-        "PBSAuthCookie={}",
-        utf8_percent_encode(&ticket, NON_ALPHANUMERIC)
-    )
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-) -> tokio_openssl::SslStream<tokio::net::TcpStream> {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut connector = SslConnector::builder(SslMethod::tls()).expect("TLS connector");
-    connector.set_verify(SslVerifyMode::NONE);
-    let ssl = connector
-        .build()
-        .configure()
-        .expect("TLS configuration")
-        .verify_hostname(false)
-        .into_ssl("localhost")
-        .expect("TLS session");
-    let mut tls = tokio_openssl::SslStream::new(ssl, stream).expect("TLS stream");
-    std::pin::Pin::new(&mut tls)
-        .connect()
-        .await
-        .expect("TLS handshake");
-    tls
-}
-
-/// Upgrades `api2/json/{path}?{query}` to `protocol` and starts HTTP/2 on the connection.
-async fn open_session(
-    server: &TestServer,
-    path: &str,
-    protocol: &str,
-    query: &str,
-) -> Result<Session, String> {
-    let tls = tls_connect(server.proxy_addr).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("HTTP/1.1 handshake");
-    tokio::spawn(conn.with_upgrades());
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("/api2/json/{path}?{query}"))
-        .header("cookie", ticket_cookie(server))
-        .header("connection", "upgrade")
-        .header("upgrade", protocol)
-        .body(Full::new(Bytes::new()))
-        .expect("upgrade request");
-    let response = sender
-        .send_request(request)
-        .await
-        .expect("upgrade response");
-    let status = response.status();
-    if status != StatusCode::SWITCHING_PROTOCOLS {
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
-    }
-    let upgraded = hyper::upgrade::on(response).await.expect("upgrade");
-    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(2_147_483_646)
-        .initial_connection_window_size(2_147_483_646)
-        .max_frame_size(4 * 1024 * 1024)
-        .handshake(upgraded)
-        .await
-        .expect("HTTP/2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(Session { sender })
-}
+// ---- sessions ---------------------------------------------------------------------------
 
 fn snapshot_query(ty: &str, id: &str, time: i64) -> String {
     format!("backup-type={ty}&backup-id={id}&backup-time={time}&store={STORE}")
 }
 
-/// Starts a backup session; while the previous session of the group is still ending (the
-/// server notices the closed connection asynchronously) the group lock is retried.
+/// Starts a backup session, waiting for the previous session of the group to end.
 async fn backup_session(server: &TestServer, id: &str, time: i64) -> Session {
-    let query = snapshot_query("host", id, time);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match open_session(server, "backup", BACKUP_PROTOCOL, &query).await {
-            Ok(session) => return session,
-            Err(text)
-                if text.ends_with("another backup is already running")
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(text) => panic!("backup upgrade refused: {text}"),
-        }
-    }
+    let target = format!("/api2/json/backup?{}", snapshot_query("host", id, time));
+    upgrade_retrying(GROUP_BUSY, || {
+        upgrade(server, "root@pam", &target, BACKUP_PROTOCOL)
+    })
+    .await
 }
 
 async fn reader_session(server: &TestServer, id: &str, time: i64) -> Session {
-    let query = snapshot_query("host", id, time);
-    open_session(server, "reader", READER_PROTOCOL, &query)
+    let target = format!("/api2/json/reader?{}", snapshot_query("host", id, time));
+    upgrade(server, "root@pam", &target, READER_PROTOCOL)
         .await
-        .unwrap_or_else(|text| panic!("reader upgrade refused: {text}"))
+        .expect("upgrade request")
+        .session()
 }
 
-impl Session {
-    async fn request(
-        &mut self,
-        method: Method,
-        path_and_query: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> H2Reply {
-        self.sender.ready().await.expect("connection ready");
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("https://localhost:8007/{path_and_query}"))
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        let response = self.sender.send_request(request).await.expect("response");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        H2Reply { status, body }
-    }
-
-    async fn get(&mut self, path_and_query: &str) -> H2Reply {
-        let form = "application/x-www-form-urlencoded";
-        self.request(Method::GET, path_and_query, form, Vec::new())
-            .await
-    }
-
-    async fn post(&mut self, path_and_query: &str) -> H2Reply {
-        let form = "application/x-www-form-urlencoded";
-        self.request(Method::POST, path_and_query, form, Vec::new())
-            .await
-    }
-
-    async fn upload(&mut self, path_and_query: &str, data: Vec<u8>) -> H2Reply {
-        let octets = "application/octet-stream";
-        self.request(Method::POST, path_and_query, octets, data)
-            .await
-    }
-
-    async fn blob(&mut self, name: &str, raw: &[u8]) -> H2Reply {
-        let path = format!("blob?file-name={name}&encoded-size={}", raw.len());
-        self.upload(&path, raw.to_vec()).await
-    }
-
-    async fn chunk(&mut self, wid: u64, chunk: &Chunk) -> H2Reply {
-        let path = format!(
-            "dynamic_chunk?wid={wid}&digest={}&size={}&encoded-size={}",
-            hex::encode(chunk.digest),
+/// Uploads `chunk` to dynamic writer `wid`.
+async fn upload_chunk(session: &mut Session, wid: u64, chunk: &Chunk) -> H2Reply {
+    session
+        .chunk(
+            "dynamic",
+            wid,
+            &chunk.digest,
             chunk.data.len(),
-            chunk.encoded.len()
-        );
-        self.upload(&path, chunk.encoded.clone()).await
-    }
-
-    async fn append(&mut self, wid: u64, entries: &[([u8; 32], u64)]) -> H2Reply {
-        let digests: Vec<String> = entries.iter().map(|(d, _)| hex::encode(d)).collect();
-        let offsets: Vec<u64> = entries.iter().map(|(_, o)| *o).collect();
-        let body = json!({"wid": wid, "digest-list": digests, "offset-list": offsets});
-        self.request(
-            Method::PUT,
-            "dynamic_index",
-            "application/json",
-            body.to_string().into_bytes(),
+            &chunk.encoded,
         )
         .await
-    }
 }
 
 // ---- test data -------------------------------------------------------------------------
@@ -309,15 +121,6 @@ fn layout(chunks: &[&Chunk]) -> Layout {
     }
 }
 
-fn dynamic_csum(entries: &[(u64, [u8; 32])]) -> [u8; 32] {
-    let mut hasher = openssl::sha::Sha256::new();
-    for (end, digest) in entries {
-        hasher.update(&end.to_le_bytes());
-        hasher.update(digest);
-    }
-    hasher.finish()
-}
-
 fn manifest_blob(id: &str, time: i64, size: u64, csum: [u8; 32]) -> Vec<u8> {
     let mut manifest = BackupManifest::new("host", id, time);
     manifest
@@ -351,10 +154,16 @@ async fn backup(server: &TestServer, id: &str, time: i64, chunks: &[Chunk]) {
     let mut session = backup_session(server, id, time).await;
     let wid = open_writer(&mut session).await;
     for c in chunks {
-        assert_eq!(session.chunk(wid, c).await.data(), hex::encode(c.digest));
+        assert_eq!(
+            upload_chunk(&mut session, wid, c).await.data(),
+            hex::encode(c.digest)
+        );
     }
     let refs: Vec<&Chunk> = chunks.iter().collect();
-    session.append(wid, &layout(&refs).appends).await.data();
+    session
+        .append("dynamic", wid, &layout(&refs).appends)
+        .await
+        .data();
     close_and_finish(&mut session, wid, id, time, &refs).await;
 }
 
@@ -549,7 +358,7 @@ fn reader_next_to_a_running_backup() {
 
         let mut writer = backup_session(server, "other", T1).await;
         let wid = open_writer(&mut writer).await;
-        writer.chunk(wid, &other[0]).await.data();
+        upload_chunk(&mut writer, wid, &other[0]).await.data();
 
         let read = async {
             let mut reader = reader_session(server, "base", T1).await;
@@ -567,10 +376,13 @@ fn reader_next_to_a_running_backup() {
         };
         let write = async {
             for c in &other[1..] {
-                writer.chunk(wid, c).await.data();
+                upload_chunk(&mut writer, wid, c).await.data();
             }
             let refs: Vec<&Chunk> = other.iter().collect();
-            writer.append(wid, &layout(&refs).appends).await.data();
+            writer
+                .append("dynamic", wid, &layout(&refs).appends)
+                .await
+                .data();
             close_and_finish(&mut writer, wid, "other", T1, &refs).await;
         };
         let (data, ()) = tokio::join!(read, write);
@@ -599,10 +411,13 @@ fn gc_during_a_backup_deletes_nothing_live() {
         let mut session = backup_session(server, "gc", T1).await;
         let wid = open_writer(&mut session).await;
         for c in old.iter().chain(std::iter::once(&orphan)) {
-            session.chunk(wid, c).await.data();
+            upload_chunk(&mut session, wid, c).await.data();
         }
         let refs: Vec<&Chunk> = old.iter().collect();
-        session.append(wid, &layout(&refs).appends).await.data();
+        session
+            .append("dynamic", wid, &layout(&refs).appends)
+            .await
+            .data();
         close_and_finish(&mut session, wid, "gc", T1, &refs).await;
         drop(session);
 
@@ -610,7 +425,7 @@ fn gc_during_a_backup_deletes_nothing_live() {
         let mut session = backup_session(server, "gc", T2).await;
         let wid = open_writer(&mut session).await;
         for c in &new {
-            session.chunk(wid, c).await.data();
+            upload_chunk(&mut session, wid, c).await.data();
         }
         // The reused digests come from the previous snapshot's index.
         let previous = snapshot_dir(&fx.store, "gc", T1).join("root.pxar.didx");
@@ -619,13 +434,13 @@ fn gc_during_a_backup_deletes_nothing_live() {
         let refs: Vec<&Chunk> = new.iter().chain(old.iter()).collect();
         let entries = layout(&refs).appends;
         let (uploaded, reused) = entries.split_at(new.len());
-        session.append(wid, uploaded).await.data();
+        session.append("dynamic", wid, uploaded).await.data();
         let reused: Vec<([u8; 32], u64)> = previous
             .iter()
             .zip(reused)
             .map(|(digest, (_, offset))| (*digest, *offset))
             .collect();
-        session.append(wid, &reused).await.data();
+        session.append("dynamic", wid, &reused).await.data();
 
         // Only the previous snapshot's index on disk protects the old chunks now.
         for c in old.iter().chain(std::iter::once(&orphan)) {

@@ -1,5 +1,5 @@
-//! End-to-end tests of the backup protocol against the real daemons, with a minimal
-//! HTTP/1.1-upgrade + HTTP/2 client written directly on hyper's connection API.
+//! End-to-end tests of the backup protocol against the real daemons, with the raw
+//! HTTP/1.1-upgrade + HTTP/2 client of `common::h2client`.
 
 mod common;
 
@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use http_body_util::Full;
 use serde_json::{json, Value};
 
+use common::h2client::{
+    self, dynamic_csum, upgrade_retrying, BoxError, H2Reply, Session, Upgrade, BACKUP_PROTOCOL,
+    GROUP_BUSY,
+};
 use common::{encode, wait_until, Target, TestServer};
 use pbs_api_types::CryptMode;
 use pbs_datastore::file_formats::{DYNAMIC_SIZED_CHUNK_INDEX_1_0, FIXED_SIZED_CHUNK_INDEX_1_0};
@@ -22,268 +23,32 @@ use pbs_datastore::{BackupManifest, DataBlob, DataChunkBuilder};
 const MIB: usize = 1024 * 1024;
 const INDEX_HEADER_SIZE: usize = 4096;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// One answer inside the session.
-#[derive(Debug)]
-struct H2Reply {
-    status: StatusCode,
-    body: Bytes,
-}
-
-impl H2Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn data(&self) -> Value {
-        assert_eq!(self.status, StatusCode::OK, "body: {}", self.text());
-        let value: Value = serde_json::from_slice(&self.body).expect("JSON body");
-        value["data"].clone()
-    }
-
-    fn error(&self) -> String {
-        assert_eq!(
-            self.status,
-            StatusCode::BAD_REQUEST,
-            "body: {}",
-            self.text()
-        );
-        self.text()
-    }
-}
-
-/// A backup session: the HTTP/2 client half on the upgraded TLS stream.
-struct Session {
-    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-}
-
-/// Result of an upgrade request: a session or the error status and text.
-enum Upgrade {
-    Session(Session),
-    Refused(StatusCode, String),
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    fingerprint: &str,
-) -> Result<tokio_openssl::SslStream<tokio::net::TcpStream>, BoxError> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let mut connector = SslConnector::builder(SslMethod::tls())?;
-    let expected = fingerprint.to_string();
-    connector.set_verify_callback(SslVerifyMode::PEER, move |_ok, ctx| {
-        if ctx.error_depth() > 0 {
-            return true;
-        }
-        ctx.current_cert()
-            .and_then(|cert| pbs_auth::tls::cert_fingerprint(cert).ok())
-            .is_some_and(|fp| fp == expected)
-    });
-    let ssl = connector
-        .build()
-        .configure()?
-        .verify_hostname(false)
-        .use_server_name_indication(false)
-        .into_ssl("localhost")?;
-    let mut tls = tokio_openssl::SslStream::new(ssl, stream)?;
-    std::pin::Pin::new(&mut tls).connect().await?;
-    Ok(tls)
-}
-
-fn ticket_cookie(server: &TestServer, userid: &str) -> String {
-    let key =
-        pbs_auth::PrivateAuthKey::load(&server.config_dir().join("authkey.key")).expect("auth key");
-    let userid: pbs_api_types::Userid = userid.parse().expect("user id");
-    let ticket = pbs_auth::ticket::assemble_api_ticket(&key, &userid).expect("ticket");
-    format!(
-        "PBSAuthCookie={}",
-        utf8_percent_encode(&ticket, NON_ALPHANUMERIC)
-    )
-}
-
+/// Upgrades `//api2/json/backup?{query}` (the stock client's double slash) as root.
 async fn upgrade(server: &TestServer, query: &str) -> Result<Upgrade, BoxError> {
     upgrade_as(server, "root@pam", query).await
 }
 
 async fn upgrade_as(server: &TestServer, userid: &str, query: &str) -> Result<Upgrade, BoxError> {
-    let tls = tls_connect(server.proxy_addr, &server.fingerprint).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn.with_upgrades());
-    // The stock client's double slash must be accepted.
+    let target = format!("//api2/json/backup?{query}");
+    h2client::upgrade(server, userid, &target, BACKUP_PROTOCOL).await
+}
+
+/// Starts a session, waiting for the previous session of the group to end.
+async fn start_session(server: &TestServer, query: &str) -> Session {
+    upgrade_retrying(GROUP_BUSY, || upgrade(server, query)).await
+}
+
+/// Sends `:path` exactly as given (e.g. without leading slash) and no `:authority`.
+async fn get_raw_path(session: &mut Session, path_and_query: &'static str) -> H2Reply {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path_and_query));
+    let uri = http::Uri::from_parts(parts).expect("relative URI");
     let request = Request::builder()
         .method(Method::GET)
-        .uri(format!("//api2/json/backup?{query}"))
-        .header("cookie", ticket_cookie(server, userid))
-        .header("connection", "upgrade")
-        .header("upgrade", "proxmox-backup-protocol-v1")
-        .body(Full::new(Bytes::new()))?;
-    let response = sender.send_request(request).await?;
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        return Ok(Upgrade::Refused(
-            status,
-            String::from_utf8_lossy(&body).into_owned(),
-        ));
-    }
-    assert_eq!(response.headers()["upgrade"], "proxmox-backup-protocol-v1");
-    let upgraded = hyper::upgrade::on(response).await?;
-    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(2_147_483_646)
-        .initial_connection_window_size(2_147_483_646)
-        .max_frame_size(4 * MIB as u32)
-        .handshake(upgraded)
-        .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(Upgrade::Session(Session { sender }))
-}
-
-/// Starts a session; while the previous session of the group is still ending (the server
-/// notices the dropped connection asynchronously) the group lock is retried.
-async fn start_session(server: &TestServer, query: &str) -> Session {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match upgrade(server, query).await.expect("upgrade request") {
-            Upgrade::Session(session) => return session,
-            Upgrade::Refused(status, text)
-                if text.ends_with("another backup is already running")
-                    && std::time::Instant::now() < deadline =>
-            {
-                let _ = status;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Upgrade::Refused(status, text) => panic!("upgrade refused: {status} {text}"),
-        }
-    }
-}
-
-impl Session {
-    async fn request(
-        &mut self,
-        method: Method,
-        path_and_query: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> H2Reply {
-        self.sender.ready().await.expect("connection ready");
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("https://localhost:8007/{path_and_query}"))
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        let response = self.sender.send_request(request).await.expect("response");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        H2Reply { status, body }
-    }
-
-    /// Sends `:path` exactly as given (e.g. without leading slash) and no `:authority`.
-    async fn get_raw_path(&mut self, path_and_query: &'static str) -> H2Reply {
-        self.sender.ready().await.expect("connection ready");
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path_and_query));
-        let uri = http::Uri::from_parts(parts).expect("relative URI");
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))
-            .expect("request");
-        let response = self.sender.send_request(request).await.expect("response");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        H2Reply { status, body }
-    }
-
-    async fn get(&mut self, path_and_query: &str) -> H2Reply {
-        self.request(
-            Method::GET,
-            path_and_query,
-            "application/x-www-form-urlencoded",
-            Vec::new(),
-        )
-        .await
-    }
-
-    async fn post(&mut self, path_and_query: &str) -> H2Reply {
-        self.request(
-            Method::POST,
-            path_and_query,
-            "application/x-www-form-urlencoded",
-            Vec::new(),
-        )
-        .await
-    }
-
-    async fn upload(&mut self, path_and_query: &str, data: Vec<u8>) -> H2Reply {
-        self.request(
-            Method::POST,
-            path_and_query,
-            "application/octet-stream",
-            data,
-        )
-        .await
-    }
-
-    async fn put_json(&mut self, path: &str, body: Value) -> H2Reply {
-        self.request(
-            Method::PUT,
-            path,
-            "application/json",
-            body.to_string().into_bytes(),
-        )
-        .await
-    }
-
-    async fn blob(&mut self, name: &str, raw: &[u8]) -> H2Reply {
-        self.upload(
-            &format!("blob?file-name={name}&encoded-size={}", raw.len()),
-            raw.to_vec(),
-        )
-        .await
-    }
-
-    /// Uploads a chunk with explicit announced digest and size.
-    async fn chunk(
-        &mut self,
-        prefix: &str,
-        wid: u64,
-        digest: &[u8; 32],
-        size: usize,
-        encoded: &[u8],
-    ) -> H2Reply {
-        self.upload(
-            &format!(
-                "{prefix}_chunk?wid={wid}&digest={}&size={size}&encoded-size={}",
-                hex::encode(digest),
-                encoded.len()
-            ),
-            encoded.to_vec(),
-        )
-        .await
-    }
-
-    async fn append(&mut self, prefix: &str, wid: u64, entries: &[([u8; 32], u64)]) -> H2Reply {
-        let digests: Vec<String> = entries.iter().map(|(d, _)| hex::encode(d)).collect();
-        let offsets: Vec<u64> = entries.iter().map(|(_, o)| *o).collect();
-        self.put_json(
-            &format!("{prefix}_index"),
-            json!({"wid": wid, "digest-list": digests, "offset-list": offsets}),
-        )
-        .await
-    }
+        .uri(uri)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    session.send(request).await.expect("response")
 }
 
 /// Test data that compresses a little but not completely.
@@ -319,15 +84,6 @@ fn chunk(data: Vec<u8>) -> Chunk {
         digest,
         encoded: blob.into_inner(),
     }
-}
-
-fn dynamic_csum(entries: &[(u64, [u8; 32])]) -> [u8; 32] {
-    let mut hasher = openssl::sha::Sha256::new();
-    for (end, digest) in entries {
-        hasher.update(&end.to_le_bytes());
-        hasher.update(digest);
-    }
-    hasher.finish()
 }
 
 fn manifest_blob(
@@ -534,7 +290,9 @@ async fn dynamic_backup(server: &TestServer, store: &Path) {
     assert_eq!(session.get("previous_backup_time").await.data(), T1);
     // A `:path` without leading slash is routed like one with it.
     assert_eq!(
-        session.get_raw_path("previous_backup_time").await.data(),
+        get_raw_path(&mut session, "previous_backup_time")
+            .await
+            .data(),
         T1
     );
     let previous = session.get("previous?archive-name=root.pxar.didx").await;

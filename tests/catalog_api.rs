@@ -161,6 +161,45 @@ fn write_snapshot(store: &DataStore, dir: &BackupDir, owner: &Authid, catalog_mo
     let blob = DataBlob::encode(json.as_bytes(), None, true).unwrap();
     std::fs::write(path.join("index.json.blob"), blob.raw_data()).unwrap();
 }
+/// Writes `data` to `file_name` in a scratch directory and unpacks it into `out/` there with
+/// `command <file> <out_flag> out`.
+fn extract(data: &[u8], file_name: &str, command: &[&str], out_flag: &str) -> tempfile::TempDir {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join(file_name);
+    std::fs::write(&file, data).unwrap();
+    let out = scratch.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let status = std::process::Command::new(command[0])
+        .args(&command[1..])
+        .arg(&file)
+        .arg(out_flag)
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|err| panic!("{} not runnable: {err}", command[0]));
+    assert!(status.success(), "{command:?} failed on {file_name}");
+    scratch
+}
+
+/// `out/data/{a.txt,b.txt}` with the archive's contents, and (`with_meta`) modes and mtimes.
+fn check_extracted(scratch: &tempfile::TempDir, with_meta: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let data = scratch.path().join("out/data");
+    let mut names: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "b.txt"]);
+    assert_eq!(std::fs::read(data.join("a.txt")).unwrap(), file_a());
+    assert_eq!(std::fs::read(data.join("b.txt")).unwrap(), file_b());
+    let meta = std::fs::metadata(data.join("a.txt")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    if with_meta {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta.mtime(), MTIME);
+    }
+}
+
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
@@ -261,17 +300,32 @@ fn catalog_listing_and_pxar_file_download() {
     assert_eq!(reply.body.as_bytes(), file_a().as_slice());
     let missing = download(&format!("/{ARCHIVE}/data/nope"));
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
-    let directory = download(&format!("/{ARCHIVE}/data"));
+    for archive in [ARCHIVE, "split.mpxar.didx"] {
+        let zip = download(&format!("/{archive}/data"));
+        assert_eq!(zip.status, StatusCode::OK, "{}", zip.body);
+        check_extracted(&extract(&zip.raw, "dir.zip", &["unzip", "-q"], "-d"), true);
+        let tar = root.get(
+            Target::Proxy,
+            &format!(
+                "admin/datastore/{STORE}/pxar-file-download?backup-type=host&backup-id=h1\
+                 &backup-time={TIME}&tar=1&filepath={}",
+                encode(&b64(format!("/{archive}/data").as_bytes()))
+            ),
+        );
+        assert_eq!(tar.status, StatusCode::OK, "{}", tar.body);
+        assert_eq!(&tar.raw[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd frame magic");
+        check_extracted(
+            &extract(&tar.raw, "dir.tar.zst", &["tar", "--zstd", "-xf"], "-C"),
+            true,
+        );
+    }
+    // The archive root: its children are the top-level entries.
+    let whole = download(&format!("/{ARCHIVE}"));
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+    let unpacked = extract(&whole.raw, "root.zip", &["unzip", "-q"], "-d");
     assert_eq!(
-        directory.status,
-        StatusCode::BAD_REQUEST,
-        "{}",
-        directory.body
-    );
-    assert!(
-        directory.body.contains("not implemented"),
-        "{}",
-        directory.body
+        std::fs::read(unpacked.path().join("out/data/b.txt")).unwrap(),
+        file_b()
     );
 
     let reply = root.get(

@@ -14,8 +14,10 @@ use serde_json::{json, Value};
 
 use common::{encode, wait_until, Target, TestServer};
 use pbs_api_types::Authid;
+use pbs_api_types::CryptMode;
+use pbs_client::proxy::ProxyConfig;
 use pbs_client::{HttpClient, HttpClientOptions, HttpError};
-use pbs_datastore::DataBlob;
+use pbs_datastore::{BackupManifest, DataBlob};
 
 const PASSWORD: &str = "client-secret-1";
 
@@ -99,6 +101,44 @@ impl Home {
             command.env(name, value);
         }
         command.output().expect("run proxmox-backup-client")
+    }
+}
+
+impl Home {
+    /// Runs the client on a pseudo terminal (`script`), feeding `input` as typed text.
+    fn run_tty(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+        use std::io::Write;
+        let command_line = std::iter::once(client_binary().display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut command = Command::new("script");
+        command
+            .args(["-qec", &command_line, "/dev/null"])
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env_remove("PBS_PASSWORD")
+            .env_remove("PBS_FINGERPRINT")
+            .env_remove("PBS_REPOSITORY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("run script");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("terminal input");
+        // Keep the input open until the client is done: EOF would end the session early.
+        let output = std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| child.wait_with_output());
+            let output = waiter.join().expect("wait");
+            drop(stdin);
+            output
+        });
+        output.expect("script output")
     }
 }
 
@@ -271,6 +311,54 @@ fn client_commands_login_logout_version() {
     );
     assert!(err.ends_with("Error: Certificate fingerprint was not confirmed.\n"));
 
+    // On a terminal: trust on first use, then the password prompt.
+    let tty_home = Home::new();
+    let out = tty_home.run_tty(
+        &["login", "--repository", &repo],
+        &[("PBS_PASSWORD", PASSWORD)],
+        "n\n",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(255), "{text}");
+    assert!(text.contains(&format!("fingerprint: {fp}")), "{text}");
+    assert!(
+        text.contains("Are you sure you want to continue connecting? (y/n): "),
+        "{text}"
+    );
+    assert!(
+        text.contains("Certificate fingerprint was not confirmed."),
+        "{text}"
+    );
+    assert!(!tty_home.path("config/proxmox-backup/fingerprints").exists());
+    let out = tty_home.run_tty(
+        &["login", "--repository", &repo],
+        &[("PBS_PASSWORD", PASSWORD)],
+        "maybe\ny\n",
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text.matches("Are you sure you want to continue connecting? (y/n): ")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tty_home.path("config/proxmox-backup/fingerprints")).unwrap(),
+        format!("127.0.0.1 {fp}\n")
+    );
+    assert_ok(&tty_home.run(&["logout", "--repository", &repo], &[]));
+    let out = tty_home.run_tty(
+        &["login", "--repository", &repo],
+        &[],
+        &format!("{PASSWORD}\n"),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Password for \"alice@pbs\": "), "{text}");
+    assert!(!text.contains("Are you sure"), "{text}");
+    assert!(tty_home.tickets()["127.0.0.1"]["alice@pbs"]["ticket"].is_string());
+
     // API tokens: the secret comes from PBS_PASSWORD; no ticket is involved.
     let token = server
         .client("root@pam")
@@ -340,6 +428,45 @@ fn create_datastore(server: &TestServer, name: &str, path: &Path) {
     });
 }
 
+/// A minimal HTTP CONNECT proxy on 127.0.0.1 that only tunnels to loopback addresses;
+/// returns its port and the list of requested authorities.
+async fn start_connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read_u8().await {
+                        Ok(byte) => head.push(byte),
+                        Err(_) => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let authority = head.split(' ').nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(authority.clone());
+                if !authority.starts_with("127.0.0.1:") {
+                    let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&authority).await else {
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (port, tunnels)
+}
+
 #[test]
 fn library_rest_and_backup_session() {
     let server = TestServer::start();
@@ -390,6 +517,50 @@ fn library_rest_and_backup_session() {
             err.to_string(),
             "Path '/api2/json/nonexistent/path' not found."
         );
+
+        // The same through an HTTP CONNECT proxy.
+        let (proxy_port, tunnels) = start_connect_proxy().await;
+        let options = HttpClientOptions::new_non_interactive(
+            PASSWORD.into(),
+            Some(server.fingerprint.clone()),
+        )
+        .proxy(Some(
+            ProxyConfig::parse(&format!("http://127.0.0.1:{proxy_port}")).unwrap(),
+        ));
+        let proxied = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &bob, options)
+            .expect("proxied client");
+        let version = proxied
+            .get("api2/json/version", None)
+            .await
+            .expect("via proxy");
+        assert!(version["data"]["version"].is_string());
+        let authority = format!("127.0.0.1:{}", server.proxy_addr.port());
+        assert_eq!(tunnels.lock().unwrap().first(), Some(&authority));
+        // Sequential requests reuse the kept-alive connection: the proxy sees one tunnel
+        // for the login and all of them.
+        for _ in 0..3 {
+            proxied.get("api2/json/version", None).await.expect("again");
+        }
+        assert_eq!(tunnels.lock().unwrap().len(), 1);
+
+        // Ticket renewal while the client runs (here every second instead of 15 minutes).
+        let options = HttpClientOptions::new_non_interactive(
+            PASSWORD.into(),
+            Some(server.fingerprint.clone()),
+        )
+        .ticket_renew_interval(Duration::from_secs(1));
+        let renewing = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &bob, options)
+            .expect("renewing client");
+        renewing.login().await.expect("login");
+        let first = renewing.ticket().expect("ticket");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let second = renewing.ticket().expect("ticket");
+        assert_ne!(first, second);
+        assert!(second.starts_with("PBS:bob@pbs:"));
+        renewing
+            .get("api2/json/version", None)
+            .await
+            .expect("renewed ticket works");
 
         // A backup session.
         let params = json!({
@@ -460,5 +631,176 @@ fn library_rest_and_backup_session() {
                 .starts_with("unable to update manifest blob"),
             "{err}"
         );
+        drop(session);
+
+        // A complete snapshot, then downloads over REST and in a reader session.
+        let time = 1_700_000_100;
+        let params = json!({
+            "store": "store1",
+            "backup-type": "host",
+            "backup-id": "transport",
+            "backup-time": time,
+            "debug": true,
+        });
+        let session = start_backup_session(&client, params).await;
+        let (name, raw) = &blobs[0];
+        session
+            .upload(
+                "POST",
+                "blob",
+                Some(json!({"file-name": name, "encoded-size": raw.len()})),
+                "application/octet-stream",
+                raw.clone(),
+            )
+            .await
+            .expect("blob upload");
+        let mut manifest = BackupManifest::new("host", "transport", time);
+        manifest
+            .add_file(name, raw.len() as u64, openssl::sha::sha256(raw), CryptMode::None)
+            .expect("manifest entry");
+        let manifest_json = manifest.to_string(None).expect("manifest JSON");
+        let manifest_blob = DataBlob::encode(manifest_json.as_bytes(), None, true)
+            .expect("manifest blob")
+            .into_inner();
+        session
+            .upload(
+                "POST",
+                "blob",
+                Some(json!({"file-name": "index.json.blob", "encoded-size": manifest_blob.len()})),
+                "application/octet-stream",
+                Bytes::from(manifest_blob),
+            )
+            .await
+            .expect("manifest upload");
+        assert_eq!(
+            session.post("finish", None).await.expect("finish"),
+            json!({"data": null})
+        );
+        drop(session);
+
+        let mut downloaded = Vec::new();
+        client
+            .download(
+                &format!(
+                    "api2/json/admin/datastore/store1/download?backup-type=host&backup-id=transport&backup-time={time}&file-name={name}"
+                ),
+                &mut downloaded,
+            )
+            .await
+            .expect("REST download");
+        assert_eq!(downloaded, raw.as_ref());
+        let err = client
+            .download(
+                &format!(
+                    "api2/json/admin/datastore/store1/download?backup-type=host&backup-id=transport&backup-time={time}&file-name=missing.blob"
+                ),
+                &mut Vec::new(),
+            )
+            .await
+            .expect_err("missing file");
+        assert_eq!(
+            err.downcast_ref::<HttpError>().map(|e| e.code.as_u16()),
+            Some(404),
+            "{err}"
+        );
+
+        let reader = client
+            .start_h2_connection(
+                "api2/json/reader",
+                json!({
+                    "store": "store1",
+                    "backup-type": "host",
+                    "backup-id": "transport",
+                    "backup-time": time,
+                    "debug": true,
+                }),
+                "proxmox-backup-reader-protocol-v1",
+            )
+            .await
+            .expect("reader session");
+        let data = reader
+            .download_to_vec("download", Some(json!({"file-name": name})))
+            .await
+            .expect("reader download");
+        assert_eq!(data, raw.as_ref());
+        let speed = reader
+            .download_to_vec("speedtest", None)
+            .await
+            .expect("speedtest");
+        assert_eq!(speed.len(), 1024 * 1024);
+        assert!(speed.iter().all(|b| *b == b'A'));
+        let err = reader
+            .download_to_vec("download", Some(json!({"file-name": "x.txt"})))
+            .await
+            .expect_err("bad archive type");
+        assert_eq!(err.to_string(), "unknown archive type: \"x.txt\"");
+
+        // Rate limiting applies to the session's socket too: 1 MiB at 2 MB/s.
+        let options = HttpClientOptions::new_non_interactive(
+            PASSWORD.into(),
+            Some(server.fingerprint.clone()),
+        )
+        .rate_limit(Some(2_000_000), Some(100_000));
+        let limited = HttpClient::new("127.0.0.1", server.proxy_addr.port(), &bob, options)
+            .expect("rate-limited client");
+        let reader = limited
+            .start_h2_connection(
+                "api2/json/reader",
+                json!({
+                    "store": "store1",
+                    "backup-type": "host",
+                    "backup-id": "transport",
+                    "backup-time": time,
+                }),
+                "proxmox-backup-reader-protocol-v1",
+            )
+            .await
+            .expect("rate-limited reader session");
+        let start = std::time::Instant::now();
+        let speed = reader
+            .download_to_vec("speedtest", None)
+            .await
+            .expect("speedtest");
+        let elapsed = start.elapsed();
+        assert_eq!(speed.len(), 1024 * 1024);
+        assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+
+        // A refused upgrade carries the server's message.
+        let err = client
+            .start_h2_connection(
+                "api2/json/backup",
+                json!({"store": "nostore", "backup-type": "host", "backup-id": "x", "backup-time": 1}),
+                "proxmox-backup-protocol-v1",
+            )
+            .await
+            .err()
+            .expect("refused upgrade");
+        assert!(err.downcast_ref::<HttpError>().is_some(), "{err}");
     });
+}
+
+/// Starts a backup session; the previous session of the group may still be ending.
+async fn start_backup_session(client: &HttpClient, params: Value) -> pbs_client::H2Client {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match client
+            .start_h2_connection(
+                "api2/json/backup",
+                params.clone(),
+                "proxmox-backup-protocol-v1",
+            )
+            .await
+        {
+            Ok(session) => return session,
+            Err(err)
+                if err
+                    .to_string()
+                    .ends_with("another backup is already running")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("backup session: {err:#}"),
+        }
+    }
 }

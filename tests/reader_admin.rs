@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use http_body_util::Full;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use common::h2client::{
+    read_body, read_head, ticket_cookie, tls_connect, upgrade_head, upgrade_raw, Session, Upgrade,
+    READER_PROTOCOL,
+};
 use common::{chown_to_backup, encode, wait_task, wait_until, Client, Target, TestServer};
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType, CryptMode};
 use pbs_datastore::manifest::BackupManifest;
@@ -122,85 +123,14 @@ fn write_snapshot_in(
     digests
 }
 
-fn ticket_cookie(server: &TestServer, userid: &str) -> String {
-    let dir = server.config_dir();
-    let key = pbs_auth::PrivateAuthKey::load(&dir.join("authkey.key")).expect("auth key");
-    let userid: pbs_api_types::Userid = userid.parse().expect("user id");
-    let ticket = pbs_auth::ticket::assemble_api_ticket(&key, &userid).expect("ticket");
-    format!(
-        "PBSAuthCookie={}",
-        utf8_percent_encode(&ticket, NON_ALPHANUMERIC)
-    )
-}
-
-/// Outcome of an upgrade attempt.
-enum Upgrade {
-    /// The HTTP/2 request sender of the session.
-    Session(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
-    /// Status and body of a refused upgrade.
-    Refused(u16, String),
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-) -> tokio_openssl::SslStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
-    connector.set_verify(SslVerifyMode::NONE);
-    let ssl = connector
-        .build()
-        .configure()
-        .unwrap()
-        .verify_hostname(false)
-        .into_ssl("localhost")
-        .unwrap();
-    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-    std::pin::Pin::new(&mut tls).connect().await.unwrap();
-    tls
-}
-
-/// Reads a response head byte by byte up to the empty line.
-async fn read_head(tls: &mut tokio_openssl::SslStream<tokio::net::TcpStream>) -> (u16, String) {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        let n = tls.read(&mut byte).await.unwrap();
-        assert_eq!(n, 1, "connection closed in response head: {head:?}");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, head)
-}
-
-/// Reads a `content-length` delimited body.
-async fn read_body(
-    tls: &mut tokio_openssl::SslStream<tokio::net::TcpStream>,
-    head: &str,
-) -> String {
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    tls.read_exact(&mut body).await.unwrap();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 /// Posts `body` unchanged (e.g. an encoded blob) with ticket and CSRF token.
 async fn post_raw(server: &TestServer, userid: &str, path: &str, body: &[u8]) -> (u16, String) {
     let dir = server.config_dir();
     let csrf = pbs_auth::CsrfSecret::load(&dir.join("csrf.key")).expect("csrf key");
     let csrf = pbs_auth::assemble_csrf_prevention_token(&csrf, &userid.parse().unwrap());
-    let mut tls = tls_connect(server.proxy_addr).await;
+    let mut tls = tls_connect(server.proxy_addr, &server.fingerprint)
+        .await
+        .unwrap();
     let head = format!(
         "POST /api2/json/{path} HTTP/1.1\r\nhost: localhost\r\ncookie: {}\r\ncsrfpreventiontoken: {csrf}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         ticket_cookie(server, userid),
@@ -208,56 +138,28 @@ async fn post_raw(server: &TestServer, userid: &str, path: &str, body: &[u8]) ->
     );
     tls.write_all(head.as_bytes()).await.unwrap();
     tls.write_all(body).await.unwrap();
-    let (status, head) = read_head(&mut tls).await;
-    let text = read_body(&mut tls, &head).await;
-    (status, text)
+    let (status, head) = read_head(&mut tls).await.unwrap();
+    let text = read_body(&mut tls, &head).await.unwrap();
+    (status.as_u16(), String::from_utf8_lossy(&text).into_owned())
 }
 
-/// Sends the HTTP/1.1 upgrade request over TLS by hand and, on `101`, starts HTTP/2.
-async fn open_reader(addr: std::net::SocketAddr, cookie: &str, query: &str) -> Upgrade {
-    let mut tls = tls_connect(addr).await;
-    let request = format!(
-        "GET //api2/json/reader?{query} HTTP/1.1\r\nhost: localhost:8007\r\ncookie: {cookie}\r\nconnection: upgrade\r\nupgrade: proxmox-backup-reader-protocol-v1\r\n\r\n"
+/// Upgrades `//api2/json/reader?{query}` with `cookie`, the request written by hand.
+async fn open_reader(server: &TestServer, cookie: &str, query: &str) -> Upgrade {
+    let head = upgrade_head(
+        &format!("//api2/json/reader?{query}"),
+        cookie,
+        READER_PROTOCOL,
     );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let (status, head) = read_head(&mut tls).await;
-    if status != 101 {
-        let body = read_body(&mut tls, &head).await;
-        return Upgrade::Refused(status, body);
-    }
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("upgrade: proxmox-backup-reader-protocol-v1"),
-        "{head}"
-    );
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(2_147_483_646)
-        .initial_connection_window_size(2_147_483_646)
-        .max_frame_size(4 * 1024 * 1024)
-        .handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    Upgrade::Session(sender)
+    upgrade_raw(server, &head, READER_PROTOCOL).await.unwrap()
 }
 
-async fn h2_get(
-    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
-    path: &str,
-) -> (StatusCode, Option<String>, Vec<u8>) {
-    sender.ready().await.unwrap();
+/// A GET without content type: status, content type and body.
+async fn h2_get(session: &mut Session, path: &str) -> (StatusCode, Option<String>, Vec<u8>) {
     let request = Request::get(format!("https://localhost:8007/{path}"))
-        .body(Empty::new())
+        .body(Full::new(Bytes::new()))
         .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, body.to_vec())
+    let reply = session.send(request).await.unwrap();
+    (reply.status, reply.content_type, reply.body.to_vec())
 }
 
 fn reader_query(dir: &BackupDir) -> String {
@@ -442,7 +344,7 @@ fn reader_and_datastore_admin_end_to_end() {
     let root_cookie = ticket_cookie(&fx.server, "root@pam");
     runtime.block_on(async {
         let Upgrade::Session(mut h2) =
-            open_reader(fx.server.proxy_addr, &root_cookie, &reader_query(&newest)).await
+            open_reader(&fx.server, &root_cookie, &reader_query(&newest)).await
         else {
             panic!("upgrade refused");
         };
@@ -496,14 +398,12 @@ fn reader_and_datastore_admin_end_to_end() {
         parts.authority = Some("localhost:8007".parse().unwrap());
         parts.path_and_query = Some(relative);
         let uri = http::Uri::from_parts(parts).unwrap();
-        h2.ready().await.unwrap();
-        let response = h2
-            .send_request(Request::get(uri).body(Empty::new()).unwrap())
+        let reply = h2
+            .send(Request::get(uri).body(Full::new(Bytes::new())).unwrap())
             .await
             .expect("relative :path request answered");
-        assert_eq!(response.status(), StatusCode::OK);
-        let data = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(data.as_ref(), manifest.as_slice());
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body.as_ref(), manifest.as_slice());
 
         let (status, _, body) = h2_get(&mut h2, "download?file-name=missing.blob").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -527,7 +427,7 @@ fn reader_and_datastore_admin_end_to_end() {
 
         // no privileges at all: refused before anything else
         let alice = ticket_cookie(&fx.server, "alice@pbs");
-        match open_reader(fx.server.proxy_addr, &alice, &reader_query(&newest)).await {
+        match open_reader(&fx.server, &alice, &reader_query(&newest)).await {
             Upgrade::Refused(status, body) => {
                 assert_eq!(status, 400);
                 assert_eq!(body, "no permissions on /datastore/store1");
@@ -536,7 +436,7 @@ fn reader_and_datastore_admin_end_to_end() {
         }
         // Datastore.Backup only: the group must be owned by the caller
         let carol = ticket_cookie(&fx.server, "carol@pbs");
-        match open_reader(fx.server.proxy_addr, &carol, &reader_query(&newest)).await {
+        match open_reader(&fx.server, &carol, &reader_query(&newest)).await {
             Upgrade::Refused(status, body) => {
                 assert_eq!(status, 400);
                 assert_eq!(body, "backup owner check failed!");
@@ -545,7 +445,7 @@ fn reader_and_datastore_admin_end_to_end() {
         }
         // unknown snapshot
         let missing = BackupDir::new(fx.group.clone(), T3 + 1).unwrap();
-        match open_reader(fx.server.proxy_addr, &root_cookie, &reader_query(&missing)).await {
+        match open_reader(&fx.server, &root_cookie, &reader_query(&missing)).await {
             Upgrade::Refused(status, body) => {
                 assert_eq!(status, 400);
                 assert!(body.contains("does not exist"), "{body}");
@@ -895,9 +795,7 @@ fn reader_and_datastore_admin_end_to_end() {
     let alice_cookie = ticket_cookie(&fx.server, "alice@pbs");
     runtime.block_on(async {
         let query = format!("{}&ns=team", reader_query(&team_dir));
-        let Upgrade::Session(mut h2) =
-            open_reader(fx.server.proxy_addr, &alice_cookie, &query).await
-        else {
+        let Upgrade::Session(mut h2) = open_reader(&fx.server, &alice_cookie, &query).await else {
             panic!("alice refused in her namespace");
         };
         let (status, _, _) = h2_get(&mut h2, "download?file-name=disk.img.fidx").await;
@@ -910,13 +808,7 @@ fn reader_and_datastore_admin_end_to_end() {
             std::fs::read(fx.store_path.join(".chunks").join(&last[..4]).join(&last)).unwrap()
         );
         // the root namespace stays closed to her
-        match open_reader(
-            fx.server.proxy_addr,
-            &alice_cookie,
-            &reader_query(&team_dir),
-        )
-        .await
-        {
+        match open_reader(&fx.server, &alice_cookie, &reader_query(&team_dir)).await {
             Upgrade::Refused(status, body) => {
                 assert_eq!(status, 400);
                 assert_eq!(body, "no permissions on /datastore/store1");

@@ -30,7 +30,8 @@ const BASE_MTIME: i64 = 1_600_000_000;
 const CHANGED_MTIME: i64 = 1_700_000_000;
 const WRITE_BUFFER: usize = 1 << 20;
 
-/// Parses a size such as `2G`, `512M`, `64K` or a plain byte count (binary units).
+/// Parses a `BENCH_SIZE` such as `2G`, `512M`, `64K` (binary units); a plain number is in MiB,
+/// as every `make bench` section reads it.
 pub fn parse_size(text: &str) -> Result<u64> {
     let text = text.trim();
     let (digits, factor) = match text.char_indices().last() {
@@ -38,7 +39,7 @@ pub fn parse_size(text: &str) -> Result<u64> {
         Some((i, 'M' | 'm')) => (&text[..i], 1 << 20),
         Some((i, 'G' | 'g')) => (&text[..i], 1 << 30),
         Some((i, 'T' | 't')) => (&text[..i], 1 << 40),
-        _ => (text, 1),
+        _ => (text, 1 << 20),
     };
     let value: f64 = digits
         .trim()

@@ -167,4 +167,4 @@ impl OutputFormat {
 }
 
 mod password;
-pub use password::read_password;
+pub use password::{read_password, read_tty_password};

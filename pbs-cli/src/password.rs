@@ -10,17 +10,22 @@ pub fn read_password(prompt: &str, env_var: &str) -> Result<Vec<u8>> {
         use std::os::unix::ffi::OsStringExt;
         return Ok(value.into_vec());
     }
+    read_tty_password(prompt).map_err(|err| anyhow::format_err!("{err:#} - set {env_var}"))
+}
+
+/// Prompts on the controlling terminal without echo (no environment lookup).
+pub fn read_tty_password(prompt: &str) -> Result<Vec<u8>> {
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/tty")
-        .with_context(|| format!("no terminal to ask for the password - set {env_var}"))?;
+        .context("no terminal to ask for the password")?;
     let fd = std::os::unix::io::AsRawFd::as_raw_fd(&tty);
     // SAFETY: termios is plain old data filled by tcgetattr.
     let mut term: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: fd is an open terminal for the lifetime of `tty`.
     if unsafe { libc::tcgetattr(fd, &mut term) } != 0 {
-        bail!("unable to read terminal settings - set {env_var}");
+        bail!("unable to read terminal settings");
     }
     let saved = term;
     term.c_lflag &= !libc::ECHO;

@@ -23,6 +23,7 @@ use tokio_openssl::SslStream;
 use pbs_api_types::Authid;
 
 use crate::h2::H2Client;
+use crate::proxy::{connect_tunnel, ProxyConfig};
 use crate::query::path_with_query;
 use crate::rate_limit::{RateLimitedStream, RateLimits};
 use crate::ticket_cache::{self, CachedTicket};
@@ -90,6 +91,8 @@ pub struct HttpClientOptions {
     fingerprint_cache: bool,
     rate: Option<u64>,
     burst: Option<u64>,
+    proxy: Option<ProxyConfig>,
+    renew_interval: Option<Duration>,
 }
 
 impl HttpClientOptions {
@@ -130,6 +133,18 @@ impl HttpClientOptions {
         }
     }
 
+    /// Renews the ticket at this interval instead of every 15 minutes.
+    pub fn ticket_renew_interval(mut self, interval: Duration) -> Self {
+        self.renew_interval = Some(interval);
+        self
+    }
+
+    /// Connects through an HTTP proxy (`CONNECT` tunnel).
+    pub fn proxy(mut self, proxy: Option<ProxyConfig>) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
     /// Limits both directions to `rate` bytes/s with `burst` bytes of credit.
     pub fn rate_limit(mut self, rate: Option<u64>, burst: Option<u64>) -> Self {
         self.rate = rate;
@@ -158,6 +173,8 @@ struct Inner {
     ticket_cache: bool,
     connector: SslConnector,
     limits: RateLimits,
+    proxy: Option<ProxyConfig>,
+    renew_interval: Duration,
     /// What `login` authenticates with: password, token secret or a ticket to renew.
     password: Mutex<Option<String>>,
     credentials: Mutex<Option<Credentials>>,
@@ -251,6 +268,8 @@ impl HttpClient {
             ticket_cache: options.ticket_cache,
             connector: tls::connector()?,
             limits: RateLimits::new(options.rate, options.burst),
+            proxy: options.proxy.clone(),
+            renew_interval: options.renew_interval.unwrap_or(TICKET_RENEW_INTERVAL),
             password: Mutex::new(password),
             credentials: Mutex::new(credentials),
             login_lock: tokio::sync::Mutex::new(()),
@@ -283,6 +302,14 @@ impl HttpClient {
     /// Fingerprint of the server certificate as seen on the last connection.
     pub fn fingerprint(&self) -> Option<String> {
         lock(&self.inner.seen_fingerprint).clone()
+    }
+
+    /// The current ticket (none for API tokens or before the login).
+    pub fn ticket(&self) -> Option<String> {
+        match &*lock(&self.inner.credentials) {
+            Some(Credentials::Ticket(ticket)) => Some(ticket.ticket.clone()),
+            _ => None,
+        }
     }
 
     /// Authenticates: API tokens and given tickets need no request; otherwise a ticket is
@@ -359,9 +386,10 @@ impl HttpClient {
             return;
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let interval = self.inner.renew_interval;
         *renewal = Some(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(TICKET_RENEW_INTERVAL).await;
+                tokio::time::sleep(interval).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let client = HttpClient { inner };
                 let _guard = client.inner.login_lock.lock().await;
@@ -423,9 +451,21 @@ impl HttpClient {
     /// Opens a TLS connection and checks the server certificate.
     async fn connect_tls(&self) -> Result<Transport> {
         let inner = &self.inner;
-        let tcp = TcpStream::connect((inner.connect_host.as_str(), inner.port))
-            .await
-            .with_context(|| format!("unable to connect to {}:{}", inner.server, inner.port))?;
+        let authority = format!("{}:{}", inner.server, inner.port);
+        let tcp = match &inner.proxy {
+            None => TcpStream::connect((inner.connect_host.as_str(), inner.port))
+                .await
+                .with_context(|| format!("unable to connect to {authority}"))?,
+            Some(proxy) => {
+                let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
+                    .await
+                    .with_context(|| {
+                        format!("unable to connect to proxy {}:{}", proxy.host, proxy.port)
+                    })?;
+                connect_tunnel(&mut tcp, &authority, proxy.authorization.as_deref()).await?;
+                tcp
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let stream = RateLimitedStream::new(tcp, &inner.limits);
         let (ssl, check) = tls::new_ssl(&inner.connector, &inner.connect_host)?;

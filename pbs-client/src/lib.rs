@@ -6,17 +6,22 @@
 //! * [`backup_writer`], [`backup_reader`], [`remote_chunk_reader`], [`restore`]: writing and
 //!   reading snapshots over the backup and reader protocols.
 
+pub mod api_client;
 pub mod backup_reader;
 pub mod backup_writer;
+pub mod catalog_shell;
 pub mod h2;
 pub mod http_client;
 pub mod inject;
+pub mod proxy;
 pub mod pxar;
+pub mod pxar_backup_stream;
 pub mod query;
 pub mod rate_limit;
 pub mod remote_chunk_reader;
 pub mod repository;
 pub mod restore;
+pub mod task_log;
 pub mod ticket_cache;
 pub mod tls;
 pub mod tools;

@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, format_err, Context, Result};
+use anyhow::{format_err, Context, Result};
 use openssl::hash::MessageDigest;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::X509Ref;
@@ -17,6 +17,18 @@ use crate::xdg;
 
 /// File name of the fingerprint cache in the config directory.
 pub const FINGERPRINT_CACHE_FILE: &str = "fingerprints";
+
+/// The server certificate was neither trusted by the CA store nor confirmed by fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateNotConfirmed;
+
+impl std::fmt::Display for CertificateNotConfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Certificate fingerprint was not confirmed.")
+    }
+}
+
+impl std::error::Error for CertificateNotConfirmed {}
 
 /// What the handshake told about the server certificate.
 #[derive(Clone, Debug, Default)]
@@ -81,7 +93,7 @@ pub struct TrustPolicy {
     pub fingerprint: Option<String>,
     /// Use the per-server fingerprint cache.
     pub fingerprint_cache: bool,
-    /// Ask the user on a terminal.
+    /// Warn on a mismatch and ask the user on a terminal (command-line use).
     pub interactive: bool,
 }
 
@@ -107,7 +119,7 @@ pub fn verify_certificate(
     if expected.as_deref() == Some(fingerprint.as_str()) {
         return Ok(Some(fingerprint));
     }
-    if let Some(expected) = &expected {
+    if let (Some(expected), true) = (&expected, policy.interactive) {
         eprintln!("WARNING: certificate fingerprint does not match expected fingerprint!");
         eprintln!("expected:    {expected}");
     }
@@ -119,7 +131,7 @@ pub fn verify_certificate(
         }
         return Ok(Some(fingerprint));
     }
-    bail!("Certificate fingerprint was not confirmed.");
+    Err(CertificateNotConfirmed.into())
 }
 
 fn confirm_fingerprint(fingerprint: &str) -> Result<bool> {

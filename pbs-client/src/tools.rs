@@ -11,6 +11,7 @@ use serde_json::Value;
 use pbs_cli::{Param, ParsedArgs};
 
 use crate::http_client::{HttpClient, HttpClientOptions};
+use crate::proxy::ProxyConfig;
 use crate::repository::{self, BackupRepository};
 use crate::xdg;
 
@@ -262,7 +263,9 @@ pub fn connect_rate_limited(
 ) -> Result<HttpClient> {
     let fingerprint = env_text(ENV_VAR_PBS_FINGERPRINT)?;
     let password = get_secret_from_env(ENV_VAR_PBS_PASSWORD)?;
-    let options = HttpClientOptions::new_interactive(password, fingerprint).rate_limit(rate, burst);
+    let options = HttpClientOptions::new_interactive(password, fingerprint)
+        .rate_limit(rate, burst)
+        .proxy(ProxyConfig::from_env()?);
     HttpClient::new(repo.host(), repo.port(), repo.auth_id(), options)
 }
 
@@ -282,6 +285,106 @@ pub fn ns_param() -> Param {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_from_env() {
+        // Unique variable names: tests run in parallel threads of one process.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\nsecond line\n").unwrap();
+
+        assert_eq!(get_secret_from_env("PBS_TEST_SECRET_NONE").unwrap(), None);
+
+        std::env::set_var("PBS_TEST_SECRET_A", "direct\nignored");
+        std::env::set_var("PBS_TEST_SECRET_A_FILE", &file);
+        assert_eq!(
+            get_secret_from_env("PBS_TEST_SECRET_A").unwrap().as_deref(),
+            Some("direct")
+        );
+
+        std::env::set_var("PBS_TEST_SECRET_B_FILE", &file);
+        std::env::set_var("PBS_TEST_SECRET_B_CMD", "echo from-cmd");
+        assert_eq!(
+            get_secret_from_env("PBS_TEST_SECRET_B").unwrap().as_deref(),
+            Some("from-file")
+        );
+
+        std::env::set_var("PBS_TEST_SECRET_C_CMD", "printf 'a b\\nc'");
+        assert_eq!(
+            get_secret_from_env("PBS_TEST_SECRET_C").unwrap().as_deref(),
+            Some("a b")
+        );
+        std::env::set_var("PBS_TEST_SECRET_D_CMD", "false");
+        assert!(get_secret_from_env("PBS_TEST_SECRET_D").is_err());
+
+        let reader = std::fs::File::open(&file).unwrap();
+        let fd = std::os::unix::io::IntoRawFd::into_raw_fd(reader);
+        std::env::set_var("PBS_TEST_SECRET_E_FD", fd.to_string());
+        assert_eq!(
+            get_secret_from_env("PBS_TEST_SECRET_E").unwrap().as_deref(),
+            Some("from-file")
+        );
+        std::env::set_var("PBS_TEST_SECRET_F_FD", "x");
+        assert!(get_secret_from_env("PBS_TEST_SECRET_F").is_err());
+
+        use std::os::unix::ffi::OsStrExt;
+        std::env::set_var(
+            "PBS_TEST_SECRET_G",
+            std::ffi::OsStr::from_bytes(b"\xff\xfe"),
+        );
+        assert_eq!(
+            get_secret_from_env("PBS_TEST_SECRET_G")
+                .unwrap_err()
+                .to_string(),
+            "PBS_TEST_SECRET_G contains bad characters"
+        );
+    }
+
+    fn parse_args(args: &[&str]) -> ParsedArgs {
+        let tree = pbs_cli::CommandTree::Group(vec![(
+            "cmd",
+            pbs_cli::CommandTree::Leaf(pbs_cli::Command {
+                description: "test",
+                params: repository_params(),
+                positionals: vec![],
+            }),
+        )]);
+        let args: Vec<String> = std::iter::once("cmd")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        pbs_cli::parse_command_line(&tree, &args).unwrap().args
+    }
+
+    #[test]
+    fn repository_from_option_and_env() {
+        // The only test touching PBS_REPOSITORY.
+        std::env::remove_var(ENV_VAR_PBS_REPOSITORY);
+        assert_eq!(
+            extract_repository(&parse_args(&[]))
+                .unwrap_err()
+                .to_string(),
+            "unable to get (default) repository"
+        );
+        assert_eq!(extract_repository_optional(&parse_args(&[])).unwrap(), None);
+        let repo = extract_repository(&parse_args(&["--repository", "u@pbs@h:9:st"])).unwrap();
+        assert_eq!(repo.to_string(), "u@pbs@h:9:st");
+        let err = extract_repository(&parse_args(&["--repository", "a b"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "parameter verification failed - 'repository': value does not match the regex pattern"
+        );
+        // From the environment only parsed, without the length limit.
+        let long = format!("h:{}", "s".repeat(300));
+        std::env::set_var(ENV_VAR_PBS_REPOSITORY, &long);
+        assert_eq!(
+            extract_repository(&parse_args(&[])).unwrap().store().len(),
+            300
+        );
+        let repo = extract_repository(&parse_args(&["--repository", "other"])).unwrap();
+        assert_eq!(repo.store(), "other");
+        std::env::remove_var(ENV_VAR_PBS_REPOSITORY);
+    }
 
     #[test]
     fn command_lines() {

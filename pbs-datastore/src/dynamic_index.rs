@@ -1,8 +1,8 @@
 //! Dynamic-size chunk index (`.didx`): header plus `(end offset, digest)` entries.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::file_formats::DYNAMIC_SIZED_CHUNK_INDEX_1_0;
 use crate::index::{
     build_header, le8, ChunkReadInfo, IndexFile, IndexHeader, Mmap, INDEX_HEADER_SIZE,
 };
-use crate::process_locker::ProcessLockSharedGuard;
+use crate::pending_index::PendingIndex;
 
 /// Size of one entry: u64 LE end offset + 32 byte digest.
 pub const DYNAMIC_ENTRY_SIZE: usize = 40;
@@ -170,45 +170,29 @@ impl IndexFile for DynamicIndexReader {
 
 /// Writer for `.didx` files: entries are appended in stream order.
 pub struct DynamicIndexWriter {
-    _store: Arc<ChunkStore>,
-    _lock: ProcessLockSharedGuard,
+    pending: PendingIndex,
     writer: BufWriter<File>,
-    path: PathBuf,
-    tmp_path: PathBuf,
     csum: Option<openssl::sha::Sha256>,
     last_end: u64,
     count: usize,
     ctime: i64,
     uuid: [u8; 16],
-    closed: bool,
 }
 
 impl DynamicIndexWriter {
     /// Creates `<path minus extension>.tmp_didx` and writes the header.
     pub fn create<P: AsRef<Path>>(store: Arc<ChunkStore>, path: P) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let lock = store.try_shared_lock()?;
-        let tmp_path = path.with_extension("tmp_didx");
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp_path)
-            .map_err(|err| format_err!("unable to create dynamic index {tmp_path:?} - {err}"))?;
+        let (pending, file) =
+            PendingIndex::create(store, path.as_ref(), "dynamic", "tmp_didx", false)?;
         let ctime = pbs_api_types::time::epoch_now();
         let mut writer = Self {
-            _store: store,
-            _lock: lock,
+            pending,
             writer: BufWriter::with_capacity(1024 * 1024, file),
-            path: path.to_path_buf(),
-            tmp_path,
             csum: Some(openssl::sha::Sha256::new()),
             last_end: 0,
             count: 0,
             ctime,
             uuid: [0; 16],
-            closed: false,
         };
         // From here on Drop removes the temp file on error.
         let header = build_header(&DYNAMIC_SIZED_CHUNK_INDEX_1_0, ctime, &[])?;
@@ -221,7 +205,7 @@ impl DynamicIndexWriter {
     }
 
     fn io_error(&self, what: &str, err: std::io::Error) -> Error {
-        format_err!("dynamic index {:?}: {what} failed - {err}", self.tmp_path)
+        self.pending.io_error(what, err)
     }
 
     /// Number of entries written so far.
@@ -246,13 +230,11 @@ impl DynamicIndexWriter {
 
     /// Appends a chunk ending at stream offset `end_offset` (must increase strictly).
     pub fn add_chunk(&mut self, end_offset: u64, digest: &[u8; 32]) -> Result<(), Error> {
-        if self.closed {
-            bail!("dynamic index {:?}: already closed", self.path);
-        }
+        self.pending.ensure_open()?;
         if end_offset <= self.last_end {
             bail!(
                 "dynamic index {:?}: chunk end offset {end_offset} not greater than previous end {}",
-                self.path,
+                self.pending.path(),
                 self.last_end
             );
         }
@@ -272,13 +254,16 @@ impl DynamicIndexWriter {
 
     /// Flushes, stores the running csum in the header and renames into place.
     pub fn close(&mut self) -> Result<[u8; 32], Error> {
-        if self.closed {
-            bail!("dynamic index {:?}: already closed", self.path);
-        }
+        self.pending.ensure_open()?;
         let csum = self
             .csum
             .take()
-            .ok_or_else(|| format_err!("dynamic index {:?}: close failed before", self.path))?
+            .ok_or_else(|| {
+                format_err!(
+                    "dynamic index {:?}: close failed before",
+                    self.pending.path()
+                )
+            })?
             .finish();
         self.writer
             .flush()
@@ -287,23 +272,8 @@ impl DynamicIndexWriter {
             .get_ref()
             .write_all_at(&csum, 32)
             .map_err(|err| self.io_error("write checksum", err))?;
-        std::fs::rename(&self.tmp_path, &self.path).map_err(|err| {
-            format_err!(
-                "unable to rename dynamic index {:?} to {:?} - {err}",
-                self.tmp_path,
-                self.path
-            )
-        })?;
-        self.closed = true;
+        self.pending.commit()?;
         Ok(csum)
-    }
-}
-
-impl Drop for DynamicIndexWriter {
-    fn drop(&mut self) {
-        if !self.closed {
-            let _ = std::fs::remove_file(&self.tmp_path);
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Fixed-size chunk index (`.fidx`): header plus one digest per `chunk_size` bytes of image.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use anyhow::{bail, format_err, Error};
 use crate::chunk_store::ChunkStore;
 use crate::file_formats::FIXED_SIZED_CHUNK_INDEX_1_0;
 use crate::index::{build_header, ChunkReadInfo, IndexFile, IndexHeader, Mmap, INDEX_HEADER_SIZE};
-use crate::process_locker::ProcessLockSharedGuard;
+use crate::pending_index::PendingIndex;
 
 /// Number of digests of an image of `size` bytes, `None` on overflow or zero chunk size.
 fn digest_count(size: u64, chunk_size: u64) -> Option<u64> {
@@ -152,17 +152,13 @@ impl IndexFile for FixedIndexReader {
 
 /// Writer for `.fidx` files; digests may be added in any order.
 pub struct FixedIndexWriter {
-    _store: Arc<ChunkStore>,
-    _lock: ProcessLockSharedGuard,
+    pending: PendingIndex,
     file: File,
-    path: PathBuf,
-    tmp_path: PathBuf,
     size: u64,
     chunk_size: u64,
     count: usize,
     ctime: i64,
     uuid: [u8; 16],
-    closed: bool,
 }
 
 impl FixedIndexWriter {
@@ -174,7 +170,6 @@ impl FixedIndexWriter {
         chunk_size: u32,
     ) -> Result<Self, Error> {
         let path = path.as_ref();
-        let lock = store.try_shared_lock()?;
         let chunk_size = u64::from(chunk_size);
         let count = digest_count(size, chunk_size)
             .ok_or_else(|| format_err!("fixed index {path:?}: invalid chunk size 0"))?;
@@ -185,32 +180,20 @@ impl FixedIndexWriter {
         let count = usize::try_from(count)
             .map_err(|_| format_err!("fixed index {path:?}: image size {size} too large"))?;
 
-        let tmp_path = path.with_extension("tmp_fidx");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp_path)
-            .map_err(|err| format_err!("unable to create fixed index {tmp_path:?} - {err}"))?;
+        let (pending, file) = PendingIndex::create(store, path, "fixed", "tmp_fidx", true)?;
 
         let ctime = pbs_api_types::time::epoch_now();
         let mut extra = [0u8; 16];
         extra[..8].copy_from_slice(&size.to_le_bytes());
         extra[8..].copy_from_slice(&chunk_size.to_le_bytes());
         let mut writer = Self {
-            _store: store,
-            _lock: lock,
+            pending,
             file,
-            path: path.to_path_buf(),
-            tmp_path,
             size,
             chunk_size,
             count,
             ctime,
             uuid: [0; 16],
-            closed: false,
         };
         // From here on Drop removes the temp file on error.
         let header = build_header(&FIXED_SIZED_CHUNK_INDEX_1_0, ctime, &extra)?;
@@ -227,7 +210,7 @@ impl FixedIndexWriter {
     }
 
     fn io_error(&self, what: &str, err: std::io::Error) -> Error {
-        format_err!("fixed index {:?}: {what} failed - {err}", self.tmp_path)
+        self.pending.io_error(what, err)
     }
 
     /// Number of digests in this index.
@@ -282,13 +265,11 @@ impl FixedIndexWriter {
 
     /// Stores the digest of chunk `index`.
     pub fn add_digest(&mut self, index: usize, digest: &[u8; 32]) -> Result<(), Error> {
-        if self.closed {
-            bail!("fixed index {:?}: already closed", self.path);
-        }
+        self.pending.ensure_open()?;
         if index >= self.count {
             bail!(
                 "fixed index {:?}: chunk index {index} out of range (count {})",
-                self.path,
+                self.pending.path(),
                 self.count
             );
         }
@@ -300,9 +281,7 @@ impl FixedIndexWriter {
 
     /// Copies all digests of `reader` (same size and chunk size), for incremental backups.
     pub fn clone_data_from(&mut self, reader: &FixedIndexReader) -> Result<(), Error> {
-        if self.closed {
-            bail!("fixed index {:?}: already closed", self.path);
-        }
+        self.pending.ensure_open()?;
         if reader.size() != self.size || reader.chunk_size() != self.chunk_size {
             bail!(
                 "can't clone fixed index {:?}: size {}/{} and chunk size {}/{} differ",
@@ -320,9 +299,7 @@ impl FixedIndexWriter {
 
     /// Computes the csum over the digests on disk, stores it and renames into place.
     pub fn close(&mut self) -> Result<[u8; 32], Error> {
-        if self.closed {
-            bail!("fixed index {:?}: already closed", self.path);
-        }
+        self.pending.ensure_open()?;
         let mut hasher = openssl::sha::Sha256::new();
         let mut buffer = vec![0u8; 1024 * 1024];
         let mut offset = INDEX_HEADER_SIZE as u64;
@@ -340,23 +317,8 @@ impl FixedIndexWriter {
         self.file
             .write_all_at(&csum, 32)
             .map_err(|err| self.io_error("write checksum", err))?;
-        std::fs::rename(&self.tmp_path, &self.path).map_err(|err| {
-            format_err!(
-                "unable to rename fixed index {:?} to {:?} - {err}",
-                self.tmp_path,
-                self.path
-            )
-        })?;
-        self.closed = true;
+        self.pending.commit()?;
         Ok(csum)
-    }
-}
-
-impl Drop for FixedIndexWriter {
-    fn drop(&mut self) {
-        if !self.closed {
-            let _ = std::fs::remove_file(&self.tmp_path);
-        }
     }
 }
 

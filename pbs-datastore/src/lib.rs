@@ -1,5 +1,6 @@
 //! The datastore: everything a backup server keeps on disk, byte-compatible with upstream.
 
+pub mod active_operations;
 pub mod backup_info;
 pub mod canonical_json;
 pub mod catalog;
@@ -22,6 +23,7 @@ pub mod key_config;
 pub mod locks;
 pub mod manifest;
 pub mod paperkey;
+mod pending_index;
 pub mod process_locker;
 pub mod prune;
 pub mod read_chunk;

@@ -17,8 +17,8 @@ use pbs_api_types::{BackupDir, BackupNamespace};
 /// How long a manifest lock is waited for.
 pub const MANIFEST_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// File mode of manifest lock files.
-const MANIFEST_LOCK_MODE: u32 = 0o660;
+/// File mode of manifest and other lock files.
+const LOCK_FILE_MODE: u32 = 0o660;
 
 /// Shared or exclusive lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,12 +51,25 @@ pub enum LockError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("unable to open manifest lock {path:?} - {source}")]
-    OpenManifestLock { path: PathBuf, source: io::Error },
-    #[error("unable to acquire manifest lock {path:?} - timed out after {} seconds", timeout.as_secs())]
-    ManifestTimeout { path: PathBuf, timeout: Duration },
-    #[error("unable to acquire manifest lock {path:?} - {source}")]
-    ManifestLock { path: PathBuf, source: io::Error },
+    /// `what` names the lock in messages (`manifest lock`, `lock file`).
+    #[error("unable to open {what} {path:?} - {source}")]
+    OpenLockFile {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("unable to acquire {what} {path:?} - timed out after {} seconds", timeout.as_secs())]
+    LockFileTimeout {
+        what: &'static str,
+        path: PathBuf,
+        timeout: Duration,
+    },
+    #[error("unable to acquire {what} {path:?} - {source}")]
+    LockFile {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl LockError {
@@ -64,7 +77,7 @@ impl LockError {
     pub fn is_busy(&self) -> bool {
         matches!(
             self,
-            LockError::Busy { .. } | LockError::ManifestTimeout { .. }
+            LockError::Busy { .. } | LockError::LockFileTimeout { .. }
         )
     }
 }
@@ -204,10 +217,7 @@ pub fn manifest_lock_path(
 }
 
 /// A held manifest lock; released on drop.
-#[derive(Debug)]
-pub struct ManifestLockGuard {
-    _file: File,
-}
+pub type ManifestLockGuard = FileLockGuard;
 
 /// Opens (creating directory and file, mode 0660) and exclusively locks a manifest lock file,
 /// waiting up to [`MANIFEST_LOCK_TIMEOUT`].
@@ -220,27 +230,72 @@ pub fn lock_manifest_timeout(
     path: &Path,
     timeout: Duration,
 ) -> Result<ManifestLockGuard, LockError> {
-    let open_err = |source| LockError::OpenManifestLock {
-        path: path.to_path_buf(),
-        source,
-    };
+    lock_file_named(path, "manifest lock", timeout)
+}
+
+/// A held lock file; released on drop.
+#[derive(Debug)]
+pub struct FileLockGuard {
+    _file: File,
+}
+
+/// Opens (creating directory and file, mode 0660) and exclusively locks the lock file `path`,
+/// waiting up to `timeout`.
+pub fn lock_file(path: &Path, timeout: Duration) -> Result<FileLockGuard, LockError> {
+    lock_file_named(path, "lock file", timeout)
+}
+
+fn lock_file_named(
+    path: &Path,
+    what: &'static str,
+    timeout: Duration,
+) -> Result<FileLockGuard, LockError> {
+    let path_buf = || path.to_path_buf();
+    match lock_file_waiting(path, timeout) {
+        Ok(file) => Ok(FileLockGuard { _file: file }),
+        Err(WaitFailure::Open(source)) => Err(LockError::OpenLockFile {
+            what,
+            path: path_buf(),
+            source,
+        }),
+        Err(WaitFailure::Lock(source)) => Err(LockError::LockFile {
+            what,
+            path: path_buf(),
+            source,
+        }),
+        Err(WaitFailure::Timeout) => Err(LockError::LockFileTimeout {
+            what,
+            path: path_buf(),
+            timeout,
+        }),
+    }
+}
+
+/// Why [`lock_file_waiting`] failed.
+enum WaitFailure {
+    Open(io::Error),
+    Lock(io::Error),
+    Timeout,
+}
+
+fn lock_file_waiting(path: &Path, timeout: Duration) -> Result<File, WaitFailure> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(open_err)?;
+        std::fs::create_dir_all(parent).map_err(WaitFailure::Open)?;
     }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(MANIFEST_LOCK_MODE)
+        .mode(LOCK_FILE_MODE)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(open_err)?;
+        .map_err(WaitFailure::Open)?;
     // The umask may have cleared group bits; fixing them is best effort (the file may belong
     // to another user of the backup group).
     if let Ok(meta) = file.metadata() {
-        if meta.permissions().mode() & 0o777 != MANIFEST_LOCK_MODE {
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(MANIFEST_LOCK_MODE));
+        if meta.permissions().mode() & 0o777 != LOCK_FILE_MODE {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(LOCK_FILE_MODE));
         }
     }
 
@@ -248,21 +303,13 @@ pub fn lock_manifest_timeout(
     let mut pause = Duration::from_millis(5);
     loop {
         match try_flock(&file, LockMode::Exclusive) {
-            Ok(true) => return Ok(ManifestLockGuard { _file: file }),
+            Ok(true) => return Ok(file),
             Ok(false) => {}
-            Err(source) => {
-                return Err(LockError::ManifestLock {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+            Err(source) => return Err(WaitFailure::Lock(source)),
         }
         let elapsed = start.elapsed();
         if elapsed >= timeout {
-            return Err(LockError::ManifestTimeout {
-                path: path.to_path_buf(),
-                timeout,
-            });
+            return Err(WaitFailure::Timeout);
         }
         std::thread::sleep(pause.min(timeout - elapsed));
         pause = (pause * 2).min(Duration::from_millis(100));

@@ -7,9 +7,19 @@
 use anyhow::{bail, Result};
 use serde_json::Value;
 
-pub mod session;
-
 use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
+
+pub mod backup;
+pub mod benchmark;
+pub mod catalog;
+pub mod crypto;
+pub mod key;
+pub mod mount;
+mod namespace;
+pub mod restore;
+pub mod session;
+mod snapshot;
+mod task;
 
 /// Program name in usage texts.
 pub const PROGRAM: &str = "proxmox-backup-client";
@@ -62,8 +72,16 @@ fn subtree<'a>(tree: &'a CommandTree, path: &[&str]) -> Option<&'a CommandTree> 
 pub fn command_tree() -> CommandTree {
     let mut entries: Vec<(&'static str, CommandTree)> = Vec::new();
     // One line per module; keep them sorted.
-    let _ = &mut entries;
+    entries.extend(backup::commands());
+    entries.extend(benchmark::commands());
+    entries.extend(catalog::commands());
+    entries.extend(key::commands());
+    entries.extend(mount::commands());
+    entries.extend(namespace::commands());
+    entries.extend(restore::commands());
     entries.extend(session::commands());
+    entries.extend(snapshot::commands());
+    entries.extend(task::commands());
     let mut tree = CommandTree::Group(entries);
     let mut aliases = Vec::new();
     for (alias, target) in ALIASES {
@@ -82,8 +100,21 @@ pub fn command_tree() -> CommandTree {
 /// Runs the command at `path` (aliases already resolved).
 async fn dispatch(path: &[&'static str], args: &ParsedArgs) -> Result<Option<Value>> {
     match path.first().copied() {
-        // One arm per module: `Some("name") => module::run(path, args).await,`
+        Some("backup") => backup::run(path, args).await,
+        Some("benchmark") => benchmark::run(path, args).await,
+        Some("catalog") => catalog::run(path, args).await,
+        Some("change-owner") => snapshot::run(path, args).await,
+        Some("garbage-collect") => snapshot::run(path, args).await,
+        Some("key") => key::run(path, args).await,
+        Some("list") => snapshot::run(path, args).await,
         Some("login" | "logout" | "version") => session::run(path, args).await,
+        Some("map") | Some("mount") | Some("unmap") => mount::run(path, args).await,
+        Some("namespace") => namespace::run(path, args).await,
+        Some("prune") => snapshot::run(path, args).await,
+        Some("restore") => restore::run(path, args).await,
+        Some("snapshot") => snapshot::run(path, args).await,
+        Some("status") => snapshot::run(path, args).await,
+        Some("task") => task::run(path, args).await,
         _ => bail!("command '{}' is not available", path.join(" ")),
     }
 }

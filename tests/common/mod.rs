@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod h2client;
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,7 +16,6 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 
@@ -39,6 +40,8 @@ pub struct Reply {
     pub content_type: Option<String>,
     pub headers: http::HeaderMap,
     pub body: String,
+    /// The body as received (binary downloads).
+    pub raw: Bytes,
 }
 
 impl Reply {
@@ -445,16 +448,16 @@ impl Client {
             None => String::new(),
         };
         let request = builder.body(Full::new(Bytes::from(data)))?;
-        let stream = tokio::net::TcpStream::connect(addr).await?;
         let response = match target {
             Target::Api => {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
                 let (mut sender, conn) =
                     hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
                 tokio::spawn(conn);
                 sender.send_request(request).await?
             }
             Target::Proxy => {
-                let tls = self.tls_connect(stream).await?;
+                let tls = h2client::tls_connect(addr, &self.fingerprint).await?;
                 let (mut sender, conn) =
                     hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
                 tokio::spawn(conn);
@@ -472,36 +475,8 @@ impl Client {
                 .map(str::to_string),
             headers: parts.headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            raw: bytes,
         })
-    }
-
-    async fn tls_connect(
-        &self,
-        stream: tokio::net::TcpStream,
-    ) -> Result<
-        tokio_openssl::SslStream<tokio::net::TcpStream>,
-        Box<dyn std::error::Error + Send + Sync>,
-    > {
-        let mut connector = SslConnector::builder(SslMethod::tls())?;
-        let expected = self.fingerprint.clone();
-        connector.set_verify_callback(SslVerifyMode::PEER, move |_ok, ctx| {
-            // Only the leaf certificate (depth 0) decides, by fingerprint.
-            if ctx.error_depth() > 0 {
-                return true;
-            }
-            ctx.current_cert()
-                .and_then(|cert| pbs_auth::tls::cert_fingerprint(cert).ok())
-                .is_some_and(|fp| fp == expected)
-        });
-        let ssl = connector
-            .build()
-            .configure()?
-            .verify_hostname(false)
-            .use_server_name_indication(false)
-            .into_ssl("localhost")?;
-        let mut tls = tokio_openssl::SslStream::new(ssl, stream)?;
-        std::pin::Pin::new(&mut tls).connect().await?;
-        Ok(tls)
     }
 }
 

@@ -121,6 +121,12 @@ impl TableOptions {
         self
     }
 
+    /// Switches the header row off (or on).
+    pub fn noheader(mut self, noheader: bool) -> Self {
+        self.noheader = noheader;
+        self
+    }
+
     fn layout(&self) -> Layout {
         Layout {
             noborder: self.noborder,
@@ -150,12 +156,22 @@ pub fn format_and_print_result(
     format: OutputFormat,
     options: &TableOptions,
 ) -> Result<()> {
-    match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string(value)?),
-        OutputFormat::JsonPretty => println!("{}", serde_json::to_string_pretty(value)?),
-        OutputFormat::Text => print!("{}", render_text(value, options)?),
-    }
+    print!("{}", format_result(value, format, options)?);
     Ok(())
+}
+
+/// What [`format_and_print_result`] prints: one line of JSON, pretty JSON plus newline, or
+/// the text rendering.
+pub fn format_result(
+    value: &Value,
+    format: OutputFormat,
+    options: &TableOptions,
+) -> Result<String> {
+    Ok(match format {
+        OutputFormat::Json => format!("{}\n", serde_json::to_string(value)?),
+        OutputFormat::JsonPretty => format!("{}\n", serde_json::to_string_pretty(value)?),
+        OutputFormat::Text => render_text(value, options)?,
+    })
 }
 
 /// The text-mode rendering of a result.
@@ -483,5 +499,24 @@ mod tests {
         let options = plain().column(ColumnConfig::new("x").renderer(failing));
         let err = render_text(&json!([{"x": 1}]), &options).unwrap_err();
         assert_eq!(err.to_string(), "unable to format property x - bad value");
+    }
+
+    #[test]
+    fn result_forms() {
+        let data = json!({"b": [1, 2], "a": "x"});
+        let options = plain().column(ColumnConfig::new("a"));
+        assert_eq!(
+            format_result(&data, OutputFormat::Json, &options).unwrap(),
+            "{\"a\":\"x\",\"b\":[1,2]}\n"
+        );
+        assert_eq!(
+            format_result(&data, OutputFormat::JsonPretty, &options).unwrap(),
+            "{\n  \"a\": \"x\",\n  \"b\": [\n    1,\n    2\n  ]\n}\n"
+        );
+        let options = options.noheader(true);
+        assert_eq!(
+            format_result(&data, OutputFormat::Text, &options).unwrap(),
+            "┌───┬───┐\n│ a │ x │\n└───┴───┘\n"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `admin/datastore/{store}/catalog` and `…/pxar-file-download`: browsing a snapshot's
 //! catalog and fetching single files out of its pxar archives.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +10,6 @@ use base64::Engine;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Response};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Bytes, Frame};
 use serde_json::Value;
 
 use pbs_api_types::{Authid, BackupDir, BackupNamespace, CryptMode};
@@ -20,10 +19,9 @@ use pbs_datastore::catalog::{ArchiveEntry, CatalogReader};
 use pbs_datastore::index_reader::{IndexChunkReader, SharedIndexReader};
 use pbs_datastore::{BackupManifest, DataStore, DynamicIndexReader, IndexFile};
 use pbs_rest_server::router::{RawRequest, RouteError};
-use pbs_rest_server::{
-    ApiMethod, Body, BoxError, HttpError, ObjectSchema, ParamSchema, Permission, Router,
-};
+use pbs_rest_server::{ApiMethod, Body, HttpError, ObjectSchema, ParamSchema, Permission, Router};
 
+use super::dir_download::{self, ChannelWriter, DirFormat, PieceSender};
 use super::store_access::{
     bad_request, blocking, caller, check_access, check_group_access, id_param, ns_param,
     open_datastore, param_ns, param_snapshot, param_store, store_param, time_param, type_param,
@@ -146,15 +144,10 @@ fn split_archive_path(filepath: &[u8]) -> Result<(String, &[u8]), HttpError> {
     Ok((archive.to_string(), inner))
 }
 
-/// Size of the pieces a file download is streamed in.
-const STREAM_PIECE: usize = 64 * 1024;
-
-/// Pieces of a streamed download; errors after the response started abort the body.
-type PieceSender = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
-
-/// Looks up the requested file, reports the outcome of the look-up through `ready` and then
-/// streams the contents into `pieces` (runs on a blocking thread).
-fn stream_archive_file(
+/// Looks up the requested file or directory, reports the outcome of the look-up through
+/// `ready` and then streams the file's contents, or the directory as zip / `.tar.zst`, into
+/// `pieces` (runs on a blocking thread).
+fn stream_archive_entry(
     auth_id: &Authid,
     params: &Value,
     ready: tokio::sync::oneshot::Sender<Result<(), HttpError>>,
@@ -188,62 +181,64 @@ fn stream_archive_file(
                     String::from_utf8_lossy(&inner)
                 ))
             })?;
-        let file = match entry.kind() {
-            pxar::EntryKind::File { .. } => entry,
+        let entry = match entry.kind() {
+            pxar::EntryKind::File { .. } | pxar::EntryKind::Directory => entry,
             pxar::EntryKind::Hardlink { .. } => accessor
                 .follow_hardlink(&entry)
                 .map_err(|err| archive_error(&archive, err))?,
-            pxar::EntryKind::Directory => {
-                return Err(HttpError::bad_request(
-                    "directory download (zip / tar.zst) is not implemented yet",
-                ))
-            }
             _ => {
                 return Err(HttpError::bad_request(format!(
-                    "{:?} is not a file",
+                    "{:?} is neither a file nor a directory",
                     String::from_utf8_lossy(&inner)
                 )))
             }
         };
-        Ok((accessor, file, archive))
+        Ok((accessor, entry, archive))
     };
-    let (accessor, file, archive) = match setup() {
+    let (accessor, entry, archive) = match setup() {
         Ok(found) => found,
         Err(err) => {
             let _ = ready.send(Err(err));
             return;
         }
     };
-    let contents = match accessor.open_contents(&file) {
-        Ok(contents) => contents,
-        Err(err) => {
-            let _ = ready.send(Err(archive_error(&archive, err)));
-            return;
-        }
+    let format = if params["tar"].as_bool().unwrap_or(false) {
+        DirFormat::TarZstd
+    } else {
+        DirFormat::Zip
+    };
+    let contents = match entry.kind() {
+        pxar::EntryKind::Directory => None,
+        _ => match accessor.open_contents(&entry) {
+            Ok(contents) => Some(contents),
+            Err(err) => {
+                let _ = ready.send(Err(archive_error(&archive, err)));
+                return;
+            }
+        },
     };
     if ready.send(Ok(())).is_err() {
         return;
     }
-    let mut offset = 0u64;
-    while offset < contents.size() {
-        let want = usize::try_from(contents.size() - offset)
-            .unwrap_or(STREAM_PIECE)
-            .min(STREAM_PIECE);
-        let mut buf = vec![0u8; want];
-        let piece = match contents.read_at(&mut buf, offset) {
-            Ok(0) => Err(format!("archive '{archive}': file ends early at {offset}")),
-            Ok(n) => {
-                buf.truncate(n);
-                offset += n as u64;
-                Ok(Frame::data(Bytes::from(buf)))
-            }
-            Err(err) => Err(format!("archive '{archive}': {err}")),
-        };
-        let failed = piece.is_err();
-        let piece = piece.map_err(|msg| -> BoxError { msg.into() });
-        if pieces.blocking_send(piece).is_err() || failed {
-            return;
+    let mut out = ChannelWriter::new(pieces);
+    let written = match contents {
+        Some(contents) => {
+            let size = contents.size();
+            std::io::copy(&mut contents.reader(), &mut out)
+                .map_err(anyhow::Error::from)
+                .and_then(|copied| {
+                    if copied == size {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!("file ends early at {copied} of {size}"))
+                    }
+                })
         }
+        None => dir_download::write_directory(&accessor, &entry, format, &mut out).map(|_| ()),
+    };
+    match written.and_then(|()| out.flush().map_err(anyhow::Error::from)) {
+        Ok(()) => {}
+        Err(err) => out.fail(format!("archive '{archive}': {err:#}")),
     }
 }
 
@@ -256,7 +251,9 @@ async fn pxar_file_download(req: RawRequest) -> Result<Response<Body>, HttpError
     let params = req.params;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (piece_tx, piece_rx) = tokio::sync::mpsc::channel(4);
-    tokio::task::spawn_blocking(move || stream_archive_file(&auth_id, &params, ready_tx, piece_tx));
+    tokio::task::spawn_blocking(move || {
+        stream_archive_entry(&auth_id, &params, ready_tx, piece_tx)
+    });
     ready_rx
         .await
         .map_err(|_| HttpError::internal("file download thread failed"))??;

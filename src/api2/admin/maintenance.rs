@@ -10,6 +10,7 @@ use pbs_config::privileges::{
     PRIV_DATASTORE_AUDIT, PRIV_DATASTORE_BACKUP, PRIV_DATASTORE_MODIFY, PRIV_DATASTORE_PRUNE,
     PRIV_DATASTORE_READ, PRIV_DATASTORE_VERIFY,
 };
+use pbs_datastore::active_operations::ActiveOperations;
 use pbs_datastore::prune::PruneMark;
 use pbs_datastore::verify::{VerifyContext, VerifyFilter};
 use pbs_datastore::{compute_prune_info, load_gc_status, BackupInfo, DataStore};
@@ -323,6 +324,19 @@ fn gc_status(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
         }
     }
     Ok(value)
+}
+
+/// `{read, write}`: operations running on the datastore in all processes.
+fn active_operations(auth_id: Authid, params: Value) -> Result<Value, HttpError> {
+    let store_name = param_store(&params)?;
+    check_store_privs(&auth_id, &store_name, PRIV_DATASTORE_AUDIT)?;
+    let (config, _digest) = pbs_config::datastore::config().map_err(bad_request)?;
+    pbs_config::datastore::lookup(&config, &store_name)
+        .map_err(|_| HttpError::bad_request(format!("datastore '{store_name}' does not exist.")))?;
+    let stats = ActiveOperations::default()
+        .get(&store_name)
+        .map_err(bad_request)?;
+    serde_json::to_value(stats).map_err(|err| HttpError::internal(err.to_string()))
 }
 
 /// Whether a garbage collection task of `store` is active.
@@ -669,6 +683,11 @@ pub fn register(router: Router) -> Result<Router, RouteError> {
             &format!("{BASE}/gc"),
             Method::POST,
             task_method(start_gc).parameters(store_only()),
+        )?
+        .route(
+            &format!("{BASE}/active-operations"),
+            Method::GET,
+            task_method(active_operations).parameters(store_only()),
         )?
         .route(&format!("{BASE}/status"), Method::GET, status_method)?
         .route(

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod content;
+pub mod dir_download;
 pub mod maintenance;
 pub mod namespace;
 pub mod store_access;

@@ -8,6 +8,7 @@ use serde_json::Value;
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType};
 use pbs_config::datastore::Operation;
 use pbs_config::CachedUserInfo;
+use pbs_datastore::active_operations::{ActiveOperations, OperationKind};
 use pbs_datastore::DataStore;
 use pbs_rest_server::{HttpError, ParamSchema, RpcEnv, StringFormat};
 
@@ -40,13 +41,25 @@ pub fn user_info() -> Result<std::sync::Arc<CachedUserInfo>, HttpError> {
         .map_err(|err| HttpError::internal(format!("unable to read user info: {err:#}")))
 }
 
-/// Opens the configured datastore `name` for `operation` (maintenance mode respected).
+/// Opens the configured datastore `name` for `operation` (maintenance mode respected); the
+/// handle counts as an active read or write operation until it is dropped.
 pub fn open_datastore(name: &str, operation: Operation) -> Result<DataStore, HttpError> {
     let (config, _digest) = pbs_config::datastore::config().map_err(bad_request)?;
     let store = pbs_config::datastore::lookup(&config, name)
         .map_err(|_| HttpError::bad_request(format!("datastore '{name}' does not exist.")))?;
     store.check_maintenance(operation).map_err(bad_request)?;
-    DataStore::open(name, &store.path).map_err(bad_request)
+    let datastore = DataStore::open(name, &store.path).map_err(bad_request)?;
+    count_operation(datastore, operation).map_err(bad_request)
+}
+
+/// Counts `store` as an active operation of the class `operation` (lookups are not counted).
+pub fn count_operation(store: DataStore, operation: Operation) -> Result<DataStore, anyhow::Error> {
+    let kind = match operation {
+        Operation::Lookup => return Ok(store),
+        Operation::Read => OperationKind::Read,
+        Operation::Write => OperationKind::Write,
+    };
+    store.count_operation(&ActiveOperations::default(), kind)
 }
 
 /// ACL path components of a datastore namespace: `datastore`, `<store>`, `<ns…>`.

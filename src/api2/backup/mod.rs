@@ -13,6 +13,7 @@ use anyhow::{bail, format_err, Context, Error};
 use http::{Method, Response, StatusCode};
 use serde_json::Value;
 
+use crate::api2::admin::store_access::count_operation;
 use pbs_api_types::names::is_safe_id;
 use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType};
 use pbs_config::datastore::Operation;
@@ -115,6 +116,7 @@ pub fn lookup_datastore_for_write(store: &str) -> Result<(DataStore, bool), Erro
             ..Default::default()
         },
     )?;
+    let datastore = count_operation(datastore, Operation::Write)?;
     Ok((datastore, store_config.verify_new.unwrap_or(false)))
 }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use anyhow::{bail, format_err, Error};
-use bytes::BytesMut;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -38,7 +37,8 @@ pub struct ChunkUpload {
 /// Reads exactly `encoded_size` bytes of body.
 pub async fn read_chunk_body(body: Incoming, encoded_size: usize) -> Result<Vec<u8>, Error> {
     let mut body = std::pin::pin!(body);
-    let mut data = BytesMut::with_capacity(encoded_size);
+    // A plain Vec: converting a BytesMut back into a Vec moves the whole buffer onto itself.
+    let mut data = Vec::with_capacity(encoded_size);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| format_err!("reading chunk body failed - {err}"))?;
         if let Ok(bytes) = frame.into_data() {
@@ -51,8 +51,7 @@ pub async fn read_chunk_body(body: Incoming, encoded_size: usize) -> Result<Vec<
     if data.len() != encoded_size {
         bail!("uploaded chunk has unexpected size.");
     }
-    // Unique buffer: converted without copying.
-    Ok(Vec::from(data))
+    Ok(data)
 }
 
 /// Checks an uploaded chunk and inserts it into the chunk store (with a recomputed CRC).
