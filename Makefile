@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all deps build test bench fmt clippy check fuzz-smoke run
+.PHONY: all deps build test bench bench-peers fmt clippy check fuzz-smoke run
 
 all: build
 
@@ -23,6 +23,15 @@ bench: deps
 	$(CARGO) bench -p pxar-bin --bench pxar_vs_tar
 	$(CARGO) bench -p proxmox-backup --bench protocol
 	$(CARGO) bench -p proxmox-backup --bench client
+	$(MAKE) --no-print-directory bench-peers
+
+# The project beside restic, borg and rustic on one generated data set (BENCH_SIZE, default
+# 2G), with the machine's ceilings; installs missing peers first. Not part of `make test`.
+# Figures: stdout and target/bench/peers.json. See docs/performance.md.
+bench-peers: deps
+	$(CARGO) build --release -p proxmox-backup-client --bin proxmox-backup-client
+	tools="$$(./scripts/install-bench-peers.sh | tail -n 1)" && \
+		PATH="$$tools:$$PATH" nice -n 10 $(CARGO) bench -p proxmox-backup --bench peers
 
 # Both daemons in the foreground on a local instance under ./run (see scripts/run-dev.sh).
 run: deps
