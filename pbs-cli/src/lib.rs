@@ -110,6 +110,21 @@ pub enum CommandTree {
     Group(Vec<(&'static str, CommandTree)>),
 }
 
+impl CommandTree {
+    /// A leaf command.
+    pub fn leaf(
+        description: &'static str,
+        params: Vec<Param>,
+        positionals: Vec<&'static str>,
+    ) -> Self {
+        CommandTree::Leaf(Command {
+            description,
+            params,
+            positionals,
+        })
+    }
+}
+
 /// The exit status of a failed command (`exit(-1)`).
 pub const ERROR_EXIT_CODE: i32 = 255;
 

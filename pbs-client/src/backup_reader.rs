@@ -27,6 +27,26 @@ pub struct BackupReader {
     crypt_config: Option<Arc<CryptConfig>>,
 }
 
+/// The upgrade parameters naming a snapshot session (`ns` only when not the root).
+pub(crate) fn session_params(
+    datastore: &str,
+    ns: &BackupNamespace,
+    backup: &BackupDir,
+    debug: bool,
+) -> Value {
+    let mut params = json!({
+        "backup-type": backup.group.ty.as_str(),
+        "backup-id": backup.group.id,
+        "backup-time": backup.time,
+        "store": datastore,
+        "debug": debug,
+    });
+    if !ns.is_root() {
+        params["ns"] = Value::String(ns.to_string());
+    }
+    params
+}
+
 impl BackupReader {
     /// Opens a reader session for snapshot `backup` in `datastore`/`ns`.
     pub async fn start(
@@ -37,16 +57,7 @@ impl BackupReader {
         backup: &BackupDir,
         debug: bool,
     ) -> Result<Arc<Self>, Error> {
-        let mut params = json!({
-            "backup-type": backup.group.ty.as_str(),
-            "backup-id": backup.group.id,
-            "backup-time": backup.time,
-            "store": datastore,
-            "debug": debug,
-        });
-        if !ns.is_root() {
-            params["ns"] = Value::String(ns.to_string());
-        }
+        let params = session_params(datastore, ns, backup, debug);
         let h2 = client
             .start_h2_connection("api2/json/reader", params, READER_PROTOCOL)
             .await?;

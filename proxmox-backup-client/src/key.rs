@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use pbs_cli::format::{format_and_print_result, render_epoch, ColumnConfig, TableOptions};
-use pbs_cli::{Command, CommandTree, OutputFormat, Param, ParsedArgs};
+use pbs_cli::{CommandTree, OutputFormat, Param, ParsedArgs};
 use pbs_datastore::key_config::{
     create_master_key, rsa_decrypt_key_config, Kdf, KeyConfig, KeyConfigError, KeyInfo,
 };
@@ -39,24 +39,12 @@ const PATH_PARAM: Param = Param::optional(
 const FORMAT_PARAM: Param =
     Param::optional("output-format", "Output format: text, json or json-pretty.");
 
-fn leaf(
-    description: &'static str,
-    params: Vec<Param>,
-    positionals: Vec<&'static str>,
-) -> CommandTree {
-    CommandTree::Leaf(Command {
-        description,
-        params,
-        positionals,
-    })
-}
-
 /// The `key` command group.
 pub fn commands() -> Vec<(&'static str, CommandTree)> {
     let group = vec![
         (
             "change-passphrase",
-            leaf(
+            CommandTree::leaf(
                 "Change the encryption key's password.",
                 vec![PATH_PARAM, KDF_PARAM, HINT_PARAM],
                 vec!["path"],
@@ -64,7 +52,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "create",
-            leaf(
+            CommandTree::leaf(
                 "Create a new encryption key.",
                 vec![PATH_PARAM, KDF_PARAM, HINT_PARAM],
                 vec!["path"],
@@ -72,7 +60,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "create-master-key",
-            leaf(
+            CommandTree::leaf(
                 "Create an RSA public/private key pair used to put an encrypted version of the encryption key onto the backup server along with each backup.",
                 vec![],
                 vec![],
@@ -80,7 +68,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "import-master-pubkey",
-            leaf(
+            CommandTree::leaf(
                 "Import an RSA public key used to put an encrypted version of the symmetric backup encryption key onto the backup server along with each backup.",
                 vec![Param::required("path", "Path to the PEM formatted RSA public key.")],
                 vec!["path"],
@@ -88,7 +76,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "import-with-master-key",
-            leaf(
+            CommandTree::leaf(
                 "Import an encrypted backup of an encryption key using a (private) master key.",
                 vec![
                     Param::required("master-keyfile", "(Private) master key to use."),
@@ -102,7 +90,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "paperkey",
-            leaf(
+            CommandTree::leaf(
                 "Generate a printable, human readable text file containing the encryption key.",
                 vec![
                     PATH_PARAM,
@@ -114,7 +102,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "show",
-            leaf(
+            CommandTree::leaf(
                 "Display information about an encryption key.",
                 vec![PATH_PARAM, FORMAT_PARAM],
                 vec!["path"],
@@ -122,7 +110,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "show-master-pubkey",
-            leaf(
+            CommandTree::leaf(
                 "List information about master key.",
                 vec![
                     Param::optional("path", "Path to the PEM formatted RSA public key. Default location will be used if not specified."),

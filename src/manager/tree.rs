@@ -1,18 +1,6 @@
 //! The command tree of `proxmox-backup-manager` (names, parameters, positionals).
 
-use pbs_cli::{Command, CommandTree, Param, ValueKind};
-
-fn leaf(
-    description: &'static str,
-    params: Vec<Param>,
-    positionals: Vec<&'static str>,
-) -> CommandTree {
-    CommandTree::Leaf(Command {
-        description,
-        params,
-        positionals,
-    })
-}
+use pbs_cli::{CommandTree, Param, ValueKind};
 
 fn output_format() -> Param {
     Param::optional("output-format", "Output format: text, json or json-pretty.")
@@ -108,11 +96,11 @@ fn datastore_tree() -> CommandTree {
     update.push(Param::array("delete", "List of properties to delete."));
     update.push(digest());
     CommandTree::Group(vec![
-        ("create", leaf("Create a new datastore.", create, vec!["name", "path"])),
-        ("list", leaf("List all datastores.", vec![output_format()], vec![])),
+        ("create", CommandTree::leaf("Create a new datastore.", create, vec!["name", "path"])),
+        ("list", CommandTree::leaf("List all datastores.", vec![output_format()], vec![])),
         (
             "remove",
-            leaf(
+            CommandTree::leaf(
                 "Remove a datastore configuration.",
                 vec![
                     name.clone(),
@@ -125,9 +113,9 @@ fn datastore_tree() -> CommandTree {
         ),
         (
             "show",
-            leaf("Show datastore configuration.", vec![name, output_format()], vec!["name"]),
+            CommandTree::leaf("Show datastore configuration.", vec![name, output_format()], vec!["name"]),
         ),
-        ("update", leaf("Update datastore configuration.", update, vec!["name"])),
+        ("update", CommandTree::leaf("Update datastore configuration.", update, vec!["name"])),
     ])
 }
 
@@ -163,10 +151,10 @@ fn user_tree() -> CommandTree {
     update.push(Param::array("delete", "List of properties to delete."));
     update.push(digest());
     CommandTree::Group(vec![
-        ("create", leaf("Create new user.", create, vec!["userid"])),
+        ("create", CommandTree::leaf("Create new user.", create, vec!["userid"])),
         (
             "delete-token",
-            leaf(
+            CommandTree::leaf(
                 "Delete a user's API token.",
                 vec![userid.clone(), token_name.clone(), digest()],
                 vec!["userid", "token-name"],
@@ -174,7 +162,7 @@ fn user_tree() -> CommandTree {
         ),
         (
             "generate-token",
-            leaf(
+            CommandTree::leaf(
                 "Generate a new API token with given metadata.",
                 vec![
                     userid.clone(),
@@ -187,10 +175,10 @@ fn user_tree() -> CommandTree {
                 vec!["userid", "token-name"],
             ),
         ),
-        ("list", leaf("List configured users.", vec![output_format()], vec![])),
+        ("list", CommandTree::leaf("List configured users.", vec![output_format()], vec![])),
         (
             "list-tokens",
-            leaf(
+            CommandTree::leaf(
                 "List tokens associated with user.",
                 vec![userid.clone(), output_format()],
                 vec!["userid"],
@@ -198,7 +186,7 @@ fn user_tree() -> CommandTree {
         ),
         (
             "permissions",
-            leaf(
+            CommandTree::leaf(
                 "List permissions of user/token.",
                 vec![
                     Param::required("auth-id", "Authentication ID (user or API token)."),
@@ -210,9 +198,9 @@ fn user_tree() -> CommandTree {
         ),
         (
             "remove",
-            leaf("Remove user.", vec![userid.clone(), digest()], vec!["userid"]),
+            CommandTree::leaf("Remove user.", vec![userid.clone(), digest()], vec!["userid"]),
         ),
-        ("update", leaf("Update user configuration.", update, vec!["userid"])),
+        ("update", CommandTree::leaf("Update user configuration.", update, vec!["userid"])),
     ])
 }
 
@@ -220,11 +208,11 @@ fn acl_tree() -> CommandTree {
     CommandTree::Group(vec![
         (
             "list",
-            leaf("List access control list.", vec![output_format()], vec![]),
+            CommandTree::leaf("List access control list.", vec![output_format()], vec![]),
         ),
         (
             "update",
-            leaf(
+            CommandTree::leaf(
                 "Update Access Control List (ACLs).",
                 vec![
                     Param::required("path", "Access control path."),
@@ -246,7 +234,7 @@ fn task_tree() -> CommandTree {
     CommandTree::Group(vec![
         (
             "list",
-            leaf(
+            CommandTree::leaf(
                 "List running server tasks.",
                 vec![
                     Param::integer(
@@ -261,11 +249,11 @@ fn task_tree() -> CommandTree {
         ),
         (
             "log",
-            leaf("Display the task log.", vec![upid.clone()], vec!["upid"]),
+            CommandTree::leaf("Display the task log.", vec![upid.clone()], vec!["upid"]),
         ),
         (
             "stop",
-            leaf("Try to stop a specific task.", vec![upid], vec!["upid"]),
+            CommandTree::leaf("Try to stop a specific task.", vec![upid], vec!["upid"]),
         ),
     ])
 }
@@ -275,7 +263,7 @@ fn gc_tree() -> CommandTree {
     CommandTree::Group(vec![
         (
             "list",
-            leaf(
+            CommandTree::leaf(
                 "List garbage collection job status.",
                 vec![output_format()],
                 vec![],
@@ -283,7 +271,7 @@ fn gc_tree() -> CommandTree {
         ),
         (
             "start",
-            leaf(
+            CommandTree::leaf(
                 "Start garbage collection for a specific datastore.",
                 vec![store.clone(), output_format()],
                 vec!["store"],
@@ -291,7 +279,7 @@ fn gc_tree() -> CommandTree {
         ),
         (
             "status",
-            leaf(
+            CommandTree::leaf(
                 "Show garbage collection status for a specific datastore.",
                 vec![store, output_format()],
                 vec!["store"],
@@ -301,7 +289,7 @@ fn gc_tree() -> CommandTree {
 }
 
 fn verify_leaf() -> CommandTree {
-    leaf(
+    CommandTree::leaf(
         "Verify backups of a datastore (as a task).",
         vec![
             Param::required("store", "Datastore name."),
@@ -328,11 +316,11 @@ fn cert_tree() -> CommandTree {
     CommandTree::Group(vec![
         (
             "info",
-            leaf("Display node certificate information.", vec![], vec![]),
+            CommandTree::leaf("Display node certificate information.", vec![], vec![]),
         ),
         (
             "update",
-            leaf(
+            CommandTree::leaf(
                 "Update node certificates and generate all needed files/directories.",
                 vec![boolean("force", "Force generation of new SSL certificate.")],
                 vec![],
@@ -353,7 +341,7 @@ pub fn command_tree() -> CommandTree {
         ("garbage-collection", gc_tree()),
         (
             HELP,
-            leaf(
+            CommandTree::leaf(
                 "Get help about specified command (or sub-command).",
                 vec![
                     Param::array(
@@ -370,7 +358,7 @@ pub fn command_tree() -> CommandTree {
         ("verify", verify_leaf()),
         (
             "versions",
-            leaf(
+            CommandTree::leaf(
                 "List package versions for important Proxmox Backup Server packages.",
                 vec![
                     boolean("verbose", "Output verbose package information."),

@@ -103,17 +103,8 @@ impl BackupWriter {
         debug: bool,
         benchmark: bool,
     ) -> Result<Arc<Self>, Error> {
-        let mut params = json!({
-            "backup-type": backup.group.ty.as_str(),
-            "backup-id": backup.group.id,
-            "backup-time": backup.time,
-            "store": datastore,
-            "debug": debug,
-            "benchmark": benchmark,
-        });
-        if !ns.is_root() {
-            params["ns"] = Value::String(ns.to_string());
-        }
+        let mut params = crate::backup_reader::session_params(datastore, ns, backup, debug);
+        params["benchmark"] = Value::Bool(benchmark);
         let h2 = client
             .start_h2_connection("api2/json/backup", params, BACKUP_PROTOCOL)
             .await?;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, format_err, Context, Error, Result};
 use pathpatterns::{MatchEntry, MatchList, MatchPattern, MatchType, PatternFlag};
-use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
+use pbs_cli::{CommandTree, Param, ParsedArgs, ValueKind};
 use pbs_datastore::catalog::{CatalogReader, DirEntry};
 use pxar::accessor::{Accessor, ReadAt};
 
@@ -51,18 +51,6 @@ pub struct Shell<C: Read + Seek, R: ReadAt> {
     commands: CommandTree,
 }
 
-fn leaf(
-    description: &'static str,
-    params: Vec<Param>,
-    positionals: Vec<&'static str>,
-) -> CommandTree {
-    CommandTree::Leaf(Command {
-        description,
-        params,
-        positionals,
-    })
-}
-
 /// The shell's command map.
 fn command_tree() -> CommandTree {
     let path = |description| Param::required("path", description);
@@ -70,11 +58,11 @@ fn command_tree() -> CommandTree {
     let mut entries = vec![
         (
             "pwd",
-            leaf("List the current working directory.", vec![], vec![]),
+            CommandTree::leaf("List the current working directory.", vec![], vec![]),
         ),
         (
             "cd",
-            leaf(
+            CommandTree::leaf(
                 "Change the current working directory to the new directory.",
                 vec![Param::optional("path", "Target directory.")],
                 vec!["path"],
@@ -82,7 +70,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "ls",
-            leaf(
+            CommandTree::leaf(
                 "List the content of working directory or given path.",
                 vec![Param::optional("path", "Path to list.")],
                 vec!["path"],
@@ -90,7 +78,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "stat",
-            leaf(
+            CommandTree::leaf(
                 "Read the metadata for a given directory entry.",
                 vec![path("Path to entry.")],
                 vec!["path"],
@@ -98,7 +86,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "select",
-            leaf(
+            CommandTree::leaf(
                 "Select an entry for restore.",
                 vec![path("Path to entry.")],
                 vec!["path"],
@@ -106,7 +94,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "deselect",
-            leaf(
+            CommandTree::leaf(
                 "Deselect an entry for restore.",
                 vec![path("Path to entry.")],
                 vec!["path"],
@@ -114,7 +102,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "clear-selected",
-            leaf(
+            CommandTree::leaf(
                 "Clear the list of files selected for restore.",
                 vec![],
                 vec![],
@@ -122,7 +110,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "list-selected",
-            leaf(
+            CommandTree::leaf(
                 "List entries currently selected for restore.",
                 vec![Param::flag(
                     "patterns",
@@ -133,7 +121,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "find",
-            leaf(
+            CommandTree::leaf(
                 "Find entries in the catalog matching the given match pattern.",
                 vec![
                     Param::required(
@@ -147,7 +135,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "restore-selected",
-            leaf(
+            CommandTree::leaf(
                 "Restore the selected entries to the given target path.",
                 vec![target.clone()],
                 vec!["target"],
@@ -155,7 +143,7 @@ fn command_tree() -> CommandTree {
         ),
         (
             "restore",
-            leaf(
+            CommandTree::leaf(
                 "Restore the sub-archive given by the current working directory to target.",
                 vec![
                     target,
@@ -164,10 +152,10 @@ fn command_tree() -> CommandTree {
                 vec!["target"],
             ),
         ),
-        ("exit", leaf("Exit the shell.", vec![], vec![])),
+        ("exit", CommandTree::leaf("Exit the shell.", vec![], vec![])),
         (
             "help",
-            leaf(
+            CommandTree::leaf(
                 "Get help about specified command (or sub-command).",
                 vec![
                     Param {

@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use pbs_api_types::CryptMode;
-use pbs_cli::{Command, CommandTree, Param, ParsedArgs, ValueKind};
+use pbs_cli::{CommandTree, Param, ParsedArgs, ValueKind};
 use pbs_client::task_log::InterruptCounter;
 use pbs_client::tools::{connect, extract_repository, record_repository};
 
@@ -22,24 +22,12 @@ use common::{
     output_format_param, positional, repository_param, snapshot_arg, snapshot_args,
 };
 
-fn leaf(
-    description: &'static str,
-    params: Vec<Param>,
-    positionals: Vec<&'static str>,
-) -> CommandTree {
-    CommandTree::Leaf(Command {
-        description,
-        params,
-        positionals,
-    })
-}
-
 fn snapshot_param() -> Param {
     positional("snapshot", "Snapshot path.")
 }
 
 fn snapshot_commands() -> CommandTree {
-    let list = leaf(
+    let list = CommandTree::leaf(
         "List backup snapshots.",
         vec![
             Param::optional("group", "Backup group."),
@@ -49,7 +37,7 @@ fn snapshot_commands() -> CommandTree {
         ],
         vec!["group"],
     );
-    let files = leaf(
+    let files = CommandTree::leaf(
         "List snapshot files.",
         vec![
             snapshot_param(),
@@ -59,12 +47,12 @@ fn snapshot_commands() -> CommandTree {
         ],
         vec!["snapshot"],
     );
-    let forget = leaf(
+    let forget = CommandTree::leaf(
         "Forget (remove) backup snapshots.",
         vec![snapshot_param(), repository_param(), ns_param()],
         vec!["snapshot"],
     );
-    let upload_log = leaf(
+    let upload_log = CommandTree::leaf(
         "Upload backup log file.",
         vec![
             snapshot_param(),
@@ -80,7 +68,7 @@ fn snapshot_commands() -> CommandTree {
     let notes = CommandTree::Group(vec![
         (
             "show",
-            leaf(
+            CommandTree::leaf(
                 "Show notes",
                 vec![
                     snapshot_param(),
@@ -93,7 +81,7 @@ fn snapshot_commands() -> CommandTree {
         ),
         (
             "update",
-            leaf(
+            CommandTree::leaf(
                 "Update Notes",
                 vec![
                     snapshot_param(),
@@ -108,7 +96,7 @@ fn snapshot_commands() -> CommandTree {
     let protected = CommandTree::Group(vec![
         (
             "show",
-            leaf(
+            CommandTree::leaf(
                 "Show protection status of the specified snapshot",
                 vec![
                     snapshot_param(),
@@ -121,7 +109,7 @@ fn snapshot_commands() -> CommandTree {
         ),
         (
             "update",
-            leaf(
+            CommandTree::leaf(
                 "Update Protection Status of a snapshot",
                 vec![
                     snapshot_param(),
@@ -167,7 +155,7 @@ fn prune_command() -> CommandTree {
         "max-depth",
         "How many levels of namespaces should be operated on (0 == no recursion)",
     ));
-    leaf("Prune a backup repository.", params, vec!["group"])
+    CommandTree::leaf("Prune a backup repository.", params, vec!["group"])
 }
 
 /// The top-level entries of this module.
@@ -175,7 +163,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
     vec![
         (
             "change-owner",
-            leaf(
+            CommandTree::leaf(
                 "Change owner of a backup group",
                 vec![
                     positional("group", "Backup group."),
@@ -188,7 +176,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "garbage-collect",
-            leaf(
+            CommandTree::leaf(
                 "Start garbage collection for a specific repository.",
                 vec![repository_param(), output_format_param()],
                 vec![],
@@ -196,7 +184,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ),
         (
             "list",
-            leaf(
+            CommandTree::leaf(
                 "List backup groups.",
                 vec![repository_param(), ns_param(), output_format_param()],
                 vec![],
@@ -206,7 +194,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
             "group",
             CommandTree::Group(vec![(
                 "forget",
-                leaf(
+                CommandTree::leaf(
                     "Forget (remove) all snapshots of a backup group.",
                     vec![
                         positional("group", "Backup group."),
@@ -221,7 +209,7 @@ pub fn commands() -> Vec<(&'static str, CommandTree)> {
         ("snapshot", snapshot_commands()),
         (
             "status",
-            leaf(
+            CommandTree::leaf(
                 "Get repository status.",
                 vec![repository_param(), output_format_param()],
                 vec![],
@@ -425,7 +413,7 @@ mod tests {
     use super::common::testing::parse;
     use super::*;
 
-    fn prune_leaf() -> Command {
+    fn prune_leaf() -> pbs_cli::Command {
         match prune_command() {
             CommandTree::Leaf(cmd) => cmd,
             CommandTree::Group(_) => unreachable!(),
