@@ -519,7 +519,6 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 const LO_FLAGS_READ_ONLY: u32 = 1;
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
 #[repr(C)]
 struct LoopInfo64 {
@@ -553,7 +552,7 @@ fn ioctl_ok(rc: libc::c_int, what: &str) -> Result<libc::c_int> {
     Ok(rc)
 }
 
-/// Attaches `backing` read-only (auto-clearing) to a free loop device; returns its path.
+/// Attaches `backing` read-only to a free loop device; returns its path.
 fn attach_loop_device(backing: &Path) -> Result<PathBuf> {
     let control = File::open("/dev/loop-control").context("unable to open /dev/loop-control")?;
     // SAFETY: plain ioctl without argument.
@@ -570,7 +569,9 @@ fn attach_loop_device(backing: &Path) -> Result<PathBuf> {
     // SAFETY: LoopConfig is plain old data.
     let mut config: LoopConfig = unsafe { std::mem::zeroed() };
     config.fd = image.as_raw_fd() as u32;
-    config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    // Not auto-clearing: that would detach the device as soon as this function closes it;
+    // `unmap` detaches it explicitly and the mapping process then unmounts.
+    config.info.lo_flags = LO_FLAGS_READ_ONLY;
     let name = backing.as_os_str().as_bytes();
     let n = name.len().min(63);
     config.info.lo_file_name[..n].copy_from_slice(&name[..n]);
