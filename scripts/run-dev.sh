@@ -14,11 +14,9 @@ cargo=${CARGO:-cargo}
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-$repo/target}")
 bin="$target_dir/release"
 
-bins=(--bin proxmox-backup-api --bin proxmox-backup-proxy)
-if [ -f src/bin/proxmox-backup-manager.rs ]; then
-    bins+=(--bin proxmox-backup-manager)
-fi
-"$cargo" build --release "${bins[@]}" --example dev-setup
+"$cargo" build --release -p proxmox-backup -p proxmox-backup-client \
+    --bin proxmox-backup-api --bin proxmox-backup-proxy --bin proxmox-backup-manager \
+    --bin proxmox-backup-client --example dev-setup
 
 mkdir -p "$base"
 export PBS_BASE_DIR="$base"
@@ -69,7 +67,9 @@ cat <<INFO
   fingerprint: $fingerprint
   web/API:     https://$host/   (API daemon on http://$api_listen)
 
-  PBS_REPOSITORY=admin@pbs@$host:store1 PBS_FINGERPRINT=$fingerprint
+  back up /etc (in another shell):
+    PBS_REPOSITORY=admin@pbs@$host:store1 PBS_FINGERPRINT=$fingerprint \\
+    PBS_PASSWORD_FILE=$base/admin-password $bin/proxmox-backup-client backup etc.pxar:/etc
   Ctrl-C stops both daemons; running again reuses $base.
 
 INFO
