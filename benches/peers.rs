@@ -8,7 +8,8 @@
 //!
 //! Environment: `BENCH_SIZE` (default 2G; a plain number is MiB), `BENCH_DIR` (scratch directory, default
 //! `<target>/bench/peers-work`), `BENCH_TOOLS_DIR` (where rustic was installed), `BENCH_KEEP=1`
-//! keeps the scratch directory, `BENCH_PERF=<dir>` profiles the project client's steps.
+//! keeps the scratch directory, `BENCH_PERF=<dir>` profiles the project client's steps,
+//! `BENCH_TOOLS=project,restic` runs only the named tools.
 //! Results: markdown on stdout, JSON in `<target>/bench/peers.json`.
 //! Without `--bench` (as `cargo test --all-targets` runs it) only the data-set generator and the
 //! tree check are exercised on a tiny tree.
@@ -487,6 +488,32 @@ fn make_tools(scratch: &Path, logs: &Path, profile_dir: &Path, tools_dir: &Path)
     tools
 }
 
+/// Keeps only the tools named in `BENCH_TOOLS` (comma-separated, e.g. `project,restic`), for
+/// quicker runs while working on one figure; all tools when it is unset or empty.
+fn select_tools(tools: Vec<Tool>) -> Result<Vec<Tool>> {
+    let Ok(list) = std::env::var("BENCH_TOOLS") else {
+        return Ok(tools);
+    };
+    let wanted: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(tools);
+    }
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|name| !tools.iter().any(|t| t.name == **name))
+    {
+        bail!("BENCH_TOOLS: unknown tool {unknown:?} (project, restic, borg-none, borg-repokey, rustic)");
+    }
+    Ok(tools
+        .into_iter()
+        .filter(|t| wanted.contains(&t.name.as_str()))
+        .collect())
+}
+
 /// The machine's ceilings, measured in the same run.
 fn ceilings(scratch: &Path, size: u64) -> Value {
     json!({
@@ -953,7 +980,7 @@ fn main() -> Result<()> {
         fs::remove_dir_all(&logs).with_context(|| format!("{logs:?}: remove old logs"))?;
     }
     fs::create_dir_all(&logs)?;
-    let mut tools = make_tools(&scratch, &logs, &profile_dir, &tools_dir);
+    let mut tools = select_tools(make_tools(&scratch, &logs, &profile_dir, &tools_dir))?;
     run_all(&mut tools, &set, &scratch, source)?;
     let load_end = load_average();
     let result = report(&tools, &set, &ceilings, (&load_start, &load_end));

@@ -20,7 +20,7 @@ use pbs_api_types::{Authid, BackupDir, BackupGroup, BackupNamespace, BackupType,
 use pbs_client::backup_reader::{read_all, BackupReader};
 use pbs_client::backup_writer::{BackupStats, BackupWriter, UploadOptions};
 use pbs_client::http_client::{HttpClient, HttpClientOptions};
-use pbs_client::inject::{InjectChunks, ReusableDynamicEntry};
+use pbs_client::inject::{InjectChunks, PayloadHint, ReusableDynamicEntry};
 use pbs_client::remote_chunk_reader::RemoteChunkReader;
 use pbs_client::restore::{restore_index_to_writer, SharedIndex};
 use pbs_datastore::file_formats::{
@@ -445,8 +445,11 @@ async fn run(fixture: &Fixture) {
     let head = noise(100_000, 3);
     let tail = noise(50_000, 4);
     let (tx, rx) = std::sync::mpsc::channel();
-    tx.send(InjectChunks::new(head.len() as u64, injected.clone()))
-        .unwrap();
+    tx.send(PayloadHint::Inject(InjectChunks::new(
+        head.len() as u64,
+        injected.clone(),
+    )))
+    .unwrap();
     drop(tx);
     let mut joined = head.clone();
     joined.extend_from_slice(&tail);

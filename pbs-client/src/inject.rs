@@ -1,9 +1,14 @@
-//! Re-using chunks of a previous payload index verbatim (change-detection mode `metadata`).
+//! What the archiver tells the payload stream's chunker ahead of the bytes: where files start
+//! (suggested chunk boundaries), where a chunk must end, and where previous chunks are re-used
+//! verbatim (change-detection mode `metadata`).
 //!
-//! The archiver does not write the contents of an unchanged file again: it asks the upload
+//! For an unchanged file the archiver does not write the contents again: it asks the upload
 //! side to cut a chunk boundary at `boundary` (a payload-stream offset) and to append the
 //! previous snapshot's chunks there; the payload stream then continues as if their `size`
 //! bytes had been written.
+//!
+//! Every hint is sent before any payload byte at or behind its offset is written, so the
+//! chunker knows all hints for the bytes it is about to cut.
 
 /// One chunk of a previous payload index: its size and digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +40,19 @@ impl InjectChunks {
             size,
         }
     }
+}
+
+/// One announcement to the payload chunker, in stream order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PayloadHint {
+    /// A file's PAYLOAD item starts at this offset: a good place for a chunk boundary, taken
+    /// when the chunk would be neither too small nor too large (see the chunk cutter).
+    SuggestedBoundary(u64),
+    /// A chunk must end at this offset (after the stream's start marker, so the marker is a
+    /// chunk of its own and re-used chunks keep their offsets from one backup to the next).
+    ForcedBoundary(u64),
+    /// Previous chunks to insert at `boundary` (a forced boundary).
+    Inject(InjectChunks),
 }
 
 #[cfg(test)]

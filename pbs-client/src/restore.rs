@@ -7,6 +7,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use anyhow::{bail, format_err, Error};
+use futures::future::{BoxFuture, FutureExt, Shared, TryFutureExt};
 use futures::stream::{Stream, StreamExt};
 use pbs_datastore::index::{ChunkReadInfo, IndexFile};
 use pbs_datastore::index_reader::SharedIndexReader;
@@ -43,22 +44,87 @@ impl<R: AsyncReadChunk + 'static> ParallelChunkFetcher<R> {
     }
 
     /// The decoded chunks of `index` in index order, each checked against its index size.
+    /// A chunk that occurs again shortly after (an image's zero chunk, a payload chunk that a
+    /// metadata-mode backup injected before and after a changed file) is fetched once.
     pub fn chunks(&self, index: SharedIndex) -> impl Stream<Item = Result<Vec<u8>, Error>> + Send {
         let source = Arc::clone(&self.source);
         let count = index.index_count();
+        let next_use = next_uses(&*index, REPEAT_WINDOW_BYTES);
+        let mut kept: HashMap<[u8; 32], SharedChunk> = HashMap::new();
         futures::stream::iter(0..count)
             .map(move |pos| {
-                let source = Arc::clone(&source);
                 let info = index.chunk_info(pos);
+                let reused = info.as_ref().and_then(|info| {
+                    let shared = kept.get(&info.digest).cloned()?;
+                    if next_use[pos].is_none() {
+                        kept.remove(&info.digest);
+                    }
+                    Some(shared)
+                });
+                let fetch = match reused {
+                    Some(shared) => shared,
+                    None => {
+                        let keep = info
+                            .as_ref()
+                            .map(|i| i.digest)
+                            .filter(|_| next_use[pos].is_some());
+                        let source = Arc::clone(&source);
+                        let fetch: BoxFuture<'static, Result<Arc<Vec<u8>>, Arc<Error>>> =
+                            async move {
+                                let info =
+                                    info.ok_or_else(|| format_err!("index has no chunk {pos}"))?;
+                                let data = source.read_chunk(&info.digest).await?;
+                                check_size(&info, &data)?;
+                                Ok(Arc::new(data))
+                            }
+                            .map_err(Arc::new)
+                            .boxed();
+                        let shared = fetch.shared();
+                        if let Some(digest) = keep {
+                            kept.insert(digest, shared.clone());
+                        }
+                        shared
+                    }
+                };
                 async move {
-                    let info = info.ok_or_else(|| format_err!("index has no chunk {pos}"))?;
-                    let data = source.read_chunk(&info.digest).await?;
-                    check_size(&info, &data)?;
-                    Ok(data)
+                    match fetch.await {
+                        // The last holder gets the buffer itself; earlier ones a copy.
+                        Ok(data) => {
+                            Ok(Arc::try_unwrap(data).unwrap_or_else(|data| (*data).clone()))
+                        }
+                        Err(err) => Err(format_err!("{err:#}")),
+                    }
                 }
             })
             .buffered(self.in_flight)
     }
+}
+
+/// A chunk fetch that several positions of an index wait for.
+type SharedChunk = Shared<BoxFuture<'static, Result<Arc<Vec<u8>>, Arc<Error>>>>;
+
+/// How far ahead (in stream bytes between the two occurrences) a fetched chunk is kept for
+/// its next use; bounds the memory of kept chunks.
+const REPEAT_WINDOW_BYTES: u64 = 64 << 20;
+
+/// For every position of `index`: the next position with the same digest, if it starts at
+/// most `window` bytes after this chunk ends.
+fn next_uses(index: &dyn IndexFile, window: u64) -> Vec<Option<usize>> {
+    let count = index.index_count();
+    let mut next = vec![None; count];
+    let mut seen: HashMap<[u8; 32], (usize, u64)> = HashMap::new();
+    for pos in (0..count).rev() {
+        let Some(info) = index.chunk_info(pos) else {
+            continue;
+        };
+        if let Some(&(later, later_start)) = seen.get(&info.digest) {
+            if later_start.saturating_sub(info.range.end) <= window {
+                next[pos] = Some(later);
+            }
+        }
+        seen.insert(info.digest, (pos, info.range.start));
+    }
+    next
 }
 
 fn check_size(info: &ChunkReadInfo, data: &[u8]) -> Result<(), Error> {
@@ -211,6 +277,7 @@ mod tests {
         chunks: HashMap<[u8; 32], DataBlob>,
         running: AtomicUsize,
         peak: AtomicUsize,
+        fetched: AtomicUsize,
     }
 
     impl ReadChunk for MemorySource {
@@ -238,6 +305,7 @@ mod tests {
 
         fn read_chunk<'a>(&'a self, digest: &'a [u8; 32]) -> ChunkFuture<'a, Vec<u8>> {
             Box::pin(async move {
+                self.fetched.fetch_add(1, Ordering::SeqCst);
                 let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
                 self.peak.fetch_max(now, Ordering::SeqCst);
                 let delay = 20 - u64::from(digest[0] % 20);
@@ -336,6 +404,69 @@ mod tests {
         let n = pxar::accessor::ReadAt::read_at(&read_at, &mut buf, 5000).unwrap();
         assert!(n > 0);
         assert_eq!(&buf[..n], &whole[5000..5000 + n]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repeated_chunks_are_fetched_once_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = MemorySource::default();
+        let pieces: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
+        let mut digests = Vec::new();
+        for piece in &pieces {
+            let (blob, digest) = DataChunkBuilder::new(piece).build().unwrap();
+            source.chunks.insert(digest, blob);
+            digests.push(digest);
+        }
+        // A chunk injected before and after a changed file, a zero-like chunk many times.
+        let order = [0usize, 1, 0, 2, 3, 3, 3, 0, 1];
+        let mut file = vec![0u8; 4096];
+        file[..8].copy_from_slice(&DYNAMIC_SIZED_CHUNK_INDEX_1_0);
+        let mut whole = Vec::new();
+        for &i in &order {
+            whole.extend_from_slice(&pieces[i]);
+            file.extend_from_slice(&(whole.len() as u64).to_le_bytes());
+            file.extend_from_slice(&digests[i]);
+        }
+        std::fs::write(dir.path().join("s.didx"), file).unwrap();
+        let index = open(&dir);
+        assert_eq!(
+            next_uses(&index, u64::MAX),
+            [
+                Some(2),
+                Some(8),
+                Some(7),
+                None,
+                Some(5),
+                Some(6),
+                None,
+                None,
+                None
+            ]
+        );
+        // With a window of 2000 bytes the last `1` is too far from the first one.
+        assert_eq!(
+            next_uses(&index, 2000),
+            [
+                Some(2),
+                None,
+                None,
+                None,
+                Some(5),
+                Some(6),
+                None,
+                None,
+                None
+            ]
+        );
+
+        let source = Arc::new(source);
+        let (out, _) = restore_index_to_writer(Arc::clone(&source), Arc::new(index), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(out, whole);
+        // 0 and 1 are fetched once each, 2 once, 3 once: the last 0 and 1 are within the
+        // 64 MiB window too.
+        assert_eq!(source.fetched.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ use pbs_datastore::{BackupManifest, CryptConfig, DataBlob, DynamicIndexReader, F
 
 use crate::h2::H2Client;
 use crate::http_client::HttpClient;
-use crate::inject::InjectChunks;
+use crate::inject::PayloadHint;
 
 pub use append_batch::{append_body, EntryBatcher, IndexEntry, APPEND_BATCH_THRESHOLD};
 pub use chunk_cutter::{ChunkCutter, StreamPiece};
@@ -269,35 +269,31 @@ impl BackupWriter {
         archive_name: &str,
         chunks: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
         options: UploadOptions,
-        injections: Option<std::sync::mpsc::Receiver<InjectChunks>>,
+        hints: Option<std::sync::mpsc::Receiver<PayloadHint>>,
     ) -> Result<BackupStats, Error> {
-        self.upload_index(
-            archive_name,
-            chunks,
-            ChunkCutter::pre_cut(),
-            options,
-            injections,
-        )
-        .await
+        self.upload_index(archive_name, chunks, ChunkCutter::pre_cut(), options, hints)
+            .await
     }
 
     /// Chunks a byte stream (dynamic: chunker with `chunk_size` average, or fixed chunks when
     /// `options.fixed_size` is set) and uploads it as `archive_name` (.didx / .fidx), reusing
     /// chunks known from the previous snapshot; hashing/compression/encryption run on all cores.
+    /// `hints` (payload streams of split archives) carry the archiver's suggested and forced
+    /// chunk boundaries and the injections of re-used chunks.
     pub async fn upload_stream(
         &self,
         archive_name: &str,
         stream: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
         chunk_size: Option<usize>,
         options: UploadOptions,
-        injections: Option<std::sync::mpsc::Receiver<InjectChunks>>,
+        hints: Option<std::sync::mpsc::Receiver<PayloadHint>>,
     ) -> Result<BackupStats, Error> {
         let chunk_size = chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
         let cutter = match options.fixed_size {
             Some(_) => ChunkCutter::fixed(chunk_size)?,
             None => ChunkCutter::dynamic(chunk_size)?,
         };
-        self.upload_index(archive_name, stream, cutter, options, injections)
+        self.upload_index(archive_name, stream, cutter, options, hints)
             .await
     }
 
@@ -307,7 +303,7 @@ impl BackupWriter {
         stream: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
         cutter: ChunkCutter,
         options: UploadOptions,
-        injections: Option<std::sync::mpsc::Receiver<InjectChunks>>,
+        hints: Option<std::sync::mpsc::Receiver<PayloadHint>>,
     ) -> Result<BackupStats, Error> {
         self.check_canceled()?;
         let start = Instant::now();
@@ -366,7 +362,7 @@ impl BackupWriter {
             kind,
             stream: Box::pin(stream),
             cutter,
-            injections,
+            hints,
             encoder,
             known,
             canceled: Arc::clone(&self.canceled),

@@ -20,7 +20,7 @@ use super::chunk_cutter::{ChunkCutter, StreamPiece};
 use super::encode::{ordered_parallel, worker_count, ChunkEncoder, EncodedChunk, KnownChunks};
 use super::index_state::{IndexKind, IndexState, IndexTotals, QueueItem};
 use crate::h2::H2Client;
-use crate::inject::InjectChunks;
+use crate::inject::{InjectChunks, PayloadHint};
 
 /// Upload requests (and merged known runs) queued ahead of the appends.
 const UPLOAD_QUEUE_DEPTH: usize = 64;
@@ -38,7 +38,7 @@ pub(super) struct IndexUpload {
     pub kind: IndexKind,
     pub stream: Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>,
     pub cutter: ChunkCutter,
-    pub injections: Option<Receiver<InjectChunks>>,
+    pub hints: Option<Receiver<PayloadHint>>,
     pub encoder: ChunkEncoder,
     pub known: KnownChunks,
     pub canceled: Arc<AtomicBool>,
@@ -64,7 +64,7 @@ pub(super) async fn upload_index(upload: IndexUpload) -> Result<IndexTotals, Err
         kind,
         mut stream,
         cutter,
-        injections,
+        hints,
         encoder,
         known,
         canceled,
@@ -81,7 +81,7 @@ pub(super) async fn upload_index(upload: IndexUpload) -> Result<IndexTotals, Err
 
     let (piece_tx, piece_rx) = mpsc::channel::<StreamPiece>(CHUNK_QUEUE_DEPTH);
     let chunker =
-        tokio::task::spawn_blocking(move || run_chunker(cutter, input_rx, injections, piece_tx));
+        tokio::task::spawn_blocking(move || run_chunker(cutter, input_rx, hints, piece_tx));
 
     let pieces = futures::stream::unfold(piece_rx, |mut rx| async move {
         rx.recv().await.map(|piece| (piece, rx))
@@ -221,11 +221,11 @@ async fn run_appender(
     Ok(())
 }
 
-/// The chunker thread: pulls input pieces, cuts chunks, honours injections.
+/// The chunker thread: pulls input pieces, cuts chunks, honours the archiver's hints.
 fn run_chunker(
     mut cutter: ChunkCutter,
     mut input: mpsc::Receiver<Result<Bytes, Error>>,
-    injections: Option<Receiver<InjectChunks>>,
+    hints: Option<Receiver<PayloadHint>>,
     output: mpsc::Sender<StreamPiece>,
 ) -> Result<(), Error> {
     // When the consumer stops, it reports why; the chunker just ends.
@@ -236,12 +236,12 @@ fn run_chunker(
             format_err!("chunk consumer stopped")
         })
     };
-    let take_injections = |cutter: &mut ChunkCutter| -> Result<(), Error> {
-        if let Some(rx) = &injections {
-            // The archiver sends an injection before writing any byte behind its boundary,
-            // so everything relevant for the next piece is already queued.
-            while let Ok(injection) = rx.try_recv() {
-                cutter.add_injection(injection)?;
+    let take_hints = |cutter: &mut ChunkCutter| -> Result<(), Error> {
+        if let Some(rx) = &hints {
+            // The archiver sends a hint before writing any byte behind its offset, so
+            // everything relevant for the next piece is already queued.
+            while let Ok(hint) = rx.try_recv() {
+                cutter.add_hint(hint)?;
             }
         }
         Ok(())
@@ -249,10 +249,10 @@ fn run_chunker(
     let result = (|| {
         while let Some(data) = input.blocking_recv() {
             let data = data.map_err(|err| format_err!("input stream failed: {err:#}"))?;
-            take_injections(&mut cutter)?;
+            take_hints(&mut cutter)?;
             cutter.push(data, &mut emit)?;
         }
-        take_injections(&mut cutter)?;
+        take_hints(&mut cutter)?;
         cutter.finish(&mut emit)
     })();
     if consumer_gone.get() {

@@ -24,9 +24,9 @@ use pxar::Metadata;
 
 use super::flags::{fs_magic::is_virtual_file_system, Flags};
 use super::metadata::get_metadata;
-use super::reuse::{CachedFile, Deferred, PreviousArchiveRef, ReuseState};
+use super::reuse::{CachedFile, Deferred, FlushCause, PreviousArchiveRef, ReuseState};
 use super::tools::{self, errno, Dir};
-use crate::inject::InjectChunks;
+use crate::inject::PayloadHint;
 
 /// Default limit of listed entries on the current directory path (`--entries-max`).
 pub const ENCODER_MAX_ENTRIES: usize = 1024 * 1024;
@@ -204,7 +204,7 @@ pub fn create_archive<'a, 'h, W: Write>(
         catalog,
         Hooks {
             messages,
-            payload_boundary: None,
+            payload_hints: None,
             before_entry: None,
         },
     )?;
@@ -215,15 +215,16 @@ pub fn create_archive<'a, 'h, W: Write>(
 /// Create a v2 split archive of `source`: metadata stream to `writer`, file contents to
 /// `payload_writer`. Command-line patterns go into the PRELUDE instead of `.pxarexclude-cli`.
 ///
-/// `payload_boundary` (if given) is called with the payload-stream offset of every regular
-/// file's PAYLOAD header before it is written (a suggested chunk boundary).
+/// `payload_hints` (if given) receives the payload-stream offset of every regular file's
+/// PAYLOAD header before it is written (a suggested chunk boundary), and first the end of
+/// the start marker (a forced one).
 pub fn create_archive_split<'a, 'h, W: Write, P: Write>(
     source: impl Into<SourceDir<'a>>,
     writer: W,
     payload_writer: P,
     feature_flags: Flags,
     options: PxarCreateOptions,
-    payload_boundary: Option<&'h mut dyn FnMut(u64)>,
+    payload_hints: Option<&'h mut dyn FnMut(PayloadHint)>,
     messages: &'h mut dyn FnMut(String),
 ) -> Result<ArchiveStats> {
     run(
@@ -234,7 +235,7 @@ pub fn create_archive_split<'a, 'h, W: Write, P: Write>(
         None,
         Hooks {
             messages,
-            payload_boundary,
+            payload_hints,
             before_entry: None,
         },
     )
@@ -243,8 +244,9 @@ pub fn create_archive_split<'a, 'h, W: Write, P: Write>(
 /// Create a v2 split archive like [`create_archive_split`] in change-detection mode
 /// `metadata`: regular files whose metadata equals their entry in `reference` are not read;
 /// their PAYLOAD items are taken over from the previous payload stream by injecting whole
-/// previous chunks, announced on `injections` before any payload byte behind them is written.
-/// The payload stream position counts injected bytes as if written.
+/// previous chunks, announced on `hints` before any payload byte behind them is written.
+/// The payload stream position counts injected bytes as if written. `hints` also receives
+/// the suggested and forced chunk boundaries of [`create_archive_split`].
 ///
 /// Without a reference this is [`create_archive_split`]. With one, a change-detection
 /// summary goes to `messages` at the end.
@@ -256,13 +258,17 @@ pub fn create_archive_split_with_reference<'a, 'h, W: Write, P: Write>(
     feature_flags: Flags,
     options: PxarCreateOptions,
     reference: Option<PreviousArchiveRef>,
-    injections: Sender<InjectChunks>,
-    payload_boundary: Option<&'h mut dyn FnMut(u64)>,
+    hints: Sender<PayloadHint>,
     messages: &'h mut dyn FnMut(String),
 ) -> Result<ArchiveStats> {
     let reuse = reference
-        .map(|reference| ReuseState::new(reference, injections))
+        .map(|reference| ReuseState::new(reference, hints.clone()))
         .transpose()?;
+    // A hint nobody listens to any more only means the upload has stopped; the upload
+    // reports why.
+    let mut send_hint = move |hint: PayloadHint| {
+        let _ = hints.send(hint);
+    };
     run_with_reuse(
         source.into(),
         Outputs::Split(writer, payload_writer),
@@ -272,7 +278,7 @@ pub fn create_archive_split_with_reference<'a, 'h, W: Write, P: Write>(
         reuse,
         Hooks {
             messages,
-            payload_boundary,
+            payload_hints: Some(&mut send_hint),
             before_entry: None,
         },
     )
@@ -289,7 +295,8 @@ type EntryHook<'a> = &'a mut dyn FnMut(&[u8]);
 /// Callbacks of one run.
 struct Hooks<'a> {
     messages: &'a mut dyn FnMut(String),
-    payload_boundary: Option<&'a mut dyn FnMut(u64)>,
+    /// Receives the payload chunker's hints (split archives).
+    payload_hints: Option<&'a mut dyn FnMut(PayloadHint)>,
     /// Called with the relative path right before an entry is opened (tests use it to
     /// change the tree mid-walk).
     before_entry: Option<EntryHook<'a>>,
@@ -400,6 +407,12 @@ fn run_with_reuse<'h, W: Write, P: Write>(
         None
     };
     let mut encoder = Encoder::new(out, &metadata, payload_out, prelude.as_deref())?;
+    let mut hooks = hooks;
+    if let (Some(hint), Some(pos)) = (hooks.payload_hints.as_mut(), encoder.payload_position()) {
+        // The start marker is a chunk of its own: the files' chunks start at the same offset
+        // in every backup, so re-used chunks keep their offsets.
+        hint(PayloadHint::ForcedBoundary(pos));
+    }
 
     let mut archiver = Archiver {
         feature_flags,
@@ -425,6 +438,11 @@ fn run_with_reuse<'h, W: Write, P: Write>(
     archiver.archive_dir_contents(&mut encoder, &mut source_dir, true)?;
     archiver.finish_reuse(&mut encoder)?;
     let payload_position = encoder.payload_position();
+    if let (Some(hint), Some(pos)) = (archiver.hooks.payload_hints.as_mut(), payload_position) {
+        // The tail marker is a chunk of its own too: the last file's chunk is re-usable as a
+        // whole.
+        hint(PayloadHint::ForcedBoundary(pos));
+    }
     let mut stats = archiver.stats;
     let (out, payload_out) = encoder.finish()?;
     stats.archive_size = finish_output(out)?;
@@ -860,7 +878,7 @@ impl Archiver<'_> {
         if let Some(reuse) = self.reuse.as_mut() {
             if let Some((range, previous_size)) = reuse.reusable(name, &metadata)? {
                 if !reuse.continues_run(&range) {
-                    self.flush_reuse_cache(encoder)?;
+                    self.flush_reuse_cache(encoder, FlushCause::RunEnd)?;
                 }
                 let file = CachedFile {
                     fd,
@@ -876,11 +894,11 @@ impl Archiver<'_> {
                     None => false,
                 };
                 if full {
-                    self.flush_reuse_cache(encoder)?;
+                    self.flush_reuse_cache(encoder, FlushCause::CacheFull)?;
                 }
                 return Ok(());
             }
-            self.flush_reuse_cache(encoder)?;
+            self.flush_reuse_cache(encoder, FlushCause::RunEnd)?;
         }
         self.encode_file(encoder, fd, name, &metadata, stat)
     }
@@ -901,11 +919,11 @@ impl Archiver<'_> {
         if let Some(reuse) = self.reuse.as_mut() {
             reuse.commit(encoder)?;
         }
-        if let (Some(boundary), Some(pos)) = (
-            self.hooks.payload_boundary.as_mut(),
+        if let (Some(hint), Some(pos)) = (
+            self.hooks.payload_hints.as_mut(),
             encoder.payload_position(),
         ) {
-            boundary(pos);
+            hint(PayloadHint::SuggestedBoundary(pos));
         }
 
         let mut file = File::from(fd);

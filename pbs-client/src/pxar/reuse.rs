@@ -24,13 +24,32 @@ use pxar::encoder::{Encoder, LinkOffset, SeqWrite};
 use pxar::format::Device;
 use pxar::{EntryKind, Metadata};
 
-use crate::inject::{InjectChunks, ReusableDynamicEntry};
+use crate::inject::{InjectChunks, PayloadHint, ReusableDynamicEntry};
 
 /// Look-ahead cache size (cached files holding an open descriptor) when none is configured.
 pub const DEFAULT_CACHE_SIZE: usize = 512;
 
-/// Reuse of a run is rejected when more than this share of the injected bytes is padding.
+/// Reuse of a run is rejected when more than this share of the injected bytes is padding
+/// (upstream's rule), unless the run passes the relaxed rule below.
 pub const CHUNK_PADDING_THRESHOLD: f64 = 0.1;
+
+/// Relaxed rule: a run breaking the 10 % rule is still re-used when its padding is at most
+/// this many times its own length and the archive's padding budget allows it.
+///
+/// Upstream's rule judges each run alone, so a small changed file between unchanged ones
+/// makes every file sharing a chunk with it upload again: with files of a few KiB and a 5 %
+/// change spread over a tree, nearly all small files are uploaded again. Injecting the shared
+/// chunk before and after the changed file instead costs no upload and no storage, only
+/// unreferenced bytes in the payload stream (a restore reads them; ours fetches a chunk
+/// injected twice in a row once).
+pub const RELAXED_PADDING_FACTOR: u64 = 4;
+
+/// The padding budget of the relaxed rule: this fraction (1/n) of the previous payload
+/// stream's size, for all padding of the new stream together; past it, runs are re-encoded
+/// (which compacts them). With 1/2, padding can never grow beyond the referenced bytes over
+/// any number of backups (`P' <= (C + P) / 2` stays below `C`), so a restore reads at most
+/// twice the contents even with a client that fetches a repeated chunk again.
+pub const PADDING_BUDGET_DIVISOR: u64 = 2;
 
 /// Size of a PAYLOAD item header in the payload stream.
 const PAYLOAD_HEADER_SIZE: u64 = 16;
@@ -171,7 +190,7 @@ pub fn previous_reference_files(
 }
 
 /// Whether reusing `range_len` referenced bytes at the cost of `padding` unreferenced bytes
-/// breaks the padding rule: `padding / (range_len + padding) > CHUNK_PADDING_THRESHOLD`.
+/// breaks upstream's padding rule: `padding / (range_len + padding) > CHUNK_PADDING_THRESHOLD`.
 pub fn padding_too_large(range_len: u64, padding: u64) -> bool {
     let total = range_len as u128 + padding as u128;
     // Exact form of padding / total > 1/10.
@@ -305,6 +324,16 @@ struct PendingInjection {
     reused_end: u64,
 }
 
+/// Why the look-ahead cache is flushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FlushCause {
+    /// The run ends: a file that is changed, new or not contiguous, or the end of the walk.
+    RunEnd,
+    /// The cache is full; the next file may well continue the run in its last chunk, so
+    /// the bytes of that chunk behind the run do not count as padding yet.
+    CacheFull,
+}
+
 /// How a cached run is encoded.
 pub(crate) enum RunDecision {
     /// Reference the previous payload items: a file at previous offset `o` gets
@@ -326,7 +355,7 @@ pub(crate) struct ReuseCounters {
 /// State of the look-ahead cache and the injections of one run.
 pub(crate) struct ReuseState {
     reference: PreviousArchiveRef,
-    injections: Sender<InjectChunks>,
+    hints: Sender<PayloadHint>,
     /// Previous-archive directory matching each open directory of the walk (`None` where the
     /// previous archive has no such directory).
     previous_dirs: Vec<Option<FileEntry>>,
@@ -337,23 +366,27 @@ pub(crate) struct ReuseState {
     cached_links: HashSet<(u64, u64)>,
     pending: Option<PendingInjection>,
     pub counters: ReuseCounters,
+    /// Padding the relaxed rule may let into the new payload stream (all padding counts).
+    padding_budget: u64,
 }
 
 impl ReuseState {
     /// Starts at the previous archive's root.
-    pub fn new(reference: PreviousArchiveRef, injections: Sender<InjectChunks>) -> Result<Self> {
+    pub fn new(reference: PreviousArchiveRef, hints: Sender<PayloadHint>) -> Result<Self> {
         let root = reference
             .accessor
             .root()
             .context("previous metadata archive: cannot read the root directory")?;
+        let padding_budget = reference.payload_index.index_bytes() / PADDING_BUDGET_DIVISOR;
         Ok(Self {
             reference,
-            injections,
+            hints,
             previous_dirs: vec![Some(root)],
             cache: Vec::new(),
             cache_range: None,
             cached_files: 0,
             cached_links: HashSet::new(),
+            padding_budget,
             pending: None,
             counters: ReuseCounters::default(),
         })
@@ -466,8 +499,17 @@ impl ReuseState {
         }
     }
 
-    /// Applies the padding rule to a run covering `range` of the previous payload stream.
-    pub fn decide(&self, range: &Range<u64>) -> Result<RunDecision> {
+    /// Unreferenced bytes of the chunks injected so far (the held-back one included).
+    fn padding_so_far(&self) -> u64 {
+        let held: u64 = self
+            .pending
+            .as_ref()
+            .map_or(0, |p| p.chunks.iter().map(|c| c.size).sum());
+        (self.counters.injected_bytes + held).saturating_sub(self.counters.reused_item_bytes)
+    }
+
+    /// Applies the padding rules to a run covering `range` of the previous payload stream.
+    pub fn decide(&self, range: &Range<u64>, cause: FlushCause) -> Result<RunDecision> {
         if range.is_empty() {
             return Ok(RunDecision::Reject);
         }
@@ -481,11 +523,20 @@ impl ReuseState {
             Some(p) if continuing => range.start - p.reused_end,
             _ => span.start_padding,
         };
-        let padding = start_padding + span.end_padding;
-        if padding_too_large(range.end - range.start, padding) {
-            Ok(RunDecision::Reject)
-        } else {
+        let end_padding = match cause {
+            FlushCause::RunEnd => span.end_padding,
+            FlushCause::CacheFull => 0,
+        };
+        let padding = start_padding + end_padding;
+        let len = range.end - range.start;
+        let relaxed = || {
+            padding <= len.saturating_mul(RELAXED_PADDING_FACTOR)
+                && self.padding_so_far() + padding <= self.padding_budget
+        };
+        if !padding_too_large(len, padding) || relaxed() {
             Ok(RunDecision::Reuse { span, continuing })
+        } else {
+            Ok(RunDecision::Reject)
         }
     }
 
@@ -562,8 +613,8 @@ impl ReuseState {
         let inject = InjectChunks::new(pending.boundary, pending.chunks);
         self.counters.injected_bytes += inject.size;
         self.counters.injected_chunks += inject.chunks.len() as u64;
-        self.injections
-            .send(inject)
+        self.hints
+            .send(PayloadHint::Inject(inject))
             .map_err(|_| format_err!("payload upload stopped accepting reused chunks"))?;
         Ok(())
     }

@@ -128,8 +128,7 @@ pub async fn upload_split_archive(
     } else {
         None
     };
-    let (injections_tx, injections_rx) = std::sync::mpsc::channel();
-    let injections_rx = reference.is_some().then_some(injections_rx);
+    let (hints_tx, hints_rx) = std::sync::mpsc::channel();
     let source = spec.path.clone();
     let (meta, payload, archiver) = pxar_backup_stream::spawn_archiver(true, move |w, p| {
         let p = p.ok_or_else(|| format_err!("payload stream missing"))?;
@@ -141,8 +140,7 @@ pub async fn upload_split_archive(
             Flags::DEFAULT,
             pxar_options,
             reference,
-            injections_tx,
-            None,
+            hints_tx,
             &mut messages,
         )
     })?;
@@ -161,7 +159,7 @@ pub async fn upload_split_archive(
             payload,
             Some(options.chunk_size),
             upload_options.clone(),
-            injections_rx,
+            Some(hints_rx),
         ),
         archiver.wait(),
     );

@@ -7,12 +7,13 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use pbs_datastore::chunker::{split_reader, Chunker};
+use bytes::Bytes;
 use pbs_datastore::DynamicIndexReader;
 use pxar::{Decoder, EntryKind};
 
 use super::*;
-use crate::inject::InjectChunks;
+use crate::backup_writer::{ChunkCutter, StreamPiece};
+use crate::inject::{InjectChunks, PayloadHint};
 use crate::pxar::reuse::padding_too_large;
 
 /// Average chunk size of the simulated upload (small, so files span several chunks).
@@ -90,6 +91,9 @@ struct Run {
     meta: Vec<u8>,
     /// The bytes the archiver wrote to the payload output (without injected chunks).
     payload: Vec<u8>,
+    /// What the archiver told the payload chunker, in order.
+    hints: Vec<PayloadHint>,
+    /// The injections among the hints.
     injections: Vec<InjectChunks>,
     stats: ArchiveStats,
     messages: Vec<String>,
@@ -108,14 +112,22 @@ fn archive(root: &Path, reference: Option<PreviousArchiveRef>) -> Run {
         PxarCreateOptions::default(),
         reference,
         sender,
-        None,
         &mut |m| messages.push(m),
     )
     .unwrap();
+    let hints: Vec<PayloadHint> = receiver.try_iter().collect();
+    let injections = hints
+        .iter()
+        .filter_map(|hint| match hint {
+            PayloadHint::Inject(inject) => Some(inject.clone()),
+            _ => None,
+        })
+        .collect();
     Run {
         meta,
         payload,
-        injections: receiver.try_iter().collect(),
+        hints,
+        injections,
         stats,
         messages,
     }
@@ -128,6 +140,8 @@ struct Generation {
     payload: Vec<u8>,
     index_path: PathBuf,
     chunks: Vec<(u64, [u8; 32])>,
+    /// Bytes of the chunks the store did not have before this upload.
+    new_bytes: u64,
 }
 
 impl Generation {
@@ -146,37 +160,51 @@ struct Store {
 }
 
 impl Store {
-    /// Does what the upload does with a run: chunks the written bytes, cutting at every
-    /// injection boundary, appends injected chunks as known chunks, writes the index.
+    /// Does what the upload does with a run: cuts the written bytes with the upload's chunk
+    /// cutter and the archiver's hints, appends injected chunks as known chunks, writes the
+    /// index.
     fn upload(&mut self, run: &Run, index_path: PathBuf) -> Generation {
+        let mut cutter = ChunkCutter::dynamic(CHUNK_SIZE).unwrap();
+        for hint in &run.hints {
+            cutter.add_hint(hint.clone()).unwrap();
+        }
+        let mut pieces = Vec::new();
+        let mut emit = |piece| {
+            pieces.push(piece);
+            Ok(())
+        };
+        // Odd piece sizes: the cuts must not depend on them.
+        for piece in run.payload.chunks(1000) {
+            cutter
+                .push(Bytes::copy_from_slice(piece), &mut emit)
+                .unwrap();
+        }
+        cutter.finish(&mut emit).unwrap();
+
         let mut payload = Vec::new();
         let mut chunks = Vec::new();
-        let mut consumed = 0usize;
-        for inject in &run.injections {
-            let boundary = usize::try_from(inject.boundary).unwrap();
-            assert!(
-                boundary >= payload.len(),
-                "injection boundary went backwards"
-            );
-            let real = boundary - payload.len();
-            self.chunk(
-                &run.payload[consumed..consumed + real],
-                &mut payload,
-                &mut chunks,
-            );
-            consumed += real;
-            assert_eq!(
-                inject.size,
-                inject.chunks.iter().map(|c| c.size).sum::<u64>()
-            );
-            for chunk in &inject.chunks {
-                let data = &self.chunks[&chunk.digest];
-                assert_eq!(data.len() as u64, chunk.size);
-                payload.extend_from_slice(data);
-                chunks.push((payload.len() as u64, chunk.digest));
+        let mut new_bytes = 0;
+        for piece in pieces {
+            match piece {
+                StreamPiece::Chunk(data) => {
+                    let digest = openssl::sha::sha256(&data);
+                    if self.chunks.insert(digest, data.to_vec()).is_none() {
+                        new_bytes += data.len() as u64;
+                    }
+                    payload.extend_from_slice(&data);
+                    chunks.push((payload.len() as u64, digest));
+                }
+                StreamPiece::Injected(inject) => {
+                    assert_eq!(inject.boundary, payload.len() as u64);
+                    for chunk in &inject.chunks {
+                        let data = &self.chunks[&chunk.digest];
+                        assert_eq!(data.len() as u64, chunk.size);
+                        payload.extend_from_slice(data);
+                        chunks.push((payload.len() as u64, chunk.digest));
+                    }
+                }
             }
         }
-        self.chunk(&run.payload[consumed..], &mut payload, &mut chunks);
         assert_eq!(run.stats.payload_size, Some(payload.len() as u64));
         super::super::reuse::tests::write_index(&index_path, &chunks);
         Generation {
@@ -184,20 +212,8 @@ impl Store {
             payload,
             index_path,
             chunks,
+            new_bytes,
         }
-    }
-
-    fn chunk(&mut self, data: &[u8], payload: &mut Vec<u8>, chunks: &mut Vec<(u64, [u8; 32])>) {
-        let mut chunker = Chunker::new(CHUNK_SIZE);
-        let mut reader = data;
-        split_reader(&mut reader, &mut chunker, |chunk| -> io::Result<()> {
-            let digest = openssl::sha::sha256(chunk);
-            self.chunks.insert(digest, chunk.to_vec());
-            payload.extend_from_slice(chunk);
-            chunks.push((payload.len() as u64, digest));
-            Ok(())
-        })
-        .unwrap();
     }
 }
 
@@ -241,16 +257,11 @@ fn decode_source(root: &Path) -> Vec<Item> {
     decode(&run.meta, &run.payload)
 }
 
-/// `next` consists of fresh payload markers around all chunks of `previous`, each once (the
-/// previous markers become padding).
-fn assert_reinjected_whole(previous: &Generation, next: &Generation) {
-    let len = next.payload.len();
-    assert_eq!(len, previous.payload.len() + 32);
-    assert!(next.payload[16..len - 16] == previous.payload[..]);
-    let digests = |g: &Generation| g.chunks.iter().map(|c| c.1).collect::<Vec<_>>();
-    let next_digests = digests(next);
-    assert_eq!(next_digests.len(), previous.chunks.len() + 2);
-    assert!(next_digests[1..next_digests.len() - 1] == digests(previous)[..]);
+/// `next` is `previous` again: the same payload stream in the same chunks (the start and tail
+/// markers are chunks of their own, everything between is injected).
+fn assert_same_generation(previous: &Generation, next: &Generation) {
+    assert!(next.payload == previous.payload);
+    assert_eq!(next.chunks, previous.chunks);
 }
 
 fn contents_of(items: &[Item], path: &str) -> Vec<u8> {
@@ -322,12 +333,12 @@ fn unchanged_tree_reuses_every_file_without_reading() {
         .map(|c| c.len() as u64)
         .sum();
     assert_eq!(run.stats.reused_bytes, reused);
-    // Only the start and tail markers are written; every previous chunk is injected once.
+    // Only the start and tail markers are written (chunks of their own); every previous
+    // chunk between them is injected once, without padding.
     assert_eq!(run.payload.len(), 32);
-    assert_eq!(run.stats.injected_bytes, first.payload.len() as u64);
-    assert_eq!(run.stats.injected_chunks, first.chunks.len() as u64);
-    // Unreferenced are the previous start and tail markers.
-    assert_eq!(run.stats.padding_bytes, 32);
+    assert_eq!(run.stats.injected_bytes, first.payload.len() as u64 - 32);
+    assert_eq!(run.stats.injected_chunks, first.chunks.len() as u64 - 2);
+    assert_eq!(run.stats.padding_bytes, 0);
     let summary = run
         .messages
         .iter()
@@ -340,7 +351,7 @@ fn unchanged_tree_reuses_every_file_without_reading() {
     let second_items = decode(&second.meta, &second.payload);
     assert_eq!(second_items, first_items);
     assert_eq!(contents_of(&second_items, "/d1/f03"), old);
-    assert_reinjected_whole(&first, &second);
+    assert_same_generation(&first, &second);
 }
 
 #[test]
@@ -461,29 +472,122 @@ fn padding_rule_accepts_long_run_with_partial_chunks() {
     assert_eq!(decode(&next.meta, &next.payload), decode_source(&root));
 }
 
+/// 400 files of 300 bytes (PAYLOAD items of 316 bytes, four to a chunk); returns the root.
+fn small_files_tree(dir: &Path) -> PathBuf {
+    let root = dir.join("src");
+    std::fs::create_dir(&root).unwrap();
+    for i in 0..400 {
+        write(&root.join(format!("f{i:03}")), &pseudo_random(300, i));
+    }
+    root
+}
+
+#[test]
+fn scattered_small_changes_reuse_the_chunks_around_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = small_files_tree(dir.path());
+    let mut store = Store::default();
+    let first = store.upload(&archive(&root, None), dir.path().join("1.didx"));
+    assert!(first.chunks.len() > 100, "{}", first.chunks.len());
+
+    // Every 20th file changes: every run of 19 unchanged files shares its first and last
+    // chunk with a changed file, far more than 10 % padding. The relaxed rule re-uses the
+    // runs anyway (those chunks are injected before and after the changed file), so only the
+    // changed files are read and stored.
+    let changed: Vec<u32> = (10..400).step_by(20).collect();
+    for &i in &changed {
+        change(
+            &root.join(format!("f{i:03}")),
+            &pseudo_random(300, 1000 + i),
+        );
+    }
+    let run = archive(&root, Some(first.reference(512)));
+    assert_eq!(
+        run.stats.files_read,
+        changed.len() as u64,
+        "{:?}",
+        run.stats
+    );
+    assert_eq!(run.stats.reuse_rejected_files, 0);
+    assert!(run.stats.padding_bytes > 0);
+    assert!(run.stats.padding_bytes <= first.payload.len() as u64 / 2);
+    let next = store.upload(&run, dir.path().join("2.didx"));
+    assert!(
+        next.new_bytes <= changed.len() as u64 * 316,
+        "{} new bytes",
+        next.new_bytes
+    );
+    assert_eq!(decode(&next.meta, &next.payload), decode_source(&root));
+
+    // Unchanged again: the padded generation is kept as it is.
+    let run = archive(&root, Some(next.reference(512)));
+    assert_eq!(run.stats.files_read, 0, "{:?}", run.stats);
+    let again = store.upload(&run, dir.path().join("3.didx"));
+    assert_eq!(again.new_bytes, 0);
+    assert_same_generation(&next, &again);
+}
+
+#[test]
+fn padding_budget_limits_the_relaxed_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = small_files_tree(dir.path());
+    let mut store = Store::default();
+    let first = store.upload(&archive(&root, None), dir.path().join("1.didx"));
+
+    // Every 3rd file changes: re-using all runs of two files would make padding of about a
+    // chunk per change, more than the budget of half the previous stream.
+    for i in (1..400).step_by(3) {
+        change(
+            &root.join(format!("f{i:03}")),
+            &pseudo_random(300, 2000 + i),
+        );
+    }
+    let run = archive(&root, Some(first.reference(512)));
+    assert!(run.stats.reused_files > 0, "{:?}", run.stats);
+    assert!(run.stats.reuse_rejected_files > 0, "{:?}", run.stats);
+    assert!(
+        run.stats.padding_bytes <= first.payload.len() as u64 / 2,
+        "{:?}",
+        run.stats
+    );
+    let next = store.upload(&run, dir.path().join("2.didx"));
+    assert_eq!(decode(&next.meta, &next.payload), decode_source(&root));
+}
+
 #[test]
 fn runs_split_by_a_deleted_file_share_the_held_back_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("src");
     std::fs::create_dir(&root).unwrap();
+    // PAYLOAD items of 416 bytes: a suggested boundary is taken once a chunk holds at least
+    // 1 KiB, so every chunk holds three files (f18, f19 and f20 share one).
     for i in 0..40 {
-        let size = if i == 20 { 10 } else { 20_000 };
-        write(&root.join(format!("f{i:02}")), &pseudo_random(size, i));
+        write(&root.join(format!("f{i:02}")), &pseudo_random(400, i));
     }
     let mut store = Store::default();
     let first = store.upload(&archive(&root, None), dir.path().join("1.didx"));
+    let sizes: Vec<u64> = first
+        .chunks
+        .iter()
+        .scan(0, |end, c| {
+            let size = c.0 - *end;
+            *end = c.0;
+            Some(size)
+        })
+        .collect();
+    assert_eq!(sizes[..3], [16, 3 * 416, 3 * 416], "{sizes:?}");
 
-    std::fs::remove_file(root.join("f20")).unwrap();
+    std::fs::remove_file(root.join("f19")).unwrap();
     let run = archive(&root, Some(first.reference(512)));
     assert_eq!(run.stats.reused_files, 39, "{:?}", run.stats);
     assert_eq!(run.stats.files_read, 0);
-    // Both runs live in one injection: the chunk holding the end of f19 and the start of
-    // f21 is injected once, so every previous chunk is injected exactly once.
+    // Both runs live in one injection: the chunk holding f18 and f20 is injected once, so
+    // every previous chunk is injected exactly once; f19's item is the only padding.
     assert_eq!(run.injections.len(), 1);
-    assert_eq!(run.stats.injected_bytes, first.payload.len() as u64);
-    assert_eq!(run.stats.padding_bytes, 32 + 16 + 10);
+    assert_eq!(run.stats.injected_bytes, first.payload.len() as u64 - 32);
+    assert_eq!(run.stats.padding_bytes, 416);
     let next = store.upload(&run, dir.path().join("2.didx"));
-    assert_reinjected_whole(&first, &next);
+    assert_same_generation(&first, &next);
     assert_eq!(decode(&next.meta, &next.payload), decode_source(&root));
 }
 
@@ -506,14 +610,17 @@ fn cache_limit_flushes_runs() {
     assert_eq!(run.stats.files_read, 0, "{:?}", run.stats);
     assert_eq!(run.stats.reused_files, 34);
     let next = store.upload(&run, dir.path().join("2.didx"));
-    assert_reinjected_whole(&first, &next);
+    assert_same_generation(&first, &next);
     assert_eq!(decode(&next.meta, &next.payload), decode_source(&root));
 
-    // One file per run: `g` alone breaks the padding rule and is read.
+    // One file per run: `g` (116 bytes) shares its chunk with the start of `h`, but a run
+    // flushed by the full cache is not charged for the rest of its last chunk (the next run
+    // continues there), so it is re-used too and the generation is the same again.
     let run = archive(&root, Some(first.reference(1)));
-    assert!(run.stats.reuse_rejected_files >= 1, "{:?}", run.stats);
-    assert_eq!(run.stats.reuse_rejected_files, run.stats.files_read);
+    assert_eq!(run.stats.files_read, 0, "{:?}", run.stats);
+    assert_eq!(run.stats.reuse_rejected_files, 0);
     let next = store.upload(&run, dir.path().join("3.didx"));
+    assert_same_generation(&first, &next);
     assert_eq!(decode(&next.meta, &next.payload), decode_source(&root));
 }
 
@@ -536,7 +643,7 @@ fn hardlinks_to_cached_files() {
     // One run: the hardlinks did not split it.
     assert_eq!(run.injections.len(), 1);
     let next = store.upload(&run, dir.path().join("2.didx"));
-    assert_reinjected_whole(&first, &next);
+    assert_same_generation(&first, &next);
     let items = decode(&next.meta, &next.payload);
     assert_eq!(items, decode_source(&root));
     assert!(items.iter().any(|i| i.path == Path::new("/sub/c")

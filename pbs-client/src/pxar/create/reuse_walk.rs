@@ -6,7 +6,7 @@ use anyhow::{format_err, Result};
 use pxar::encoder::{Encoder, SeqWrite};
 
 use super::{encode_entry, human_bytes, ArchiveError, Archiver};
-use crate::pxar::reuse::{Deferred, RunDecision};
+use crate::pxar::reuse::{Deferred, FlushCause, RunDecision};
 
 impl Archiver<'_> {
     /// Encode a non-file entry now, or queue it behind the cached files.
@@ -25,10 +25,11 @@ impl Archiver<'_> {
     }
 
     /// Encode the cached run: as references into reused chunks, or normally if the padding
-    /// rule rejects reuse.
+    /// rules reject reuse.
     pub(super) fn flush_reuse_cache<W: SeqWrite, P: SeqWrite>(
         &mut self,
         encoder: &mut Encoder<W, P>,
+        cause: FlushCause,
     ) -> Result<()> {
         let Some(reuse) = self.reuse.as_mut() else {
             return Ok(());
@@ -36,7 +37,7 @@ impl Archiver<'_> {
         let Some(run) = reuse.take_run() else {
             return Ok(());
         };
-        match reuse.decide(&run.range)? {
+        match reuse.decide(&run.range, cause)? {
             RunDecision::Reuse { span, continuing } => {
                 let base = reuse.begin_reuse(encoder, continuing)?;
                 let mut item_bytes = 0;
@@ -119,7 +120,7 @@ impl Archiver<'_> {
         &mut self,
         encoder: &mut Encoder<W, P>,
     ) -> Result<()> {
-        self.flush_reuse_cache(encoder)?;
+        self.flush_reuse_cache(encoder, FlushCause::RunEnd)?;
         let Some(reuse) = self.reuse.as_mut() else {
             return Ok(());
         };

@@ -822,7 +822,7 @@ fn payload_boundaries_point_at_payload_headers() {
     write(&tmp.path().join("a"), b"first");
     write(&tmp.path().join("b/c"), b"");
     write(&tmp.path().join("d"), b"third file");
-    let mut boundaries = Vec::new();
+    let mut hints = Vec::new();
     let mut out = Vec::new();
     let mut payload = Vec::new();
     create_archive_split(
@@ -831,11 +831,26 @@ fn payload_boundaries_point_at_payload_headers() {
         &mut payload,
         Flags::DEFAULT,
         PxarCreateOptions::default(),
-        Some(&mut |pos| boundaries.push(pos)),
+        Some(&mut |hint| hints.push(hint)),
         &mut |m| panic!("{m}"),
     )
     .unwrap();
-    // start marker 16, PAYLOAD("first") 21, PAYLOAD("") 16
+    // The start marker (16 bytes) ends a chunk; then PAYLOAD("first") 21, PAYLOAD("") 16,
+    // PAYLOAD("third file") 26; the tail marker starts a chunk.
+    use crate::inject::PayloadHint;
+    assert_eq!(hints[0], PayloadHint::ForcedBoundary(16));
+    assert_eq!(
+        hints.last(),
+        Some(&PayloadHint::ForcedBoundary(16 + 21 + 16 + 26))
+    );
+    assert_eq!(payload.len(), 16 + 21 + 16 + 26 + 16);
+    let boundaries: Vec<u64> = hints[1..hints.len() - 1]
+        .iter()
+        .map(|hint| match hint {
+            PayloadHint::SuggestedBoundary(pos) => *pos,
+            other => panic!("unexpected hint {other:?}"),
+        })
+        .collect();
     assert_eq!(boundaries, [16, 16 + 21, 16 + 21 + 16]);
     for pos in boundaries {
         let header = &payload[pos as usize..pos as usize + 8];
@@ -1351,7 +1366,7 @@ fn vanished_file_is_a_warning() {
         None,
         Hooks {
             messages: &mut |m| messages.push(m),
-            payload_boundary: None,
+            payload_hints: None,
             before_entry: Some(&mut hook),
         },
     )
@@ -1390,7 +1405,7 @@ fn file_changing_size_is_a_warning() {
         None,
         Hooks {
             messages: &mut |m| messages.push(m),
-            payload_boundary: None,
+            payload_hints: None,
             before_entry: Some(&mut hook),
         },
     )
