@@ -3,7 +3,8 @@
 //! Layout: `magic (8) || crc32 LE (4) [|| iv (16) || tag (16)] || payload`. The CRC covers the
 //! payload only (for encrypted blobs: the ciphertext only).
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::Read;
 use std::sync::OnceLock;
 
 use pbs_api_types::CryptMode;
@@ -153,7 +154,7 @@ impl DataBlob {
         raw.resize(BLOB_HEADER_SIZE, 0);
         let mut kind = BlobKind::Uncompressed;
         if compress {
-            match zstd_stream_into(raw, data) {
+            match zstd_compress_into(raw, data, false) {
                 Ok(compressed) => {
                     raw = compressed;
                     kind = BlobKind::Compressed;
@@ -178,7 +179,7 @@ impl DataBlob {
         compress: bool,
     ) -> Result<DataBlob, BlobError> {
         let compressed = if compress {
-            zstd_bulk_smaller(data)?
+            zstd_bulk_smaller(data)
         } else {
             None
         };
@@ -451,121 +452,115 @@ fn check_length_and_digest(
     Ok(())
 }
 
-/// A `Vec` writer refusing to grow beyond `limit` bytes; lets compression stop as soon as its
-/// output can no longer be smaller than the input.
-struct CappedVec {
-    buf: Vec<u8>,
-    limit: usize,
+thread_local! {
+    /// One compression context per thread, reused for every blob: creating and initialising
+    /// one costs more than compressing a small chunk.
+    static COMPRESSOR: RefCell<Option<zstd::zstd_safe::CCtx<'static>>> = const { RefCell::new(None) };
+    /// One decompression context per thread, likewise.
+    static DECOMPRESSOR: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> = const { RefCell::new(None) };
 }
 
-impl Write for CappedVec {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > self.limit {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                "compressed data not smaller than input",
-            ));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Streams `data` through zstd (no content size in the frame header), appending to `buf`.
+/// Compresses `data` in one pass into `buf` behind its current contents, with or without
+/// the content size in the frame header (upstream's streaming encoder writes none).
 ///
-/// Returns `Err(buf)` (with unspecified contents after its original length) if the compressed
-/// data is not strictly shorter than `data`.
-fn zstd_stream_into(buf: Vec<u8>, data: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
-    let limit = buf.len() + data.len().saturating_sub(1);
+/// Returns `Err(buf)`, truncated back to its original length, if the compressed data is not
+/// strictly shorter than `data` (or compression failed: storing uncompressed is always
+/// valid).
+fn zstd_compress_into(
+    mut buf: Vec<u8>,
+    data: &[u8],
+    content_size: bool,
+) -> Result<Vec<u8>, Vec<u8>> {
+    use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective;
+    use zstd::zstd_safe::{CCtx, CParameter, InBuffer, OutBuffer, ResetDirective};
+
+    let start = buf.len();
     if data.is_empty() {
         return Err(buf);
     }
-    let raw_encoder = match zstd::stream::raw::Encoder::new(ZSTD_LEVEL) {
-        Ok(encoder) => encoder,
-        // Only fails on allocation failure; storing uncompressed is always valid.
-        Err(_) => return Err(buf),
-    };
-    let writer = CappedVec { buf, limit };
-    let mut encoder = zstd::stream::write::Encoder::with_encoder(writer, raw_encoder);
-    let result = encoder.write_all(data).and_then(|()| encoder.do_finish());
-    let buf = std::mem::take(&mut encoder.get_mut().buf);
-    match result {
-        Ok(()) => Ok(buf),
-        Err(_) => Err(buf),
+    // Room for the worst case lets zstd compress straight from `data` into `buf` in one
+    // call, without copying the input through its window buffer.
+    buf.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    let end = COMPRESSOR.with(|slot| {
+        let mut slot = slot.try_borrow_mut().ok()?;
+        if slot.is_none() {
+            *slot = CCtx::try_create();
+        }
+        let cctx = slot.as_mut()?;
+        cctx.reset(ResetDirective::SessionOnly).ok()?;
+        cctx.set_parameter(CParameter::CompressionLevel(ZSTD_LEVEL))
+            .ok()?;
+        cctx.set_parameter(CParameter::ContentSizeFlag(content_size))
+            .ok()?;
+        let mut input = InBuffer::around(data);
+        let mut output = OutBuffer::around_pos(&mut buf, start);
+        match cctx.compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_end) {
+            Ok(0) => Some(output.pos()),
+            _ => None,
+        }
+    });
+    match end {
+        Some(end) if end - start < data.len() => Ok(buf),
+        _ => {
+            buf.truncate(start);
+            Err(buf)
+        }
     }
 }
 
 /// One-shot zstd compression (content size in the frame header); `None` unless strictly smaller.
-fn zstd_bulk_smaller(data: &[u8]) -> Result<Option<Vec<u8>>, BlobError> {
-    if data.is_empty() {
-        return Ok(None);
-    }
-    let mut compressor =
-        zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(BlobError::CompressionFailed)?;
-    // zstd fails early on a destination smaller than its bound even where the result would
-    // fit, so compress fully and compare.
-    let compressed = compressor
-        .compress(data)
-        .map_err(BlobError::CompressionFailed)?;
-    Ok((compressed.len() < data.len()).then_some(compressed))
+fn zstd_bulk_smaller(data: &[u8]) -> Option<Vec<u8>> {
+    zstd_compress_into(Vec::new(), data, true).ok()
 }
 
-/// Decompresses a sequence of zstd frames into `out`, never holding more than `limit` + 1
-/// decompressed bytes.
+/// Decompresses a sequence of zstd frames into `out` (appending), never holding more than
+/// `limit` + 1 decompressed bytes.
+///
+/// The frames' block headers bound the decompressed size, so one allocation and one pass
+/// straight into `out` suffice, with a per-thread context.
 fn zstd_decompress_bounded(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), BlobError> {
-    use zstd::stream::raw::Operation;
-    use zstd::zstd_safe::{InBuffer, OutBuffer};
+    use zstd::zstd_safe::zstd_sys::{ZSTD_ErrorCode, ZSTD_getErrorCode};
+    use zstd::zstd_safe::DCtx;
 
-    let fail = |msg: String| BlobError::DecompressionFailed(msg);
+    let fail = |msg: &str| BlobError::DecompressionFailed(msg.to_string());
     if input.is_empty() {
         return Ok(());
     }
     let hard_cap = limit.saturating_add(1);
-    let initial = match zstd::zstd_safe::get_frame_content_size(input) {
-        Ok(Some(size)) => usize::try_from(size).unwrap_or(usize::MAX),
-        _ => input.len().saturating_mul(4),
-    }
-    .clamp(1, hard_cap);
-    out.reserve_exact(initial);
-
-    let mut decoder = zstd::stream::raw::Decoder::new().map_err(|e| fail(e.to_string()))?;
-    let mut in_buf = InBuffer::around(input);
-    loop {
-        if out.len() == out.capacity() {
-            if out.len() >= hard_cap {
-                return Err(BlobError::DecodedTooLarge { limit });
+    let bound = zstd::zstd_safe::decompress_bound(input)
+        .map_err(|code| fail(zstd::zstd_safe::get_error_name(code)))?;
+    let capacity = usize::try_from(bound).map_or(hard_cap, |bound| bound.min(hard_cap));
+    let mut decoded = Vec::with_capacity(capacity);
+    let result = DECOMPRESSOR.with(|slot| {
+        let mut slot = slot
+            .try_borrow_mut()
+            .map_err(|_| fail("decompression context busy"))?;
+        if slot.is_none() {
+            *slot = DCtx::try_create();
+        }
+        let dctx = slot
+            .as_mut()
+            .ok_or_else(|| fail("cannot allocate a decompression context"))?;
+        dctx.decompress(&mut decoded, input).map_err(|code| {
+            // SAFETY: plain FFI call on an error code.
+            let kind = unsafe { ZSTD_getErrorCode(code) };
+            if kind == ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall && capacity == hard_cap {
+                BlobError::DecodedTooLarge { limit }
+            } else {
+                fail(zstd::zstd_safe::get_error_name(code))
             }
-            let grow = out.len().max(64 * 1024).min(hard_cap - out.len());
-            out.reserve_exact(grow);
-        }
-        let before_in = in_buf.pos();
-        let before_out = out.len();
-        let start = out.len();
-        let hint = {
-            let mut out_buf = OutBuffer::around_pos(&mut *out, start);
-            decoder
-                .run(&mut in_buf, &mut out_buf)
-                .map_err(|e| fail(e.to_string()))?
-        };
-        if out.len() > limit {
-            return Err(BlobError::DecodedTooLarge { limit });
-        }
-        let input_done = in_buf.pos() == input.len();
-        let output_full = out.len() == out.capacity();
-        if hint == 0 && input_done {
-            return Ok(());
-        }
-        if input_done && !output_full {
-            return Err(fail("truncated zstd frame".to_string()));
-        }
-        if in_buf.pos() == before_in && out.len() == before_out && !output_full {
-            return Err(fail("zstd decoder made no progress".to_string()));
-        }
+        })
+    });
+    result?;
+    if decoded.len() > limit {
+        return Err(BlobError::DecodedTooLarge { limit });
     }
+    if out.is_empty() {
+        *out = decoded;
+    } else {
+        out.extend_from_slice(&decoded);
+    }
+    Ok(())
 }
 
 /// Builds chunks: computes the chunk digest and encodes the blob.
@@ -872,6 +867,8 @@ mod tests {
         for len in [16usize, 20, 24, 32, 48, 64, 100, 200] {
             let mut data = random_bytes(len);
             data[len / 2..].fill(7);
+            // A streaming frame has the same header layout (window descriptor, no content
+            // size) and, for one block, the same length; only the window size may differ.
             let full_stream = zstd::stream::encode_all(data.as_slice(), ZSTD_LEVEL).unwrap();
             let blob = DataBlob::encode(&data, None, true).unwrap();
             assert_eq!(
@@ -880,7 +877,13 @@ mod tests {
                 "{len}"
             );
             if blob.is_compressed() {
-                assert_eq!(&blob.raw_data()[12..], full_stream.as_slice());
+                let frame = &blob.raw_data()[12..];
+                assert_eq!(frame.len(), full_stream.len(), "{len}");
+                assert!(matches!(
+                    zstd::zstd_safe::get_frame_content_size(frame),
+                    Ok(None)
+                ));
+                assert_eq!(blob.decode(None, None).unwrap(), data);
             }
             let full_bulk = zstd::bulk::compress(&data, ZSTD_LEVEL).unwrap();
             let config = CryptConfig::new(test_key()).unwrap();
