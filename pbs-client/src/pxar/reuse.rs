@@ -46,9 +46,9 @@ pub const RELAXED_PADDING_FACTOR: u64 = 4;
 
 /// The padding budget of the relaxed rule: this fraction (1/n) of the previous payload
 /// stream's size, for all padding of the new stream together; past it, runs are re-encoded
-/// (which compacts them). With 1/2, padding can never grow beyond the referenced bytes over
-/// any number of backups (`P' <= (C + P) / 2` stays below `C`), so a restore reads at most
-/// twice the contents even with a client that fetches a repeated chunk again.
+/// (which compacts them). With 1/2, the budgeted padding cannot pile up over many backups
+/// (`P' <= (C + P) / 2` stays below the referenced bytes `C`), so a restore reads about twice
+/// the contents at most, even with a client that fetches a repeated chunk again.
 pub const PADDING_BUDGET_DIVISOR: u64 = 2;
 
 /// Size of a PAYLOAD item header in the payload stream.
