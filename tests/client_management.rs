@@ -260,11 +260,11 @@ fn management_commands_end_to_end() {
 ┌─────────────────────────────┬───────────┬───────────────────────────────────────┐
 │ snapshot                    │      size │ files                                 │
 ╞═════════════════════════════╪═══════════╪═══════════════════════════════════════╡
-│ vm/100/2023-11-14T22:13:20Z │ 8.333 KiB │ index.json qemu-server.conf root.pxar │
+│ vm/100/2023-11-14T22:13:20Z │ 8.328 KiB │ index.json qemu-server.conf root.pxar │
 ├─────────────────────────────┼───────────┼───────────────────────────────────────┤
-│ vm/100/2023-11-15T22:13:20Z │ 8.332 KiB │ index.json qemu-server.conf root.pxar │
+│ vm/100/2023-11-15T22:13:20Z │ 8.329 KiB │ index.json qemu-server.conf root.pxar │
 ├─────────────────────────────┼───────────┼───────────────────────────────────────┤
-│ vm/100/2023-11-16T22:13:20Z │ 8.334 KiB │ index.json qemu-server.conf root.pxar │
+│ vm/100/2023-11-16T22:13:20Z │ 8.329 KiB │ index.json qemu-server.conf root.pxar │
 └─────────────────────────────┴───────────┴───────────────────────────────────────┘
 ";
     assert_eq!(fx.ok(&["snapshot", "list", "vm/100"]), expected);
