@@ -49,14 +49,15 @@ impl<R: AsyncReadChunk + 'static> ParallelChunkFetcher<R> {
     pub fn chunks(&self, index: SharedIndex) -> impl Stream<Item = Result<Vec<u8>, Error>> + Send {
         let source = Arc::clone(&self.source);
         let count = index.index_count();
-        let next_use = next_uses(&*index, REPEAT_WINDOW_BYTES);
+        let used_again = used_again_soon(&*index, REPEAT_WINDOW_BYTES);
         let mut kept: HashMap<[u8; 32], SharedChunk> = HashMap::new();
         futures::stream::iter(0..count)
             .map(move |pos| {
                 let info = index.chunk_info(pos);
+                let again = used_again.get(pos).copied().unwrap_or(false);
                 let reused = info.as_ref().and_then(|info| {
                     let shared = kept.get(&info.digest).cloned()?;
-                    if next_use[pos].is_none() {
+                    if !again {
                         kept.remove(&info.digest);
                     }
                     Some(shared)
@@ -64,36 +65,33 @@ impl<R: AsyncReadChunk + 'static> ParallelChunkFetcher<R> {
                 let fetch = match reused {
                     Some(shared) => shared,
                     None => {
-                        let keep = info
-                            .as_ref()
-                            .map(|i| i.digest)
-                            .filter(|_| next_use[pos].is_some());
+                        let digest = info.as_ref().map(|i| i.digest);
                         let source = Arc::clone(&source);
                         let fetch: BoxFuture<'static, Result<Arc<Vec<u8>>, Arc<Error>>> =
                             async move {
-                                let info =
-                                    info.ok_or_else(|| format_err!("index has no chunk {pos}"))?;
-                                let data = source.read_chunk(&info.digest).await?;
-                                check_size(&info, &data)?;
-                                Ok(Arc::new(data))
+                                let digest = digest
+                                    .ok_or_else(|| format_err!("index has no chunk {pos}"))?;
+                                Ok(Arc::new(source.read_chunk(&digest).await?))
                             }
                             .map_err(Arc::new)
                             .boxed();
                         let shared = fetch.shared();
-                        if let Some(digest) = keep {
+                        if let (Some(digest), true) = (digest, again) {
                             kept.insert(digest, shared.clone());
                         }
                         shared
                     }
                 };
                 async move {
-                    match fetch.await {
+                    let data = match fetch.await {
                         // The last holder gets the buffer itself; earlier ones a copy.
-                        Ok(data) => {
-                            Ok(Arc::try_unwrap(data).unwrap_or_else(|data| (*data).clone()))
-                        }
-                        Err(err) => Err(format_err!("{err:#}")),
-                    }
+                        Ok(data) => Arc::try_unwrap(data).unwrap_or_else(|data| (*data).clone()),
+                        Err(err) => bail!("{err:#}"),
+                    };
+                    // Every position checks its own index size, shared data or not.
+                    let info = info.ok_or_else(|| format_err!("index has no chunk {pos}"))?;
+                    check_size(&info, &data)?;
+                    Ok(data)
                 }
             })
             .buffered(self.in_flight)
@@ -107,24 +105,29 @@ type SharedChunk = Shared<BoxFuture<'static, Result<Arc<Vec<u8>>, Arc<Error>>>>;
 /// its next use; bounds the memory of kept chunks.
 const REPEAT_WINDOW_BYTES: u64 = 64 << 20;
 
-/// For every position of `index`: the next position with the same digest, if it starts at
-/// most `window` bytes after this chunk ends.
-fn next_uses(index: &dyn IndexFile, window: u64) -> Vec<Option<usize>> {
+/// For every position of `index`: whether the same digest occurs again at a chunk starting
+/// at most `window` bytes after this one ends. Memory stays bounded for huge indexes: only
+/// digests seen within the window (and the last few thousand positions) are remembered.
+fn used_again_soon(index: &dyn IndexFile, window: u64) -> Vec<bool> {
+    const PRUNE_EVERY: usize = 4096;
     let count = index.index_count();
-    let mut next = vec![None; count];
-    let mut seen: HashMap<[u8; 32], (usize, u64)> = HashMap::new();
+    let mut again = vec![false; count];
+    // Digest -> start of its nearest later occurrence.
+    let mut seen: HashMap<[u8; 32], u64> = HashMap::new();
     for pos in (0..count).rev() {
         let Some(info) = index.chunk_info(pos) else {
             continue;
         };
-        if let Some(&(later, later_start)) = seen.get(&info.digest) {
-            if later_start.saturating_sub(info.range.end) <= window {
-                next[pos] = Some(later);
-            }
+        if let Some(&later_start) = seen.get(&info.digest) {
+            again[pos] = later_start.saturating_sub(info.range.end) <= window;
         }
-        seen.insert(info.digest, (pos, info.range.start));
+        seen.insert(info.digest, info.range.start);
+        if pos % PRUNE_EVERY == 0 {
+            let end = info.range.end;
+            seen.retain(|_, start| start.saturating_sub(end) <= window);
+        }
     }
-    next
+    again
 }
 
 fn check_size(info: &ChunkReadInfo, data: &[u8]) -> Result<(), Error> {
@@ -430,33 +433,13 @@ mod tests {
         std::fs::write(dir.path().join("s.didx"), file).unwrap();
         let index = open(&dir);
         assert_eq!(
-            next_uses(&index, u64::MAX),
-            [
-                Some(2),
-                Some(8),
-                Some(7),
-                None,
-                Some(5),
-                Some(6),
-                None,
-                None,
-                None
-            ]
+            used_again_soon(&index, u64::MAX),
+            [true, true, true, false, true, true, false, false, false]
         );
         // With a window of 2000 bytes the last `1` is too far from the first one.
         assert_eq!(
-            next_uses(&index, 2000),
-            [
-                Some(2),
-                None,
-                None,
-                None,
-                Some(5),
-                Some(6),
-                None,
-                None,
-                None
-            ]
+            used_again_soon(&index, 2000),
+            [true, false, false, false, true, true, false, false, false]
         );
 
         let source = Arc::new(source);
@@ -467,6 +450,28 @@ mod tests {
         // 0 and 1 are fetched once each, 2 once, 3 once: the last 0 and 1 are within the
         // 64 MiB window too.
         assert_eq!(source.fetched.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repeated_chunk_with_another_index_size_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = MemorySource::default();
+        let piece = vec![9u8; 1000];
+        let (blob, digest) = DataChunkBuilder::new(&piece).build().unwrap();
+        source.chunks.insert(digest, blob);
+        // The second entry claims 2000 bytes for the same 1000-byte chunk.
+        let mut file = vec![0u8; 4096];
+        file[..8].copy_from_slice(&DYNAMIC_SIZED_CHUNK_INDEX_1_0);
+        for end in [1000u64, 3000] {
+            file.extend_from_slice(&end.to_le_bytes());
+            file.extend_from_slice(&digest);
+        }
+        std::fs::write(dir.path().join("s.didx"), file).unwrap();
+        let err = restore_index_to_writer(Arc::new(source), Arc::new(open(&dir)), Vec::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not match the index (2000)"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -530,7 +530,12 @@ fn zstd_decompress_bounded(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Res
     let bound = zstd::zstd_safe::decompress_bound(input)
         .map_err(|code| fail(zstd::zstd_safe::get_error_name(code)))?;
     let capacity = usize::try_from(bound).map_or(hard_cap, |bound| bound.min(hard_cap));
-    let mut decoded = Vec::with_capacity(capacity);
+    // Decoding straight into `out` keeps the buffer a caller reuses; zstd writes from its
+    // start, so only an empty `out` can take the output directly.
+    let mut scratch = Vec::new();
+    let direct = out.is_empty();
+    let decoded = if direct { &mut *out } else { &mut scratch };
+    decoded.reserve_exact(capacity);
     let result = DECOMPRESSOR.with(|slot| {
         let mut slot = slot
             .try_borrow_mut()
@@ -541,7 +546,7 @@ fn zstd_decompress_bounded(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Res
         let dctx = slot
             .as_mut()
             .ok_or_else(|| fail("cannot allocate a decompression context"))?;
-        dctx.decompress(&mut decoded, input).map_err(|code| {
+        dctx.decompress(&mut *decoded, input).map_err(|code| {
             // SAFETY: plain FFI call on an error code.
             let kind = unsafe { ZSTD_getErrorCode(code) };
             if kind == ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall && capacity == hard_cap {
@@ -555,10 +560,8 @@ fn zstd_decompress_bounded(input: &[u8], limit: usize, out: &mut Vec<u8>) -> Res
     if decoded.len() > limit {
         return Err(BlobError::DecodedTooLarge { limit });
     }
-    if out.is_empty() {
-        *out = decoded;
-    } else {
-        out.extend_from_slice(&decoded);
+    if !direct {
+        out.extend_from_slice(&scratch);
     }
     Ok(())
 }

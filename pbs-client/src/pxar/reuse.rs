@@ -329,8 +329,9 @@ struct PendingInjection {
 pub(crate) enum FlushCause {
     /// The run ends: a file that is changed, new or not contiguous, or the end of the walk.
     RunEnd,
-    /// The cache is full; the next file may well continue the run in its last chunk, so
-    /// the bytes of that chunk behind the run do not count as padding yet.
+    /// The cache is full; the next file may well continue the run in its last chunk, so the
+    /// bytes of that chunk behind the run are held against the budget only, not against the
+    /// run's padding ratio.
     CacheFull,
 }
 
@@ -501,11 +502,15 @@ impl ReuseState {
 
     /// Unreferenced bytes of the chunks injected so far (the held-back one included).
     fn padding_so_far(&self) -> u64 {
-        let held: u64 = self
-            .pending
-            .as_ref()
-            .map_or(0, |p| p.chunks.iter().map(|c| c.size).sum());
-        (self.counters.injected_bytes + held).saturating_sub(self.counters.reused_item_bytes)
+        let held: u64 = self.pending.as_ref().map_or(0, |p| {
+            p.chunks
+                .iter()
+                .fold(0u64, |sum, c| sum.saturating_add(c.size))
+        });
+        self.counters
+            .injected_bytes
+            .saturating_add(held)
+            .saturating_sub(self.counters.reused_item_bytes)
     }
 
     /// Applies the padding rules to a run covering `range` of the previous payload stream.
@@ -523,21 +528,28 @@ impl ReuseState {
             Some(p) if continuing => range.start - p.reused_end,
             _ => span.start_padding,
         };
-        let end_padding = match cause {
-            FlushCause::RunEnd => span.end_padding,
-            FlushCause::CacheFull => 0,
-        };
-        let padding = start_padding + end_padding;
         let len = range.end - range.start;
-        let relaxed = || {
-            padding <= len.saturating_mul(RELAXED_PADDING_FACTOR)
-                && self.padding_so_far() + padding <= self.padding_budget
+        let padding_so_far = self.padding_so_far();
+        let within_budget =
+            |padding: u64| padding_so_far.saturating_add(padding) <= self.padding_budget;
+        let acceptable = |padding: u64| {
+            !padding_too_large(len, padding)
+                || (padding <= len.saturating_mul(RELAXED_PADDING_FACTOR) && within_budget(padding))
         };
-        if !padding_too_large(len, padding) || relaxed() {
-            Ok(RunDecision::Reuse { span, continuing })
+        let worst = start_padding.saturating_add(span.end_padding);
+        let reuse = match cause {
+            FlushCause::RunEnd => acceptable(worst),
+            // The tail of the last chunk is only wasted if the next file does not continue
+            // the run; should that happen, the budget must cover it.
+            FlushCause::CacheFull => {
+                acceptable(worst) || (acceptable(start_padding) && within_budget(worst))
+            }
+        };
+        Ok(if reuse {
+            RunDecision::Reuse { span, continuing }
         } else {
-            Ok(RunDecision::Reject)
-        }
+            RunDecision::Reject
+        })
     }
 
     /// New-stream offset of the span's first chunk; commits a held-back injection the run
