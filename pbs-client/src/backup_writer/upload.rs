@@ -12,7 +12,7 @@ use anyhow::{bail, format_err, Error};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::append_batch::{append_body, EntryBatcher, IndexEntry};
@@ -24,6 +24,11 @@ use crate::inject::{InjectChunks, PayloadHint};
 
 /// Upload requests (and merged known runs) queued ahead of the appends.
 const UPLOAD_QUEUE_DEPTH: usize = 64;
+
+/// Encoded chunk bytes (KiB) that may be on their way to the server at once. With large
+/// incompressible chunks the request count alone would let 64 × 4 MiB wait in memory here
+/// and on the server; this keeps both at a fraction of that without starving the link.
+const UPLOAD_KIB_IN_FLIGHT: u32 = 48 * 1024;
 
 /// Input pieces buffered between the stream and the chunker thread.
 const INPUT_QUEUE_DEPTH: usize = 16;
@@ -99,6 +104,7 @@ pub(super) async fn upload_index(upload: IndexUpload) -> Result<IndexTotals, Err
     let appender = tokio::spawn(run_appender(h2.clone(), wid, kind, queue_rx));
 
     let mut state = IndexState::new(kind, known);
+    let in_flight = Arc::new(Semaphore::new(UPLOAD_KIB_IN_FLIGHT as usize));
     let produced: Result<(), Error> = async {
         let mut items = Vec::new();
         while let Some(piece) = encoded.next().await {
@@ -110,7 +116,7 @@ pub(super) async fn upload_index(upload: IndexUpload) -> Result<IndexTotals, Err
                 EncodedPiece::Injected(injection) => state.add_injected(&injection, &mut items)?,
             }
             for item in items.drain(..) {
-                queue_item(&h2, wid, kind, item, &queue_tx).await?;
+                queue_item(&h2, wid, kind, item, &queue_tx, &in_flight).await?;
             }
         }
         Ok(())
@@ -124,7 +130,7 @@ pub(super) async fn upload_index(upload: IndexUpload) -> Result<IndexTotals, Err
         Ok(()) => {
             let mut result = Ok(());
             for item in items {
-                result = queue_item(&h2, wid, kind, item, &queue_tx).await;
+                result = queue_item(&h2, wid, kind, item, &queue_tx, &in_flight).await;
                 if result.is_err() {
                     break;
                 }
@@ -151,13 +157,15 @@ pub(super) async fn upload_index(upload: IndexUpload) -> Result<IndexTotals, Err
     Ok(totals)
 }
 
-/// Hands an item to the appender; new chunks start uploading right away.
+/// Hands an item to the appender; new chunks start uploading as soon as the bytes in flight
+/// allow.
 async fn queue_item(
     h2: &H2Client,
     wid: u64,
     kind: IndexKind,
     item: QueueItem,
     queue: &mpsc::Sender<PendingAppend>,
+    in_flight: &Arc<Semaphore>,
 ) -> Result<(), Error> {
     let pending = match item {
         QueueItem::Known(list) => PendingAppend::Known(list),
@@ -168,19 +176,29 @@ async fn queue_item(
                 "size": size,
                 "encoded-size": blob.raw_size(),
             });
+            let kib = u32::try_from(blob.raw_size().div_ceil(1024))
+                .unwrap_or(u32::MAX)
+                .clamp(1, UPLOAD_KIB_IN_FLIGHT);
+            let permit = Arc::clone(in_flight)
+                .acquire_many_owned(kib)
+                .await
+                .map_err(|_| format_err!("upload limiter closed"))?;
             let body = Bytes::from(blob.into_inner());
             let h2 = h2.clone();
             let path = format!("{}_chunk", kind.prefix());
             let upload = tokio::spawn(async move {
-                h2.upload(
-                    "POST",
-                    &path,
-                    Some(params),
-                    "application/octet-stream",
-                    body,
-                )
-                .await
-                .map(drop)
+                let result = h2
+                    .upload(
+                        "POST",
+                        &path,
+                        Some(params),
+                        "application/octet-stream",
+                        body,
+                    )
+                    .await
+                    .map(drop);
+                drop(permit);
+                result
             });
             PendingAppend::Uploaded(entry, upload)
         }
