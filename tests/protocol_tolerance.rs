@@ -16,10 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::h2client::{
     self, dynamic_csum, send_upgrade_head, stock_settings, ticket_cookie, tls_connect,
-    tls_connect_with, upgrade_head, upgrade_on, upgrade_retrying, H2Reply, Session, TlsOptions,
-    Upgrade, BACKUP_PROTOCOL, READER_PROTOCOL, SNAPSHOT_BUSY,
+    tls_connect_with, upgrade_head, upgrade_keeping_driver, upgrade_on, upgrade_retrying, H2Reply,
+    Session, TlsOptions, Upgrade, BACKUP_PROTOCOL, READER_PROTOCOL, SNAPSHOT_BUSY,
 };
-use common::{wait_task, Target, TestServer};
+use common::{encode, wait_task, Target, TestServer};
 use pbs_datastore::file_formats::COMPRESSED_BLOB_MAGIC_1_0;
 use pbs_datastore::{CryptConfig, DataBlob, DataChunkBuilder};
 
@@ -774,5 +774,64 @@ fn every_tolerated_client_variation_backs_up() {
         extra_request_headers(&server, &store).await;
         parameters_and_call_order(&server, &store).await;
         encodings_and_manifests(&server, &store).await;
+        connection_dropped_after_finish(&server, &store).await;
+    });
+}
+
+/// The client drops the TCP connection right after the `finish` response, without GOAWAY and
+/// without TLS close_notify (protocol.md §8.2): a normal end of a finished session.
+async fn connection_dropped_after_finish(server: &TestServer, store: &std::path::Path) {
+    let cookie = ticket_cookie(server, "root@pam");
+    let tls = tls_connect(server.proxy_addr, &server.fingerprint)
+        .await
+        .unwrap();
+    let head = upgrade_head(&target("dropped"), &cookie, BACKUP_PROTOCOL);
+    let (mut session, driver) = upgrade_keeping_driver(tls, &head).await.unwrap();
+    finish_with_blob(&mut session, "dropped", &[]).await;
+    driver.abort();
+    drop(session);
+    check_snapshot(store, "dropped");
+
+    // The test's HTTP client blocks.
+    tokio::task::block_in_place(|| {
+        let root = server.client("root@pam");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let upid = loop {
+            let tasks = root
+                .get(
+                    Target::Proxy,
+                    "nodes/localhost/tasks?typefilter=backup&limit=100",
+                )
+                .data();
+            let task = tasks.as_array().and_then(|list| {
+                list.iter()
+                    .find(|t| t["worker_id"] == format!("{STORE}:host/dropped"))
+                    .cloned()
+            });
+            if let Some(upid) = task.as_ref().and_then(|t| t["upid"].as_str()) {
+                break upid.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no task: {tasks}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let status = wait_task(&root, &upid);
+        assert_eq!(status["exitstatus"], "OK", "{status}");
+        let log = root
+            .get(
+                Target::Proxy,
+                &format!("nodes/localhost/tasks/{}/log?limit=1000", encode(&upid)),
+            )
+            .data();
+        let lines: Vec<&str> = log
+            .as_array()
+            .map(|l| l.iter().filter_map(|e| e["t"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(": backup finished successfully")),
+            "{lines:?}"
+        );
+        assert!(!lines.iter().any(|l| l.contains("had errors")), "{lines:?}");
     });
 }

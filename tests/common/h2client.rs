@@ -230,6 +230,23 @@ pub async fn upgrade_on(
     Ok(Upgrade::Session(Session { sender }))
 }
 
+/// Like [`upgrade_on`] with the stock settings, but returns the task driving the connection:
+/// aborting it drops the TCP connection at once, without GOAWAY and without TLS close_notify.
+pub async fn upgrade_keeping_driver(
+    mut tls: TlsStream,
+    head: &str,
+) -> Result<(Session, tokio::task::JoinHandle<()>), BoxError> {
+    let (status, _head, error) = send_upgrade_head(&mut tls, head).await?;
+    if let Some(text) = error {
+        return Err(format!("upgrade refused: {status} {text}").into());
+    }
+    let (sender, conn) = stock_settings().handshake(TokioIo::new(tls)).await?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((Session { sender }, driver))
+}
+
 /// Runs `attempt` until it yields a session, retrying for up to 20 s while the refusal text
 /// ends with `busy` (the previous session of the group or snapshot is still ending: the
 /// server notices a closed connection asynchronously).
