@@ -823,10 +823,21 @@ fn backup_protocol_end_to_end() {
             .contains(": starting new backup on datastore 'store1' from 127.0.0.1: \"host/elsa/")),
         "{lines:?}"
     );
+    // The session ended as a finished one (protocol.md §3.5). Which of the two finished
+    // outcomes is logged depends on how the test client's connection closes after `finish`:
+    // a clean end, or a reset when the server's last frames meet the already closed socket
+    // ("backup had errors but finished: connection error"); both keep the snapshot.
     assert!(
         lines
             .iter()
-            .any(|l| l.ends_with(": backup finished successfully")),
+            .any(|l| l.ends_with(": backup finished successfully")
+                || l.contains(": backup had errors but finished: ")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("backup failed") || l.contains("removing")),
         "{lines:?}"
     );
 
