@@ -15,7 +15,7 @@ use common::h2client::{
     self, dynamic_csum, upgrade_retrying, BoxError, H2Reply, Session, Upgrade, BACKUP_PROTOCOL,
     GROUP_BUSY,
 };
-use common::{encode, wait_until, Target, TestServer};
+use common::{encode, task_log_lines, wait_until, Target, TestServer};
 use pbs_api_types::CryptMode;
 use pbs_datastore::file_formats::{DYNAMIC_SIZED_CHUNK_INDEX_1_0, FIXED_SIZED_CHUNK_INDEX_1_0};
 use pbs_datastore::{BackupManifest, DataBlob, DataChunkBuilder};
@@ -808,16 +808,7 @@ fn backup_protocol_end_to_end() {
         .and_then(|t| t["upid"].as_str())
         .expect("backup task")
         .to_string();
-    let log = root
-        .get(
-            Target::Proxy,
-            &format!("nodes/localhost/tasks/{}/log?limit=1000", encode(&upid)),
-        )
-        .data();
-    let lines: Vec<&str> = log
-        .as_array()
-        .map(|l| l.iter().filter_map(|e| e["t"].as_str()).collect())
-        .unwrap_or_default();
+    let lines = task_log_lines(&root, &upid);
     assert!(
         lines.iter().any(|l| l
             .contains(": starting new backup on datastore 'store1' from 127.0.0.1: \"host/elsa/")),

@@ -19,7 +19,7 @@ use common::h2client::{
     tls_connect_with, upgrade_head, upgrade_keeping_driver, upgrade_on, upgrade_retrying, H2Reply,
     Session, TlsOptions, Upgrade, BACKUP_PROTOCOL, READER_PROTOCOL, SNAPSHOT_BUSY,
 };
-use common::{encode, wait_task, Target, TestServer};
+use common::{task_log_lines, wait_task, Target, TestServer};
 use pbs_datastore::file_formats::COMPRESSED_BLOB_MAGIC_1_0;
 use pbs_datastore::{CryptConfig, DataBlob, DataChunkBuilder};
 
@@ -816,16 +816,7 @@ async fn connection_dropped_after_finish(server: &TestServer, store: &std::path:
         };
         let status = wait_task(&root, &upid);
         assert_eq!(status["exitstatus"], "OK", "{status}");
-        let log = root
-            .get(
-                Target::Proxy,
-                &format!("nodes/localhost/tasks/{}/log?limit=1000", encode(&upid)),
-            )
-            .data();
-        let lines: Vec<&str> = log
-            .as_array()
-            .map(|l| l.iter().filter_map(|e| e["t"].as_str()).collect())
-            .unwrap_or_default();
+        let lines = task_log_lines(&root, &upid);
         assert!(
             lines
                 .iter()

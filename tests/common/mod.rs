@@ -342,6 +342,23 @@ pub fn wait_task(client: &Client, upid: &str) -> Value {
     status
 }
 
+/// The text lines of task `upid`'s log (up to 1000).
+pub fn task_log_lines(client: &Client, upid: &str) -> Vec<String> {
+    let log = client
+        .get(
+            Target::Proxy,
+            &format!("nodes/localhost/tasks/{}/log?limit=1000", encode(upid)),
+        )
+        .data();
+    log.as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e["t"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Hands a path written by the test to the `backup` user, which the proxy runs as under root.
 pub fn chown_to_backup(path: &Path) {
     // SAFETY: plain system call without arguments.
