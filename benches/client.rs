@@ -97,27 +97,15 @@ fn main() -> Result<(), BoxError> {
     spec.push(source.as_os_str());
 
     let log = work.path().join("client.log");
-    let backup = run_step(
-        &server,
-        client(&[
-            OsStr::new("backup"),
-            &spec,
-            OsStr::new("--backup-id"),
-            OsStr::new("bench"),
-        ]),
-        &log,
-    )?;
+    let backup_args = [
+        OsStr::new("backup"),
+        &spec,
+        OsStr::new("--backup-id"),
+        OsStr::new("bench"),
+    ];
+    let backup = run_step(&server, client(&backup_args), &log)?;
     std::thread::sleep(Duration::from_secs(1));
-    let incremental = run_step(
-        &server,
-        client(&[
-            OsStr::new("backup"),
-            &spec,
-            OsStr::new("--backup-id"),
-            OsStr::new("bench"),
-        ]),
-        &log,
-    )?;
+    let incremental = run_step(&server, client(&backup_args), &log)?;
     let target = work.path().join("restored");
     let restore = run_step(
         &server,
